@@ -1,0 +1,1 @@
+"""Where a job runs: local (this machine), and later aws and slurm. No Qt."""

@@ -1,0 +1,250 @@
+"""Probe a video file: what the plan, the decoder and the muxer need to know up front.
+
+Frame count, timestamps and keyframes come from demuxing packets (no decoding), so a probe
+of a long file costs seconds, and the counts are exact even when the header lies.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from vsr_desktop.core.errors import InputError, MediaError
+
+
+@dataclass(frozen=True)
+class ColorInfo:
+    """Colour metadata as FFmpeg enum values (kept so the output is tagged like the source)."""
+
+    primaries: int = 2
+    trc: int = 2
+    space: int = 2
+    range: int = 0
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """An audio or subtitle stream that is copied to the output untouched."""
+
+    index: int
+    kind: str
+    codec: str
+    language: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The first video stream, with the exact presentation timestamps of every frame."""
+
+    index: int
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    time_base: Fraction
+    average_rate: Fraction
+    frame_pts: tuple[int, ...]
+    keyframe_pts: tuple[int, ...]
+    rotation: int = 0
+    color: ColorInfo = field(default_factory=ColorInfo)
+    sample_aspect_ratio: Fraction | None = None
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.frame_pts)
+
+    @property
+    def duration_seconds(self) -> float:
+        """Presentation span including the last frame's duration."""
+        if not self.frame_pts:
+            return 0.0
+        last = self.frame_pts[-1] - self.frame_pts[0]
+        return float(last * self.time_base) + self.frame_duration_seconds
+
+    @property
+    def frame_duration_seconds(self) -> float:
+        """Typical (median) frame interval; containers disagree on average rates."""
+        if len(self.frame_pts) >= 2:
+            deltas = sorted(b - a for a, b in zip(self.frame_pts, self.frame_pts[1:], strict=False))
+            return float(deltas[len(deltas) // 2] * self.time_base)
+        if self.average_rate:
+            return float(1 / self.average_rate)
+        return 0.0
+
+    @property
+    def is_variable_frame_rate(self) -> bool:
+        """True when frame intervals differ by more than one tick (VFR footage, phone clips)."""
+        if len(self.frame_pts) < 3:
+            return False
+        deltas = {b - a for a, b in zip(self.frame_pts, self.frame_pts[1:], strict=False)}
+        return max(deltas) - min(deltas) > 1
+
+    def pts_to_seconds(self, pts: int) -> float:
+        return float((pts - self.frame_pts[0]) * self.time_base) if self.frame_pts else 0.0
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """Everything known about a source file after probing."""
+
+    path: Path
+    container: str
+    size_bytes: int
+    video: VideoInfo
+    audio: tuple[StreamInfo, ...] = ()
+    subtitles: tuple[StreamInfo, ...] = ()
+    data_streams: int = 0
+
+    @property
+    def copied_streams(self) -> tuple[StreamInfo, ...]:
+        return self.audio + self.subtitles
+
+
+def bit_depth_of(pix_fmt: str) -> int:
+    """Bits per component of a pixel format name (yuv420p10le → 10)."""
+    import av
+
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, av.FFmpegError):
+        return 8
+    bits = [c.bits for c in fmt.components]
+    return max(bits) if bits else 8
+
+
+def _open_input(path: Path) -> Any:
+    import av
+
+    if not path.exists():
+        raise InputError(f"{path} does not exist", "check the path and try again")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a video file", "choose a video file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path} cannot be read", "check the file's permissions")
+    try:
+        return av.open(str(path))
+    except av.FFmpegError as exc:
+        raise MediaError(
+            f"{path.name} is not a video FFmpeg can read ({exc.__class__.__name__})",
+            "choose a video file (mp4, mkv, mov, webm, avi…)",
+        ) from exc
+
+
+def probe(path: Path | str) -> MediaInfo:
+    """Read stream layout, exact frame timestamps and keyframes of a video file."""
+    import av
+
+    path = Path(path)
+    container = _open_input(path)
+    with container:
+        videos = [s for s in container.streams if s.type == "video"]
+        # Cover art is a single attached picture, not footage.
+        videos = [s for s in videos if not (s.disposition & av.stream.Disposition.attached_pic)]
+        if not videos:
+            raise MediaError(f"{path.name} has no video stream", "choose a video file")
+        vstream = videos[0]
+        ctx = vstream.codec_context
+        audio = tuple(
+            StreamInfo(
+                index=s.index,
+                kind="audio",
+                codec=s.codec_context.name,
+                language=s.language,
+                sample_rate=s.codec_context.sample_rate,
+                channels=s.codec_context.channels,
+            )
+            for s in container.streams.audio
+        )
+        subtitles = tuple(
+            StreamInfo(index=s.index, kind="subtitle", codec=s.codec_context.name,
+                       language=s.language)
+            for s in container.streams.subtitles
+        )
+        frame_pts, keyframe_pts = _scan_packets(container, vstream, path)
+        rotation, color = _first_frame_metadata(path, vstream.index)
+        pix_fmt = ctx.format.name if ctx.format is not None else "yuv420p"
+        rate = vstream.average_rate or vstream.guessed_rate or Fraction(25)
+        if not frame_pts:
+            raise MediaError(f"{path.name} contains no video frames", "the file may be truncated")
+        return MediaInfo(
+            path=path,
+            container=container.format.name,
+            size_bytes=path.stat().st_size,
+            video=VideoInfo(
+                index=vstream.index,
+                codec=ctx.name,
+                width=ctx.width,
+                height=ctx.height,
+                pix_fmt=pix_fmt,
+                bit_depth=bit_depth_of(pix_fmt),
+                time_base=Fraction(vstream.time_base),
+                average_rate=Fraction(rate),
+                frame_pts=tuple(frame_pts),
+                keyframe_pts=tuple(keyframe_pts),
+                rotation=rotation,
+                color=color,
+                sample_aspect_ratio=(
+                    Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
+                ),
+            ),
+            audio=audio,
+            subtitles=subtitles,
+            data_streams=len(container.streams.data),
+        )
+
+
+def _scan_packets(container: Any, vstream: Any, path: Path) -> tuple[list[int], list[int]]:
+    """Collect presentation timestamps (sorted) and keyframe timestamps of the video stream."""
+    import av
+
+    pts: list[int] = []
+    keys: list[int] = []
+    try:
+        for packet in container.demux(vstream):
+            if packet.size == 0:
+                continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None:
+                continue
+            pts.append(stamp)
+            if packet.is_keyframe:
+                keys.append(stamp)
+    except av.FFmpegError as exc:
+        raise MediaError(
+            f"{path.name} is damaged: reading stopped after {len(pts)} frames ({exc})",
+            "re-export or re-download the file",
+        ) from exc
+    pts.sort()
+    keys.sort()
+    if pts and (not keys or keys[0] != pts[0]):
+        # A stream that starts without a flagged keyframe still starts decoding at frame 0.
+        keys.insert(0, pts[0])
+    return pts, keys
+
+
+def _first_frame_metadata(path: Path, stream_index: int) -> tuple[int, ColorInfo]:
+    """Rotation and colour tags live on decoded frames in FFmpeg 7+; decode just one."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams[stream_index]
+            for frame in container.decode(stream):
+                color = ColorInfo(
+                    primaries=int(frame.color_primaries),
+                    trc=int(frame.color_trc),
+                    space=int(frame.colorspace),
+                    range=int(frame.color_range),
+                )
+                return int(frame.rotation or 0), color
+    except av.FFmpegError as exc:
+        raise MediaError(
+            f"{path.name} could not be decoded ({exc})", "the file may be corrupt or truncated"
+        ) from exc
+    raise MediaError(f"{path.name} has no decodable video frame", "the file may be truncated")

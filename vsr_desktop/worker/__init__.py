@@ -1,0 +1,1 @@
+"""Stage functions a job runs (split, upscale-chunk, merge), shared by every backend."""
