@@ -217,7 +217,7 @@ class ChunkEncoder:
         """Close without flushing; the caller deletes the partial file."""
         try:
             self._container.close()
-        except Exception:  # noqa: BLE001 - best effort on an already failing path
+        except Exception:
             pass
 
     def _mux(self, packets: Any) -> None:

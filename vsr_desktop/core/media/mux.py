@@ -157,5 +157,5 @@ def merge_chunks(
 def _close_quietly(container: Any) -> None:
     try:
         container.close()
-    except Exception:  # noqa: BLE001 - the original error matters, not this one
+    except Exception:
         pass

@@ -65,7 +65,7 @@ def _frame_pts(spec: ClipSpec, time_base: Fraction) -> list[int]:
     return pts
 
 
-def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Path:  # noqa: B008
+def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Path:
     """Encode the clip to `path` (container from the suffix) and return the path."""
     import av
 
@@ -99,7 +99,7 @@ def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Pat
             frame.time_base = time_base
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
-        duration = float((pts_list[-1] * time_base)) + 1 / spec.fps
+        duration = float(pts_list[-1] * time_base) + 1 / spec.fps
         if audio is not None:
             _write_tone(container, audio, duration)
         if subtitle is not None:

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up everything `make run` and `make test` need on a fresh Debian/Ubuntu machine:
+# system packages (when run as root), the .venv at the repo root, and the Python packages.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+PY=${PYTHON:-python3}
+APT_PACKAGES=(ca-certificates)
+
+if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if (( ${#missing[@]} )); then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+fi
+
+if [[ ! -x $VENV/bin/python ]]; then
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+fi
+PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
+
+# PyTorch first, pinned: on Linux x86_64 these are the CUDA builds (they also run on CPU).
+# Users on macOS get the MPS build and CPU-only users may use the CPU index: see README.
+if [[ $(uname -s) == Linux && $(uname -m) == x86_64 ]]; then
+    "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
+fi
+"${PIP[@]}" -e ".[dev,bench]"
+# The benchmark's reference implementation: unmaintained, with a 1.9 GB dependency tree we
+# do not need; its few real dependencies are in the bench extra above.
+"${PIP[@]}" --no-deps realesrgan==0.3.0 basicsr==1.4.2
+touch "$VENV/.bootstrapped"

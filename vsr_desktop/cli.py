@@ -1,0 +1,319 @@
+"""The `vsr` command: upscale, preview, models, jobs, demo.
+
+Every VsrError becomes one line on stderr and its own exit code; nothing else escapes as a
+traceback unless --debug is given. Heavy modules (torch, av) are imported per command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from vsr_desktop import __version__
+from vsr_desktop.core.errors import CancelledError, InputError, VsrError
+
+CODEC_CHOICES = ("h264", "h265", "av1", "prores", "vp9")
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="realesr-animevideov3",
+                        help="model name from `vsr models list`, or a .pth/.safetensors file")
+    parser.add_argument("--scale", type=float, default=None,
+                        help="output scale (default: the model's own, e.g. 4)")
+    parser.add_argument("--denoise", type=float, default=None, dest="denoise_strength",
+                        help="denoise strength 0..1 (realesr-general-x4v3 only)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    parser.add_argument("--tile", type=int, default=0,
+                        help="tile size in pixels (0: whole frames, tiles after out-of-memory)")
+    parser.add_argument("--download", action="store_true",
+                        help="download the model if it is not cached yet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vsr", description="Upscale video with Real-ESRGAN models.")
+    parser.add_argument("--version", action="version", version=f"vsr {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("upscale", help="upscale a whole video")
+    up.add_argument("input", type=Path)
+    up.add_argument("-o", "--output", type=Path, default=None,
+                    help="output file (default: INPUT_upscaled.mp4 beside the input)")
+    _add_engine_options(up)
+    up.add_argument("--codec", default="h264", choices=CODEC_CHOICES)
+    up.add_argument("--crf", type=int, default=None, help="quality: lower is better")
+    up.add_argument("--bitrate", type=int, default=None, help="bits per second instead of CRF")
+    up.add_argument("--preset", default=None, help="encoder speed preset")
+    up.add_argument("--ten-bit", action="store_true", default=None, help="force 10-bit output")
+    up.add_argument("--batch-size", type=int, default=1)
+    up.add_argument("--chunk-seconds", type=float, default=60.0,
+                    help="chunk length: the unit of progress and resume")
+    up.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    up.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    pv = sub.add_parser("preview", help="write a before/after picture of one frame")
+    pv.add_argument("input", type=Path)
+    pv.add_argument("--frame", type=int, default=0)
+    pv.add_argument("-o", "--output", type=Path, required=True)
+    pv.add_argument("--region", default=None, help="X,Y,WIDTH,HEIGHT of the source to upscale")
+    pv.add_argument("--mode", default="side-by-side", choices=("split", "side-by-side"))
+    _add_engine_options(pv)
+
+    models = sub.add_parser("models", help="list, download or import models")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="models by name, and whether they are here")
+    dl = msub.add_parser("download", help="download a model into the cache")
+    dl.add_argument("name")
+    imp = msub.add_parser("import", help="convert an ncnn .param/.bin model to safetensors")
+    imp.add_argument("param", type=Path)
+    imp.add_argument("-o", "--output", type=Path, default=None)
+
+    jobs = sub.add_parser("jobs", help="list, show, resume or remove jobs")
+    jsub = jobs.add_subparsers(dest="jobs_command", required=True)
+    jsub.add_parser("list")
+    for name in ("show", "resume", "remove"):
+        cmd = jsub.add_parser(name)
+        cmd.add_argument("job_id")
+
+    demo = sub.add_parser("demo", help="upscale the bundled sample clip (what `make run` does)")
+    demo.add_argument("-o", "--output-dir", type=Path, default=Path("out"))
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    return parser
+
+
+class _ProgressBar:
+    """tqdm bar fed from progress events (the CLI's view of the job)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._bar: Any = None
+        self._quiet = quiet
+
+    def __call__(self, event: Any) -> None:
+        if self._quiet:
+            return
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=event.frames_total, unit="frame", dynamic_ncols=True,
+                             initial=event.frames_done)
+        self._bar.n = event.frames_done
+        self._bar.set_postfix_str(
+            f"{event.phase} chunks {event.chunks_done}/{event.chunks_total} "
+            f"{event.fps:.2f} fps", refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _install_sigint(cancel: threading.Event) -> None:
+    """First Ctrl-C cancels cooperatively (the job stays resumable); a second one kills."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\ncancelling after the current frame…", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _default_output(source: Path) -> Path:
+    return source.with_name(f"{source.stem}_upscaled.mp4")
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from vsr_desktop.backends.local import LocalBackend, UpscaleRequest
+    from vsr_desktop.core.jobs import JobStore
+    from vsr_desktop.core.media.encode import EncodeSettings
+
+    if args.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    request = UpscaleRequest(
+        source=args.input, output=args.output or _default_output(args.input),
+        model=args.model, outscale=args.scale, denoise_strength=args.denoise_strength,
+        encode=EncodeSettings(codec=args.codec, crf=args.crf, bitrate=args.bitrate,
+                              preset=args.preset, ten_bit=args.ten_bit),
+        device=args.device, precision=args.precision, tile=args.tile,
+        batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
+        overwrite=args.overwrite, allow_download=args.download,
+    )
+    return _run_job(request, quiet=args.quiet, store=JobStore(), backend_cls=LocalBackend)
+
+
+def _run_job(request: Any, quiet: bool, store: Any, backend_cls: Any) -> int:
+    backend = backend_cls(store)
+    job = backend.prepare(request)
+    done = store.finished_chunks(job.id)
+    if done:
+        print(f"resuming job {job.id}: {len(done)} chunk(s) already done", file=sys.stderr)
+    else:
+        print(f"job {job.id}: {request.source} → {request.output}", file=sys.stderr)
+    cancel = threading.Event()
+    _install_sigint(cancel)
+    bar = _ProgressBar(quiet)
+    try:
+        result = backend.run(request, progress=bar, cancel=cancel, job=job)
+    except CancelledError:
+        bar.close()
+        print(f"cancelled; resume with `vsr jobs resume {job.id}`", file=sys.stderr)
+        return CancelledError.exit_code
+    finally:
+        bar.close()
+    print(f"wrote {result.output}", file=sys.stderr)
+    if result.message:
+        print(f"note: {result.message}", file=sys.stderr)
+    return 0
+
+
+def _engine_for(args: argparse.Namespace) -> Any:
+    from vsr_desktop.backends.local import UpscaleRequest, build_engine
+
+    return build_engine(UpscaleRequest(
+        source=Path("."), output=Path("."), model=args.model, outscale=args.scale,
+        denoise_strength=args.denoise_strength, device=args.device,
+        precision=args.precision, tile=args.tile, allow_download=args.download,
+    ))
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from vsr_desktop.core.media.probe import probe
+    from vsr_desktop.core.preview import Region, compose, render_before_after, save_png
+
+    if args.output.suffix.lower() != ".png":
+        raise InputError(f"{args.output.name} is not a .png file", "name the output *.png")
+    if not args.output.parent.is_dir():
+        raise InputError(f"the folder {args.output.parent} does not exist")
+    info = probe(args.input)
+    region = Region.parse(args.region) if args.region else None
+    before, after = render_before_after(info, args.frame, _engine_for(args), region)
+    save_png(compose(before, after, args.mode), args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from vsr_desktop.core import models
+
+    if args.models_command == "list":
+        for spec in models.MODEL_REGISTRY.values():
+            here = "bundled" if spec.name == models.DEFAULT_MODEL_NAME else (
+                "cached" if models.cached_model_path(spec) else "not downloaded")
+            print(f"{spec.name:32} x{spec.scale}  {spec.arch:16} {here:15} {spec.description}")
+        return 0
+    if args.models_command == "download":
+        from tqdm import tqdm
+
+        spec = models.get_spec(args.name)
+        with tqdm(total=spec.size_bytes, unit="B", unit_scale=True) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+            path = models.download_model(spec, progress=progress)
+        print(f"saved {path}", file=sys.stderr)
+        return 0
+    out = args.output or args.param.with_suffix(".safetensors")
+    loaded = models.import_ncnn_to_file(args.param, out)
+    print(f"imported {loaded.arch} x{loaded.scale} → {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from vsr_desktop.core.jobs import JobStore
+
+    store = JobStore()
+    if args.jobs_command == "list":
+        for job in store.list():
+            print(f"{job.id}  {job.state.value:11} {job.progress:6.1%}  {job.backend:6} "
+                  f"{job.name} → {job.output}")
+        return 0
+    job = store.get(args.job_id)
+    if args.jobs_command == "show":
+        for key, value in vars(job).items():
+            print(f"{key:13} {value.value if hasattr(value, 'value') else value}")
+        return 0
+    if args.jobs_command == "remove":
+        store.delete(job.id)
+        return 0
+    return _resume(job, store)
+
+
+def _resume(job: Any, store: Any) -> int:
+    from vsr_desktop.backends.local import LocalBackend, UpscaleRequest
+    from vsr_desktop.core.media.encode import EncodeSettings
+
+    if not job.state.is_resumable:
+        raise InputError(f"job {job.id} is {job.state.value}, not resumable")
+    s = job.settings
+    request = UpscaleRequest(
+        source=Path(job.source), output=Path(job.output), model=s["model"],
+        outscale=s["outscale"], denoise_strength=s["denoise_strength"],
+        encode=EncodeSettings(**s["encode"]), chunk_seconds=s["chunk_seconds"],
+    )
+    return _run_job(request, quiet=False, store=store, backend_cls=LocalBackend)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Upscale the bundled sample with the bundled model: output video plus a comparison."""
+    from vsr_desktop.backends.local import UpscaleRequest
+    from vsr_desktop.core.jobs import JobStore
+    from vsr_desktop.core.media.probe import probe
+    from vsr_desktop.core.preview import compose, render_before_after, save_png
+    from vsr_desktop.resources import sample_clip_path
+
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    sample = sample_clip_path()
+    video_out = args.output_dir / "sample_x4.mp4"
+    request = UpscaleRequest(source=sample, output=video_out, device=args.device,
+                             precision=args.precision, overwrite=True)
+    from vsr_desktop.backends.local import LocalBackend, build_engine
+
+    code = _run_job(request, quiet=False, store=JobStore(), backend_cls=LocalBackend)
+    if code:
+        return code
+    info = probe(sample)
+    before, after = render_before_after(info, info.video.frame_count // 2, build_engine(request))
+    picture = args.output_dir / "sample_compare.png"
+    save_png(compose(before, after, "side-by-side"), picture)
+    print(f"wrote {picture}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "upscale": cmd_upscale,
+    "preview": cmd_preview,
+    "models": cmd_models,
+    "jobs": cmd_jobs,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VsrError as exc:
+        if args.debug:
+            raise
+        print(f"vsr: error: {exc.user_message()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vsr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Job records in SQLite: one store shared by the CLI, the GUI and every backend.
+
+A row says what a job is (source, output, settings), where it runs, and how far it got,
+chunk by chunk, so a job killed at any moment can be resumed from its last finished chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from vsr_desktop.core.errors import JobError
+
+
+class JobState(str, Enum):
+    """Lifecycle of a job; INTERRUPTED means it was running when its process died."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def is_resumable(self) -> bool:
+        return self in (JobState.INTERRUPTED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass
+class JobRecord:
+    """One job, whatever backend runs it (the jobs panel draws every row the same way)."""
+
+    id: str
+    name: str
+    backend: str
+    source: str
+    output: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    state: JobState = JobState.QUEUED
+    phase: str = ""
+    frames_done: int = 0
+    frames_total: int = 0
+    chunks_done: int = 0
+    chunks_total: int = 0
+    fps: float = 0.0
+    eta_seconds: float | None = None
+    message: str = ""
+    work_dir: str = ""
+    log_path: str = ""
+    pid: int | None = None
+    cost_usd: float | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def progress(self) -> float:
+        return self.frames_done / self.frames_total if self.frames_total else 0.0
+
+
+_COLUMNS = [f.name for f in fields(JobRecord)]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, name TEXT, backend TEXT, source TEXT, output TEXT, settings TEXT,
+    state TEXT, phase TEXT, frames_done INTEGER, frames_total INTEGER, chunks_done INTEGER,
+    chunks_total INTEGER, fps REAL, eta_seconds REAL, message TEXT, work_dir TEXT,
+    log_path TEXT, pid INTEGER, cost_usd REAL, created_at REAL, updated_at REAL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    job_id TEXT NOT NULL, chunk_index INTEGER NOT NULL, frames INTEGER NOT NULL,
+    path TEXT NOT NULL, finished_at REAL NOT NULL,
+    PRIMARY KEY (job_id, chunk_index)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+SCHEMA_VERSION = 1
+
+
+def default_store_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("vsr_desktop", appauthor=False)) / "jobs.sqlite3"
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobStore:
+    """Thread-safe access to the jobs database (a connection per operation, WAL mode)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
+                db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        except (sqlite3.Error, OSError) as exc:
+            raise JobError(
+                f"cannot open the jobs database {self.path} ({exc})",
+                "check the folder is writable, or move the damaged file away",
+            ) from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex[:12]
+
+    def add(self, job: JobRecord) -> JobRecord:
+        values = self._to_row(job)
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        with self._connect() as db:
+            db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({placeholders})", values)
+        return job
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._connect() as db:
+            row = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        if row is None:
+            raise JobError(f"no job with id {job_id}", "list jobs with `vsr jobs list`")
+        return self._from_row(row)
+
+    def list(self) -> list[JobRecord]:
+        """All jobs, newest first; rows of dead processes are marked interrupted first."""
+        self.mark_dead_as_interrupted()
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs ORDER BY created_at DESC"
+            ).fetchall()
+        return [self._from_row(r) for r in rows]
+
+    def update(self, job_id: str, **changes: Any) -> None:
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise JobError(f"unknown job fields {sorted(unknown)}")
+        changes["updated_at"] = time.time()
+        if "state" in changes:
+            changes["state"] = JobState(changes["state"]).value
+        if "settings" in changes:
+            changes["settings"] = json.dumps(changes["settings"], sort_keys=True)
+        assignments = ", ".join(f"{k} = ?" for k in changes)
+        with self._connect() as db:
+            db.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ?", (*changes.values(), job_id)
+            )
+
+    def delete(self, job_id: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def record_chunk(self, job_id: str, index: int, frames: int, path: Path) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
+                (job_id, index, frames, str(path), time.time()),
+            )
+
+    def finished_chunks(self, job_id: str) -> dict[int, tuple[int, Path]]:
+        """Chunk index → (frames, file) for every chunk recorded as complete."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT chunk_index, frames, path FROM chunks WHERE job_id = ?", (job_id,)
+            ).fetchall()
+        return {int(i): (int(f), Path(p)) for i, f, p in rows}
+
+    def forget_chunks(self, job_id: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
+
+    def find_resumable(self, source: str, output: str, settings: dict[str, Any]) -> JobRecord | None:
+        """An unfinished local job for the same source, output and settings, if any."""
+        self.mark_dead_as_interrupted()
+        wanted = json.dumps(settings, sort_keys=True)
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE source = ? AND output = ? "
+                "AND settings = ? AND state IN (?, ?, ?) ORDER BY created_at DESC",
+                (source, output, wanted, JobState.INTERRUPTED.value, JobState.FAILED.value,
+                 JobState.CANCELLED.value),
+            ).fetchall()
+        return self._from_row(rows[0]) if rows else None
+
+    def mark_dead_as_interrupted(self) -> None:
+        """A RUNNING local job whose process is gone was killed or crashed: resumable."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, pid FROM jobs WHERE state = ? AND backend = 'local'",
+                (JobState.RUNNING.value,),
+            ).fetchall()
+            for job_id, pid in rows:
+                if not _pid_alive(pid):
+                    db.execute(
+                        "UPDATE jobs SET state = ?, message = ?, updated_at = ? WHERE id = ?",
+                        (JobState.INTERRUPTED.value,
+                         "interrupted: the process running it stopped; resume to continue",
+                         time.time(), job_id),
+                    )
+
+    @staticmethod
+    def _to_row(job: JobRecord) -> list[Any]:
+        values: list[Any] = []
+        for name in _COLUMNS:
+            value = getattr(job, name)
+            if name == "settings":
+                value = json.dumps(value, sort_keys=True)
+            elif name == "state":
+                value = JobState(value).value
+            values.append(value)
+        return values
+
+    @staticmethod
+    def _from_row(row: tuple[Any, ...]) -> JobRecord:
+        data = dict(zip(_COLUMNS, row, strict=True))
+        data["settings"] = json.loads(data["settings"] or "{}")
+        data["state"] = JobState(data["state"])
+        return JobRecord(**data)
