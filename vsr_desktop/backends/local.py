@@ -16,7 +16,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
+from vsr_desktop.core.errors import (
+    CancelledError,
+    InputError,
+    JobError,
+    ModelError,
+    VsrError,
+)
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.media.encode import EncodeSettings, check_codec_fits_container, container_for
 from vsr_desktop.core.media.probe import MediaInfo, probe
@@ -89,13 +95,37 @@ def validate_request(request: UpscaleRequest) -> MediaInfo:
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"the output folder {folder} does not exist", "create it or pick another")
-    if not os.access(folder, os.W_OK):
+    if not _can_write_in(folder):
         raise InputError(f"the output folder {folder} is not writable", "pick another folder")
     if output.exists() and not request.overwrite:
         raise InputError(f"{output} already exists", "pass --overwrite or choose another name")
+    check_model_reference(request.model)
     if request.outscale is not None and not 0.25 <= request.outscale <= 8:
         raise InputError(f"scale {request.outscale} is out of range", "use a scale from 1 to 8")
     return info
+
+
+def check_model_reference(model: str) -> None:
+    """Fail before any work when the model is neither a known name nor an existing file."""
+    from vsr_desktop.core.models.registry import get_spec
+
+    path = Path(model).expanduser()
+    if path.is_file():
+        return
+    if path.suffix.lower() in {".pth", ".pt", ".ckpt", ".safetensors", ".param"} or "/" in model:
+        raise ModelError(f"model file {model} does not exist", "check the path")
+    get_spec(model)
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Try it: os.access says yes to root even on read-only mounts."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vsr-write-check-"):
+            return True
+    except OSError:
+        return False
 
 
 def default_work_root() -> Path:
