@@ -198,7 +198,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     info = probe(args.input)
     region = Region.parse(args.region) if args.region else None
     before, after = render_before_after(info, args.frame, _engine_for(args), region)
-    save_png(compose(before, after, args.mode), args.output)
+    labels = ("Before (bicubic)", f"After ({Path(args.model).stem})")
+    save_png(compose(before, after, args.mode, labels), args.output)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -286,7 +287,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     info = probe(sample)
     before, after = render_before_after(info, info.video.frame_count // 2, build_engine(request))
     picture = args.output_dir / "sample_compare.png"
-    save_png(compose(before, after, "side-by-side"), picture)
+    save_png(compose(before, after, "side-by-side",
+                     ("Before (bicubic)", f"After ({request.model})")), picture)
     print(f"wrote {picture}", file=sys.stderr)
     return 0
 

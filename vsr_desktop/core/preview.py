@@ -81,7 +81,12 @@ def render_before_after(
     return before, after
 
 
-def compose(before: np.ndarray, after: np.ndarray, mode: str = "split") -> np.ndarray:
+def compose(
+    before: np.ndarray,
+    after: np.ndarray,
+    mode: str = "split",
+    labels: tuple[str, str] | None = None,
+) -> np.ndarray:
     """One picture of both: a split wipe at the middle, or side by side with a gap."""
     if before.shape != after.shape:
         raise ValueError("before and after must have the same shape")
@@ -91,11 +96,29 @@ def compose(before: np.ndarray, after: np.ndarray, mode: str = "split") -> np.nd
         half = width // 2
         out[:, half:] = after[:, half:]
         out[:, max(half - 1, 0):half + 1] = (255, 255, 255)
-        return out
-    if mode == "side-by-side":
+        positions = (0, half)
+    elif mode == "side-by-side":
         gap = np.full((height, 8, 3), 255, dtype=np.uint8)
-        return np.concatenate([before, gap, after], axis=1)
-    raise InputError(f"unknown comparison mode {mode!r}", "use split or side-by-side")
+        out = np.concatenate([before, gap, after], axis=1)
+        positions = (0, width + 8)
+    else:
+        raise InputError(f"unknown comparison mode {mode!r}", "use split or side-by-side")
+    return _label(out, labels, positions) if labels else out
+
+
+def _label(rgb: np.ndarray, labels: tuple[str, str], positions: tuple[int, int]) -> np.ndarray:
+    """Caption each side in its top-left corner, on a dark box so it reads on any picture."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(image)
+    size = max(10, min(28, rgb.shape[0] // 16))
+    font = ImageFont.load_default(size=size)
+    for text, x in zip(labels, positions, strict=True):
+        left, top, right, bottom = draw.textbbox((x + 8, 6), text, font=font)
+        draw.rectangle((left - 4, top - 3, right + 4, bottom + 3), fill=(0, 0, 0))
+        draw.text((x + 8, 6), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
 
 
 def save_png(rgb: np.ndarray, path: Path) -> None:
