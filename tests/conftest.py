@@ -13,7 +13,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from vsr_desktop.core.media.synth import ClipSpec, make_clip  # noqa: E402
+from vsr_desktop.core.media.synth import ClipSpec, make_clip
 
 ClipFactory = Callable[..., Path]
 

@@ -126,7 +126,7 @@ def test_sigkill_then_resume_skips_finished_chunks(clip_factory: ClipFactory,
     while time.monotonic() < deadline and proc.poll() is None:
         if default_store_path().exists():
             store = JobStore()
-            jobs = [j for j in store.list() if j.output == str(output.resolve())]
+            jobs = [j for j in store.all_jobs() if j.output == str(output.resolve())]
             if jobs and len(store.finished_chunks(jobs[0].id)) >= 2:
                 job_id = jobs[0].id
                 os.kill(proc.pid, signal.SIGKILL)

@@ -113,7 +113,7 @@ def test_cancel_leaves_nothing_and_resume_finishes(clip_factory: ClipFactory,
         backend.run(request, progress=cancel_in_second_chunk, cancel=cancel)
     assert not output.exists()
     assert not list(tmp_path.glob("*.partial*"))
-    job = backend.store.list()[0]
+    job = backend.store.all_jobs()[0]
     assert job.state is JobState.CANCELLED
     assert set(backend.store.finished_chunks(job.id)) == {0}
     resumed = backend.run(request)
@@ -136,7 +136,7 @@ def test_bad_requests_touch_nothing(clip_factory: ClipFactory, tmp_path: Path) -
     with pytest.raises(InputError, match="cannot be stored"):
         backend.prepare(UpscaleRequest(source=source, output=tmp_path / "x.webm",
                                        encode=EncodeSettings(codec="prores")))
-    assert backend.store.list() == []
+    assert backend.store.all_jobs() == []
 
 
 def test_disk_full_during_merge_leaves_no_partial_output(
@@ -157,6 +157,6 @@ def test_disk_full_during_merge_leaves_no_partial_output(
             backend.run(UpscaleRequest(source=source, output=tiny / "out.mp4",
                                        encode=EncodeSettings(crf=0, preset="ultrafast")))
         assert list(tiny.iterdir()) == []
-        assert backend.store.list()[0].state is JobState.FAILED
+        assert backend.store.all_jobs()[0].state is JobState.FAILED
     finally:
         subprocess.run(["umount", str(tiny)], check=False)

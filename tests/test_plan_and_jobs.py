@@ -66,7 +66,7 @@ def test_running_job_of_dead_process_becomes_resumable(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=True)
     job = _job(store, state=JobState.RUNNING, pid=int(dead.stdout))
     alive = _job(store, state=JobState.RUNNING, pid=__import__("os").getpid())
-    states = {j.id: j.state for j in store.list()}
+    states = {j.id: j.state for j in store.all_jobs()}
     assert states[job.id] is JobState.INTERRUPTED
     assert states[alive.id] is JobState.RUNNING
     found = store.find_resumable("/a.mp4", "/b.mp4", {"model": "m"})

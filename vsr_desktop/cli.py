@@ -236,7 +236,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
     store = JobStore()
     if args.jobs_command == "list":
-        for job in store.list():
+        for job in store.all_jobs():
             print(f"{job.id}  {job.state.value:11} {job.progress:6.1%}  {job.backend:6} "
                   f"{job.name} → {job.output}")
         return 0

@@ -158,7 +158,7 @@ class JobStore:
             raise JobError(f"no job with id {job_id}", "list jobs with `vsr jobs list`")
         return self._from_row(row)
 
-    def list(self) -> list[JobRecord]:
+    def all_jobs(self) -> list[JobRecord]:
         """All jobs, newest first; rows of dead processes are marked interrupted first."""
         self.mark_dead_as_interrupted()
         with self._connect() as db:
@@ -206,7 +206,9 @@ class JobStore:
         with self._connect() as db:
             db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
 
-    def find_resumable(self, source: str, output: str, settings: dict[str, Any]) -> JobRecord | None:
+    def find_resumable(
+        self, source: str, output: str, settings: dict[str, Any]
+    ) -> JobRecord | None:
         """An unfinished local job for the same source, output and settings, if any."""
         self.mark_dead_as_interrupted()
         wanted = json.dumps(settings, sort_keys=True)

@@ -56,7 +56,7 @@ def iter_frames(
     produced = 0
     try:
         with av.open(str(path)) as container:
-            stream = container.streams[stream_index]
+            stream: Any = container.streams[stream_index]
             stream.thread_type = "AUTO"
             if first_pts is None or start_pts != first_pts:
                 container.seek(start_pts, stream=stream, backward=True, any_frame=False)

@@ -6,6 +6,7 @@ survives and chunk files line up end to end with no offset arithmetic at merge t
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -163,7 +164,7 @@ class ChunkEncoder:
         profile = settings.profile()
         try:
             self._container: Any = av.open(str(path), "w", format=container_format)
-            stream = self._container.add_stream(
+            stream: Any = self._container.add_stream(
                 profile.encoder, rate=rate, options=settings.codec_options()
             )
         except av.FFmpegError as exc:
@@ -215,10 +216,8 @@ class ChunkEncoder:
 
     def abort(self) -> None:
         """Close without flushing; the caller deletes the partial file."""
-        try:
+        with contextlib.suppress(Exception):
             self._container.close()
-        except Exception:
-            pass
 
     def _mux(self, packets: Any) -> None:
         import av

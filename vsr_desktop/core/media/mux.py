@@ -6,6 +6,7 @@ original timestamps, next to the concatenated video. That is what keeps long job
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 from collections.abc import Iterator, Sequence
@@ -40,7 +41,7 @@ def _video_packets(chunks: Sequence[ChunkFile]) -> Iterator[Any]:
     last_dts: int | None = None
     for chunk in chunks:
         with av.open(str(chunk.path)) as container:
-            stream = container.streams.video[0]
+            stream: Any = container.streams.video[0]
             # Chunk timelines start at 0; bring them back to the source's timestamps.
             offset = round(chunk.pts_offset * chunk.source_time_base / stream.time_base)
             for packet in container.demux(stream):
@@ -155,7 +156,5 @@ def merge_chunks(
 
 
 def _close_quietly(container: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):
         container.close()
-    except Exception:
-        pass

@@ -235,6 +235,7 @@ def _first_frame_metadata(path: Path, stream_index: int) -> tuple[int, ColorInfo
     try:
         with av.open(str(path)) as container:
             stream = container.streams[stream_index]
+            frame: Any
             for frame in container.decode(stream):
                 color = ColorInfo(
                     primaries=int(frame.color_primaries),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,17 +78,17 @@ def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Pat
         if spec.codec == "libx265":
             options = {"crf": str(spec.crf), "preset": "ultrafast",
                        "x265-params": f"log-level=error:keyint={spec.gop}:bframes={spec.bframes}"}
-        video = container.add_stream(spec.codec, rate=spec.fps, options=options)
+        video: Any = container.add_stream(spec.codec, rate=spec.fps, options=options)
         video.width = spec.width
         video.height = spec.height
         video.pix_fmt = "yuv420p10le" if spec.ten_bit else "yuv420p"
         video.time_base = time_base
         video.codec_context.time_base = time_base
-        audio = None
+        audio: Any = None
         if spec.audio:
             audio = container.add_stream("aac", rate=48000)
             audio.layout = "stereo"
-        subtitle = _add_subtitle_stream(container) if spec.subtitles else None
+        subtitle: Any = _add_subtitle_stream(container) if spec.subtitles else None
         for pts, rgb in zip(pts_list, pan_zoom_frames(photo, spec), strict=True):
             if spec.ten_bit:
                 frame = av.VideoFrame.from_ndarray(
@@ -107,7 +108,7 @@ def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Pat
     return path
 
 
-def _write_tone(container: object, stream: object, seconds: float) -> None:
+def _write_tone(container: Any, stream: Any, seconds: float) -> None:
     """A two-tone chirp, so shifted audio would not look identical to the original."""
     import av
 
@@ -124,12 +125,12 @@ def _write_tone(container: object, stream: object, seconds: float) -> None:
         frame.sample_rate = rate
         frame.pts = start
         frame.time_base = Fraction(1, rate)
-        container.mux(stream.encode(frame))  # type: ignore[attr-defined]
-    container.mux(stream.encode(None))  # type: ignore[attr-defined]
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
 
 
-def _add_subtitle_stream(container: object) -> object:
-    stream = container.add_stream("subrip")  # type: ignore[attr-defined]
+def _add_subtitle_stream(container: Any) -> Any:
+    stream: Any = container.add_stream("subrip")
     stream.codec_context.time_base = Fraction(1, 1000)
     # FFmpeg refuses to open a text subtitle stream without an (ASS-style) header.
     stream.codec_context.subtitle_header = (
@@ -141,7 +142,7 @@ def _add_subtitle_stream(container: object) -> object:
     return stream
 
 
-def _write_subtitles(container: object, stream: object, seconds: float) -> None:
+def _write_subtitles(container: Any, stream: Any, seconds: float) -> None:
     import av
 
     for i, start in enumerate(np.arange(0.0, seconds, 1.0)):
@@ -150,4 +151,4 @@ def _write_subtitles(container: object, stream: object, seconds: float) -> None:
         packet.duration = 800
         packet.time_base = Fraction(1, 1000)
         packet.stream = stream
-        container.mux(packet)  # type: ignore[attr-defined]
+        container.mux(packet)
