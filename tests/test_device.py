@@ -1,0 +1,147 @@
+"""Device selection, the CPU precision probe and its cache, and the malloc tuning."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+
+import pytest
+import torch
+from spandrel.architectures.Compact import Compact
+
+from vsr_desktop.core import device as dev
+from vsr_desktop.core.errors import EngineError
+from vsr_desktop.core.malloc_tuning import tune_malloc
+
+CPU = torch.device("cpu")
+
+
+def _compact() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return Compact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16, upscale=4).eval()
+
+
+def test_cpu_and_auto() -> None:
+    assert dev.select_device("cpu") == CPU
+    assert dev.select_device(CPU) == CPU
+    auto = dev.select_device("auto")
+    if torch.cuda.is_available():
+        assert auto.type == "cuda"
+    elif dev._mps_available():
+        assert auto.type == "mps"
+    else:
+        assert auto == CPU
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "CUDA:1"])
+def test_cuda_requested_without_gpu_is_an_error(name: str) -> None:
+    with pytest.raises(EngineError) as info:
+        dev.select_device(name)
+    assert "CUDA" in info.value.message
+    assert "CPU" in info.value.hint
+
+
+@pytest.mark.skipif(dev._mps_available(), reason="this machine has MPS")
+def test_mps_requested_without_mps_is_an_error() -> None:
+    with pytest.raises(EngineError, match="MPS"):
+        dev.select_device("mps")
+
+
+@pytest.mark.parametrize("name", ["banana", "tpu", ""])
+def test_unknown_device_is_an_error(name: str) -> None:
+    with pytest.raises(EngineError) as info:
+        dev.select_device(name)
+    assert "auto, cpu" in info.value.hint
+
+
+def test_describe_cpu() -> None:
+    text = dev.describe_device(CPU)
+    assert text.startswith("CPU: ")
+    assert f"{torch.get_num_threads()} threads" in text
+
+
+def test_explicit_precisions() -> None:
+    assert dev.choose_dtype(CPU, "fp32") == torch.float32
+    assert dev.choose_dtype(CPU, "bf16") == torch.bfloat16
+    assert dev.choose_dtype(torch.device("cuda"), "auto") == torch.float16
+    assert dev.choose_dtype(torch.device("mps"), "auto") == torch.float16
+    assert dev.choose_dtype(CPU, "auto", module=None) == torch.float32
+    with pytest.raises(EngineError, match="fp16"):
+        dev.choose_dtype(CPU, "fp16")
+    with pytest.raises(EngineError, match="precision"):
+        dev.choose_dtype(CPU, "int8")
+
+
+def test_probe_result_is_cached_and_reread(tmp_path) -> None:
+    cache = tmp_path / "sub" / "precision.json"
+    module = _compact()
+    first = dev.choose_dtype(CPU, "auto", module, sample_hw=(32, 32), cache_path=cache)
+    assert first in (torch.float32, torch.bfloat16)
+    if not dev.cpu_has_native_bf16():
+        assert first == torch.float32  # emulated bf16 is many times slower: never chosen
+    data = json.loads(cache.read_text())
+    key = dev.cpu_cache_key(module)
+    assert data["entries"][key]["dtype"] == str(first).removeprefix("torch.")
+
+    # Flip the stored decision: only a function that reads the cache can return it.
+    flipped = "float32" if first == torch.bfloat16 else "bfloat16"
+    data["entries"][key]["dtype"] = flipped
+    cache.write_text(json.dumps(data))
+    t0 = time.perf_counter()
+    second = dev.choose_dtype(CPU, "auto", module, sample_hw=(32, 32), cache_path=cache)
+    assert str(second).removeprefix("torch.") == flipped
+    assert time.perf_counter() - t0 < 0.5  # no probe ran
+
+
+@pytest.mark.parametrize("garbage", ["{not json", "[]", '{"version": 1, "entries": 3}', ""])
+def test_corrupt_cache_is_ignored_and_rewritten(tmp_path, garbage: str) -> None:
+    cache = tmp_path / "precision.json"
+    cache.write_text(garbage)
+    module = _compact()
+    dtype = dev.choose_dtype(CPU, "auto", module, sample_hw=(32, 32), cache_path=cache)
+    assert dtype in (torch.float32, torch.bfloat16)
+    data = json.loads(cache.read_text())
+    assert data["entries"][dev.cpu_cache_key(module)]["dtype"] in ("float32", "bfloat16")
+
+
+def test_unwritable_cache_still_answers(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    dtype = dev.choose_dtype(
+        CPU, "auto", _compact(), sample_hw=(32, 32), cache_path=blocker / "precision.json"
+    )
+    assert dtype in (torch.float32, torch.bfloat16)
+
+
+def test_bf16_probe_is_short_and_leaves_the_module_alone() -> None:
+    module = _compact()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    t0 = time.perf_counter()
+    speedup = dev.measure_bf16_speedup(module)
+    elapsed = time.perf_counter() - t0
+    assert speedup > 0
+    assert elapsed < 6  # budget 2.5 s plus one run over it; the machine is shared
+    for k, v in module.state_dict().items():
+        assert v.dtype == torch.float32
+        assert torch.equal(v, before[k])
+
+
+def test_cache_key_names_cpu_threads_torch_and_arch() -> None:
+    key = dev.cpu_cache_key(_compact())
+    assert key.startswith("cpu|")
+    assert f"threads={torch.get_num_threads()}" in key
+    assert torch.__version__ in key
+    assert key.endswith("|SRVGGNetCompact")
+
+
+def test_malloc_tuning_is_idempotent() -> None:
+    first = tune_malloc()
+    assert tune_malloc() == first
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert first["trim_threshold"] >= 1 << 30
+        assert first["mmap_threshold"] >= 16 << 20
+    else:
+        assert first == {}
