@@ -149,13 +149,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
         overwrite=args.overwrite, allow_download=args.download,
     )
-    return _run_job(request, quiet=args.quiet, store=JobStore(), backend_cls=LocalBackend)
+    return _run_job(request, LocalBackend(JobStore()), quiet=args.quiet)
 
 
-def _run_job(request: Any, quiet: bool, store: Any, backend_cls: Any) -> int:
-    backend = backend_cls(store)
+def _run_job(request: Any, backend: Any, quiet: bool) -> int:
+    """Run a job with a progress bar; Ctrl-C cancels and leaves it resumable."""
     job = backend.prepare(request)
-    done = store.finished_chunks(job.id)
+    done = backend.store.finished_chunks(job.id)
     if done:
         print(f"resuming job {job.id}: {len(done)} chunk(s) already done", file=sys.stderr)
     else:
@@ -263,7 +263,7 @@ def _resume(job: Any, store: Any) -> int:
         outscale=s["outscale"], denoise_strength=s["denoise_strength"],
         encode=EncodeSettings(**s["encode"]), chunk_seconds=s["chunk_seconds"],
     )
-    return _run_job(request, quiet=False, store=store, backend_cls=LocalBackend)
+    return _run_job(request, LocalBackend(store), quiet=False)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -281,11 +281,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                              precision=args.precision, overwrite=True)
     from vsr_desktop.backends.local import LocalBackend, build_engine
 
-    code = _run_job(request, quiet=False, store=JobStore(), backend_cls=LocalBackend)
+    engine = build_engine(request)  # one model load for the job and the picture
+    code = _run_job(request, LocalBackend(JobStore(), engine_factory=lambda _: engine),
+                    quiet=False)
     if code:
         return code
     info = probe(sample)
-    before, after = render_before_after(info, info.video.frame_count // 2, build_engine(request))
+    before, after = render_before_after(info, info.video.frame_count // 2, engine)
     picture = args.output_dir / "sample_compare.png"
     save_png(compose(before, after, "side-by-side",
                      ("Before (bicubic)", f"After ({request.model})")), picture)

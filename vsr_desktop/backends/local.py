@@ -216,8 +216,9 @@ class LocalBackend:
             plan = plan_chunks(info.video, request.chunk_seconds)
             (work_dir / "plan.json").write_text(plan.to_json())
             self._run_chunks(job, request, info, plan, progress, cancel)
-            self.store.update(job.id, phase="merging")
-            self._emit(progress, job.id, "merging", plan.frame_count, plan, len(plan.chunks), 0.0)
+            self.store.update(job.id, phase="merging", eta_seconds=None)
+            self._emit(progress, job.id, "merging", plan.frame_count, plan, len(plan.chunks),
+                       self.store.get(job.id).fps)
             paths = [work_dir / c.file_name(Path(request.output).suffix) for c in plan.chunks]
             if request.output.exists() and not request.overwrite:
                 raise InputError(f"{request.output} appeared while the job ran",
