@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 PY=${PYTHON:-python3}
-APT_PACKAGES=(ca-certificates)
+# Qt offscreen (tests) and a real window under Xvfb (screenshots); imagemagick for captures.
+APT_PACKAGES=(ca-certificates libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6
+    libglib2.0-0 libxkbcommon0 xvfb xauth libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4
+    libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 imagemagick)
 
 if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     missing=()
@@ -31,7 +34,7 @@ PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
 if [[ $(uname -s) == Linux && $(uname -m) == x86_64 ]]; then
     "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
 fi
-"${PIP[@]}" -e ".[dev,bench]"
+"${PIP[@]}" -e ".[gui,dev,bench]"
 # The benchmark's reference implementation: unmaintained, with a 1.9 GB dependency tree we
 # do not need; its few real dependencies are in the bench extra above.
 "${PIP[@]}" --no-deps realesrgan==0.3.0 basicsr==1.4.2

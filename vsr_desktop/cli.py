@@ -252,18 +252,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def _resume(job: Any, store: Any) -> int:
-    from vsr_desktop.backends.local import LocalBackend, UpscaleRequest
-    from vsr_desktop.core.media.encode import EncodeSettings
+    from vsr_desktop.backends.local import LocalBackend, request_from_job
 
     if not job.state.is_resumable:
         raise InputError(f"job {job.id} is {job.state.value}, not resumable")
-    s = job.settings
-    request = UpscaleRequest(
-        source=Path(job.source), output=Path(job.output), model=s["model"],
-        outscale=s["outscale"], denoise_strength=s["denoise_strength"],
-        encode=EncodeSettings(**s["encode"]), chunk_seconds=s["chunk_seconds"],
-    )
-    return _run_job(request, LocalBackend(store), quiet=False)
+    return _run_job(request_from_job(job), LocalBackend(store), quiet=False)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

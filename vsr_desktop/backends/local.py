@@ -81,6 +81,20 @@ ProgressCallback = Callable[[Progress], None]
 EngineFactory = Callable[[UpscaleRequest], FrameUpscaler]
 
 
+def request_from_job(job: JobRecord) -> UpscaleRequest:
+    """Rebuild the request of a stored job (resume/retry from the CLI or the jobs panel)."""
+    s = job.settings
+    try:
+        return UpscaleRequest(
+            source=Path(job.source), output=Path(job.output), model=s["model"],
+            outscale=s["outscale"], denoise_strength=s["denoise_strength"],
+            encode=EncodeSettings(**s["encode"]), chunk_seconds=s["chunk_seconds"],
+        )
+    except (KeyError, TypeError) as exc:
+        raise JobError(f"job {job.id} has unreadable settings ({exc})",
+                       "start it again from the source file") from exc
+
+
 def validate_request(request: UpscaleRequest) -> MediaInfo:
     """Check everything that can be checked before any work; never touch the user's files."""
     source, output = request.source.expanduser(), request.output.expanduser()

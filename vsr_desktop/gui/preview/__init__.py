@@ -1,0 +1,1 @@
+"""Before/after preview: comparison view, timeline, background region renderer."""
