@@ -1,0 +1,110 @@
+"""The user's choices, kept across restarts in a versioned JSON file (platformdirs).
+
+A version number and upgrade steps let later releases rename or reshape settings without
+losing what the user chose; an unreadable file is set aside (never silently overwritten).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SETTINGS_VERSION = 1
+MAX_RECENT_FILES = 10
+
+
+@dataclass
+class AppSettings:
+    """Everything the settings panel shows, plus window state and recent files."""
+
+    model: str = "realesr-animevideov3"
+    outscale: float | None = None  # None: the model's own scale
+    denoise_strength: float = 0.5
+    codec: str = "h264"
+    crf: int | None = None  # None: the codec's default
+    container: str = ".mp4"
+    output_folder: str = ""  # empty: beside the source
+    device: str = "auto"
+    precision: str = "auto"
+    tile: int = 0
+    chunk_seconds: float = 60.0
+    preview_mode: str = "split"
+    recent_files: list[str] = field(default_factory=list)
+    window_geometry: str = ""
+    window_state: str = ""
+
+    def output_for(self, source: Path) -> Path:
+        """Default output path: `<name>_x<scale><container>` beside the source or in the folder."""
+        scale = self.outscale if self.outscale is not None else 4
+        tag = f"x{scale:g}"
+        folder = Path(self.output_folder) if self.output_folder else source.parent
+        return folder / f"{source.stem}_{tag}{self.container}"
+
+    def remember(self, path: Path) -> None:
+        """Put a file at the top of the recent list."""
+        text = str(path)
+        self.recent_files = [text, *[p for p in self.recent_files if p != text]]
+        del self.recent_files[MAX_RECENT_FILES:]
+
+
+# version N → N+1, applied in order to the raw dict before it becomes AppSettings.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def default_settings_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("vsr_desktop", appauthor=False)) / "settings.json"
+
+
+class SettingsFile:
+    """Load and save AppSettings atomically; survives old, newer and broken files."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_settings_path()
+
+    def load(self) -> AppSettings:
+        if not self.path.exists():
+            return AppSettings()
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+            return self._from_raw(raw)
+        except (OSError, ValueError, TypeError) as exc:
+            backup = self.path.with_name(f"settings.broken-{int(time.time())}.json")
+            with contextlib.suppress(OSError):
+                os.replace(self.path, backup)
+            log.warning("settings file %s unreadable (%s); moved to %s", self.path, exc, backup)
+            return AppSettings()
+
+    def save(self, settings: AppSettings) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"version": SETTINGS_VERSION, "settings": asdict(settings)}
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    @staticmethod
+    def _from_raw(raw: dict[str, Any]) -> AppSettings:
+        version = int(raw.get("version", 0))
+        values = raw.get("settings", {})
+        if not isinstance(values, dict):
+            raise ValueError("settings is not an object")
+        while version < SETTINGS_VERSION:
+            upgrade = UPGRADES.get(version)
+            if upgrade is not None:
+                values = upgrade(values)
+            version += 1
+        known = {f.name for f in fields(AppSettings)}
+        # Keys from a newer release are ignored rather than fatal.
+        return AppSettings(**{k: v for k, v in values.items() if k in known})
