@@ -3,16 +3,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bootstrapped
 
-.PHONY: run test setup lint bench sample-clip clean
+.PHONY: run test setup lint bench bench-gui screenshots sample-clip clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
 
 setup: $(STAMP)
 
-## Upscale the bundled sample clip with the bundled model: out/sample_x4.mp4 + out/sample_compare.png
+## With a display: open the app on the bundled sample. Headless: upscale the sample with the
+## bundled model into out/sample_x4.mp4 and write out/sample_compare.png.
 run: $(STAMP)
-	MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 $(VENV)/bin/vsr demo -o out
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(VENV)/bin/vsr-desktop; \
+	else $(VENV)/bin/vsr demo -o out; fi
 
 ## Lint, type-check and run the whole test suite
 test: $(STAMP)
@@ -28,6 +30,14 @@ lint: $(STAMP)
 ## Throughput benchmark (reference vs engine vs pipeline); figures go to docs/benchmarks.md
 bench: $(STAMP)
 	$(PY) -m benchmarks.throughput
+
+## Event-loop latency while previews and jobs run, and window start-up time
+bench-gui: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks.gui_latency
+
+## The real app under Xvfb: PNGs of the main states into docs/screenshots/
+screenshots: $(STAMP)
+	QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) tools/screenshots.py
 
 sample-clip: $(STAMP)
 	$(PY) tools/make_sample_clip.py

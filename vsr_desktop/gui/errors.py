@@ -1,0 +1,86 @@
+"""Errors at the GUI edge: a dialog that says what to do, and a last-resort excepthook.
+
+Nothing should crash the app: an unexpected exception is logged to the user log dir with its
+traceback and shown as a dialog; the window stays up.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from types import TracebackType
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+from vsr_desktop.core.errors import VsrError
+
+log = logging.getLogger("vsr_desktop.gui")
+
+
+def user_log_path() -> Path:
+    from platformdirs import user_log_dir
+
+    return Path(user_log_dir("vsr_desktop", appauthor=False)) / "vsr-desktop.log"
+
+
+def setup_logging() -> Path:
+    """Log to a rotating file in the user log dir (what the excepthook points users to)."""
+    path = user_log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    if not any(isinstance(h, RotatingFileHandler) for h in root.handlers):
+        handler = RotatingFileHandler(path, maxBytes=2_000_000, backupCount=2, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    return path
+
+
+def show_error(parent: QWidget | None, title: str, error: BaseException | str) -> QMessageBox:
+    """A window-modal message: the problem first, what to do next below it.
+
+    Opened with open(), not exec(): no nested event loop, so work in progress keeps running.
+    """
+    if isinstance(error, VsrError):
+        text, hint = error.message, error.hint
+    else:
+        text, hint = str(error), ""
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok,
+                      parent)
+    if hint:
+        box.setInformativeText(hint[:1].upper() + hint[1:])
+    box.setObjectName("errorDialog")
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box
+
+
+def install_excepthook() -> None:
+    """Route uncaught exceptions to the log and a dialog instead of killing the app."""
+    log_path = setup_logging()
+
+    def hook(
+        kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, tb)
+            return
+        log.error("uncaught exception:\n%s", "".join(traceback.format_exception(kind, value, tb)))
+        if QApplication.instance() is None:
+            sys.__excepthook__(kind, value, tb)
+            return
+        if isinstance(value, VsrError):
+            message = value.user_message()
+        else:
+            message = f"{kind.__name__}: {value}"
+        box = QMessageBox(QMessageBox.Icon.Critical, "Unexpected error",
+                          f"Something went wrong: {message}")
+        box.setInformativeText(f"The app keeps running. Details were written to {log_path}.")
+        box.setObjectName("excepthookDialog")
+        box.open()
+
+    sys.excepthook = hook

@@ -1,0 +1,342 @@
+"""Settings beside the preview: model, scale, denoise, output and device.
+
+Every change is emitted at once (the preview re-renders, the file is saved by the window).
+A model that is not here yet offers a download with a progress bar, off the GUI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from vsr_desktop.core.errors import VsrError
+from vsr_desktop.core.models.registry import MODEL_REGISTRY, get_spec
+from vsr_desktop.core.settings import AppSettings
+
+CODEC_LABELS = {
+    "h264": "H.264 (most compatible)",
+    "h265": "H.265 / HEVC",
+    "av1": "AV1 (SVT-AV1)",
+    "prores": "ProRes 422 HQ (editing)",
+    "vp9": "VP9",
+}
+CONTAINERS = (".mp4", ".mkv", ".mov", ".webm")
+SCALES: tuple[tuple[str, float | None], ...] = (
+    ("Model's own", None), ("×1 (restore only)", 1.0), ("×2", 2.0), ("×3", 3.0), ("×4", 4.0),
+)
+
+
+def model_available(name: str) -> bool:
+    """The bundled model is always here; others once downloaded (or a file path that exists)."""
+    from vsr_desktop.core.models import DEFAULT_MODEL_NAME, cached_model_path
+
+    if name == DEFAULT_MODEL_NAME:
+        return True
+    if name in MODEL_REGISTRY:
+        spec = MODEL_REGISTRY[name]
+        partner = spec.denoise_partner
+        here = cached_model_path(spec) is not None
+        return here and (partner is None or cached_model_path(get_spec(partner)) is not None)
+    return Path(name).is_file()
+
+
+class _DownloadWorker(QObject):
+    """Downloads a model (and its denoise partner) in a worker thread."""
+
+    progress = Signal(object, object)
+    finished = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, name: str, cancel: threading.Event) -> None:
+        super().__init__()
+        self._name = name
+        self._cancel = cancel
+
+    @Slot()
+    def run(self) -> None:
+        from vsr_desktop.core.models import download_model
+
+        try:
+            spec = get_spec(self._name)
+            specs = [spec] + ([get_spec(spec.denoise_partner)] if spec.denoise_partner else [])
+            for item in specs:
+                download_model(item, progress=self._report, cancel=self._cancel)
+            self.finished.emit(self._name)
+        except VsrError as exc:
+            self.failed.emit(exc.user_message())
+
+    def _report(self, done: int, total: int) -> None:
+        self.progress.emit(done, total)
+
+
+class SettingsPanel(QWidget):
+    """The form; `settingsChanged` carries a fresh AppSettings copy."""
+
+    settingsChanged = Signal(object)
+    modelReady = Signal(str)
+
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("settingsPanel")
+        self._settings = replace(settings)
+        self._thread: QThread | None = None
+        self._worker: _DownloadWorker | None = None
+        self._cancel = threading.Event()
+        self._loading = True
+        self._build()
+        self._load(settings)
+        self._loading = False
+
+    # ------------------------------------------------------------------ building
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        model_box = QGroupBox("Model")
+        form = QFormLayout(model_box)
+        self.model_combo = QComboBox()
+        self.model_combo.setObjectName("modelCombo")
+        for name, spec in MODEL_REGISTRY.items():
+            if name == "realesr-general-wdn-x4v3":
+                continue  # only used through the denoise slider
+            self.model_combo.addItem(name, name)
+            self.model_combo.setItemData(self.model_combo.count() - 1, spec.description, 3)
+        self.model_combo.addItem("Model file…", "")
+        form.addRow("Model", self.model_combo)
+        self.model_status = QLabel()
+        self.model_status.setWordWrap(True)
+        self.download_button = QPushButton("Download")
+        self.download_button.setObjectName("downloadButton")
+        self.download_progress = QProgressBar()
+        self.download_progress.setVisible(False)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.model_status, 1)
+        status_row.addWidget(self.download_button)
+        form.addRow(status_row)
+        form.addRow(self.download_progress)
+        self.scale_combo = QComboBox()
+        for label, value in SCALES:
+            self.scale_combo.addItem(label, value)
+        form.addRow("Scale", self.scale_combo)
+        self.denoise_slider = QSlider()
+        self.denoise_slider.setOrientation(self.denoise_slider.orientation().Horizontal)
+        self.denoise_slider.setRange(0, 100)
+        self.denoise_slider.setToolTip("Blend with the denoising variant: 0 = strongest denoise")
+        form.addRow("Denoise", self.denoise_slider)
+        layout.addWidget(model_box)
+
+        out_box = QGroupBox("Output")
+        out = QFormLayout(out_box)
+        self.codec_combo = QComboBox()
+        for codec, label in CODEC_LABELS.items():
+            self.codec_combo.addItem(label, codec)
+        out.addRow("Codec", self.codec_combo)
+        self.crf_spin = QSpinBox()
+        self.crf_spin.setRange(-1, 63)
+        self.crf_spin.setSpecialValueText("Default")
+        self.crf_spin.setToolTip("CRF: lower is better quality and bigger files")
+        out.addRow("Quality (CRF)", self.crf_spin)
+        self.container_combo = QComboBox()
+        for suffix in CONTAINERS:
+            self.container_combo.addItem(suffix, suffix)
+        out.addRow("Container", self.container_combo)
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("Beside the source")
+        browse = QPushButton("…")
+        browse.setFixedWidth(32)
+        browse.clicked.connect(self._browse_folder)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(browse)
+        out.addRow("Folder", folder_row)
+        layout.addWidget(out_box)
+
+        dev_box = QGroupBox("Device")
+        dev = QFormLayout(dev_box)
+        self.device_combo = QComboBox()
+        for label, device in (("Automatic", "auto"), ("CPU", "cpu"),
+                              ("NVIDIA GPU (CUDA)", "cuda"), ("Apple GPU (MPS)", "mps")):
+            self.device_combo.addItem(label, device)
+        dev.addRow("Device", self.device_combo)
+        self.precision_combo = QComboBox()
+        for label, precision in (("Automatic", "auto"), ("fp32", "fp32"), ("fp16", "fp16"),
+                                 ("bf16", "bf16")):
+            self.precision_combo.addItem(label, precision)
+        dev.addRow("Precision", self.precision_combo)
+        self.device_label = QLabel("Detecting device…")
+        self.device_label.setObjectName("deviceLabel")
+        self.device_label.setWordWrap(True)
+        dev.addRow(self.device_label)
+        layout.addWidget(dev_box)
+        layout.addStretch(1)
+
+        for combo in (self.model_combo, self.scale_combo, self.codec_combo, self.container_combo,
+                      self.device_combo, self.precision_combo):
+            combo.currentIndexChanged.connect(self._changed)
+        self.denoise_slider.valueChanged.connect(self._changed)
+        self.crf_spin.valueChanged.connect(self._changed)
+        self.folder_edit.editingFinished.connect(self._changed)
+        self.download_button.clicked.connect(self.download_selected_model)
+
+    def _load(self, s: AppSettings) -> None:
+        index = self.model_combo.findData(s.model)
+        if index < 0 and s.model:
+            self.model_combo.insertItem(self.model_combo.count() - 1, Path(s.model).name, s.model)
+            index = self.model_combo.findData(s.model)
+        self.model_combo.setCurrentIndex(max(index, 0))
+        self.scale_combo.setCurrentIndex(max(self.scale_combo.findData(s.outscale), 0))
+        self.denoise_slider.setValue(round(s.denoise_strength * 100))
+        self.codec_combo.setCurrentIndex(max(self.codec_combo.findData(s.codec), 0))
+        self.crf_spin.setValue(-1 if s.crf is None else s.crf)
+        self.container_combo.setCurrentIndex(max(self.container_combo.findData(s.container), 0))
+        self.folder_edit.setText(s.output_folder)
+        self.device_combo.setCurrentIndex(max(self.device_combo.findData(s.device), 0))
+        self.precision_combo.setCurrentIndex(max(self.precision_combo.findData(s.precision), 0))
+        self._update_model_state()
+
+    # ------------------------------------------------------------------ state
+    def settings(self) -> AppSettings:
+        return replace(self._settings)
+
+    def preview_key(self) -> str:
+        """What changes the upscaled picture (the preview cache key)."""
+        s = self._settings
+        denoise = s.denoise_strength if self._has_denoise(s.model) else None
+        return f"{s.model}|{s.outscale}|{denoise}|{s.device}|{s.precision}|{s.tile}"
+
+    def set_device_description(self, text: str) -> None:
+        self.device_label.setText(f"Found: {text}")
+
+    @staticmethod
+    def _has_denoise(model: str) -> bool:
+        spec = MODEL_REGISTRY.get(model)
+        return spec is not None and spec.denoise_partner is not None
+
+    @Slot()
+    def _changed(self) -> None:
+        if self._loading:
+            return
+        model = self.model_combo.currentData()
+        if model == "":
+            self._choose_model_file()
+            return
+        crf = self.crf_spin.value()
+        self._settings = replace(
+            self._settings,
+            model=model,
+            outscale=self.scale_combo.currentData(),
+            denoise_strength=self.denoise_slider.value() / 100,
+            codec=self.codec_combo.currentData(),
+            crf=None if crf < 0 else crf,
+            container=self.container_combo.currentData(),
+            output_folder=self.folder_edit.text().strip(),
+            device=self.device_combo.currentData(),
+            precision=self.precision_combo.currentData(),
+        )
+        self._update_model_state()
+        self.settingsChanged.emit(self.settings())
+
+    def _update_model_state(self) -> None:
+        model = self.model_combo.currentData() or self._settings.model
+        self.denoise_slider.setEnabled(self._has_denoise(model))
+        ready = model_available(model)
+        busy = self._thread is not None
+        self.download_button.setVisible(not ready and model in MODEL_REGISTRY)
+        self.download_button.setEnabled(not busy)
+        if ready:
+            spec = MODEL_REGISTRY.get(model)
+            self.model_status.setText(spec.description if spec else "Model file")
+        else:
+            self.model_status.setText("Not downloaded yet — download it to preview and upscale.")
+
+    def model_is_ready(self) -> bool:
+        return model_available(self._settings.model)
+
+    def _choose_model_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a model file", "", "Models (*.pth *.safetensors *.param)")
+        if path:
+            self.model_combo.blockSignals(True)
+            self.model_combo.insertItem(self.model_combo.count() - 1, Path(path).name, path)
+            self.model_combo.setCurrentIndex(self.model_combo.findData(path))
+            self.model_combo.blockSignals(False)
+            self._changed()
+        else:
+            self.model_combo.blockSignals(True)
+            self.model_combo.setCurrentIndex(max(self.model_combo.findData(self._settings.model),
+                                                 0))
+            self.model_combo.blockSignals(False)
+
+    @Slot()
+    def _browse_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Output folder", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+            self._changed()
+
+    # ------------------------------------------------------------------ download
+    @Slot()
+    def download_selected_model(self) -> None:
+        name = self._settings.model
+        if self._thread is not None or name not in MODEL_REGISTRY:
+            return
+        self._cancel.clear()
+        self._thread = QThread(self)
+        self._worker = _DownloadWorker(name, self._cancel)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self._on_download_progress)
+        self._worker.finished.connect(self._on_download_finished)
+        self._worker.failed.connect(self._on_download_failed)
+        self.download_progress.setRange(0, 0)
+        self.download_progress.setVisible(True)
+        self.model_status.setText(f"Downloading {name}…")
+        self._thread.start()
+        self._update_model_state()
+
+    @Slot(object, object)
+    def _on_download_progress(self, done: int, total: int) -> None:
+        self.download_progress.setRange(0, 1000)
+        self.download_progress.setValue(int(1000 * done / total) if total else 0)
+
+    @Slot(str)
+    def _on_download_finished(self, name: str) -> None:
+        self._stop_thread()
+        self._update_model_state()
+        self.modelReady.emit(name)
+        self.settingsChanged.emit(self.settings())
+
+    @Slot(str)
+    def _on_download_failed(self, message: str) -> None:
+        self._stop_thread()
+        self._update_model_state()
+        self.model_status.setText(f"Download failed: {message}")
+
+    def _stop_thread(self) -> None:
+        self.download_progress.setVisible(False)
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait()
+            self._thread = None
+            self._worker = None
+
+    def shutdown(self) -> None:
+        """Cancel a running download and wait for its thread."""
+        self._cancel.set()
+        self._stop_thread()
