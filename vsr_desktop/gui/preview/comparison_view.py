@@ -1,0 +1,562 @@
+"""The before/after picture: split wipe, side by side, or toggle, all on one shared ViewState.
+
+"Before" is the source region scaled with bicubic filtering to the output size, "after" is
+the model's output, so both sit on the same pixel grid. Under both lies the whole source
+frame scaled by Qt: it fills the picture while the upscaled region is still being rendered.
+At 100 % and above, results are drawn without smoothing so the user sees real pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QColor,
+    QFocusEvent,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QResizeEvent,
+    QShowEvent,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QWidget
+
+from vsr_desktop.core.preview import Region
+from vsr_desktop.gui.preview.renderer import PreviewResult
+from vsr_desktop.gui.preview.view_state import ViewState
+
+MODES = ("split", "side-by-side", "toggle")
+PANE_GAP = 4
+DIVIDER_GRAB = 7
+REGION_PAD = 8
+REGION_GRID = 16
+BACKGROUND = QColor(24, 24, 28)
+
+
+def rgb_to_qimage(rgb: np.ndarray) -> QImage:
+    """An owning QImage copy of an (H, W, 3) uint8 array."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    height, width = rgb.shape[:2]
+    image = QImage(rgb.data, width, height, rgb.strides[0], QImage.Format.Format_RGB888)
+    return image.copy()
+
+
+class ComparisonView(QWidget):
+    """Paints before and after of the current frame; wheel zooms, drag pans or wipes."""
+
+    visibleRegionChanged = Signal(object)  # Region of the source frame
+    modeChanged = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, view_state: ViewState | None = None) -> None:
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.setMinimumSize(240, 160)
+        self._state = view_state or ViewState(self)
+        self._state.changed.connect(self._on_state_changed)
+        self._mode = "split"
+        self._divider = 0.5
+        self._showing_before = False
+        self._source: QImage | None = None
+        self._source_size: tuple[int, int] | None = None
+        self._output_size: tuple[int, int] | None = None
+        self._frame_index = -1
+        self._result: PreviewResult | None = None
+        self._before: QImage | None = None
+        self._after: QImage | None = None
+        self._placeholder: tuple[Region, QImage] | None = None  # bicubic, until "after" comes
+        self._message: str | None = "Open a video to compare before and after"
+        self._error: str | None = None
+        self._busy = False
+        self._phase = 0
+        self._timer = QTimer(self)
+        self._timer.setInterval(80)
+        self._timer.timeout.connect(self._tick)
+        self._drag: str | None = None
+        self._last_pos = QPointF()
+        self._last_region: Region | None = None
+        self.overview_enabled = True
+
+    # -- public state --------------------------------------------------------------------------
+    @property
+    def view_state(self) -> ViewState:
+        return self._state
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def divider_fraction(self) -> float:
+        return self._divider
+
+    @property
+    def showing_before(self) -> bool:
+        """In toggle mode: True while the user holds Space (or after `flip`)."""
+        return self._showing_before
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def message(self) -> str | None:
+        return self._message
+
+    @property
+    def current_result(self) -> PreviewResult | None:
+        return self._result
+
+    @property
+    def placeholder_region(self) -> Region | None:
+        """The region whose bicubic stand-in is shown while its upscale is on its way."""
+        return self._placeholder[0] if self._placeholder is not None else None
+
+    @property
+    def frame_index(self) -> int:
+        return self._frame_index
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown comparison mode {mode!r}; use one of {MODES}")
+        if mode == self._mode:
+            return
+        self._mode = mode
+        self._showing_before = False
+        self._update_viewport()
+        self.update()
+        self.modeChanged.emit(mode)
+
+    def set_divider_fraction(self, fraction: float) -> None:
+        self._divider = min(max(fraction, 0.0), 1.0)
+        self.update()
+
+    def hold_before(self, held: bool) -> None:
+        """Toggle mode shows "before" while held (Space down) and "after" otherwise."""
+        if held != self._showing_before:
+            self._showing_before = held
+            self.update()
+
+    def flip(self) -> None:
+        self.hold_before(not self._showing_before)
+
+    def set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        if busy and self.isVisible():
+            self._timer.start()
+        elif not busy:
+            self._timer.stop()
+        self.update()
+
+    def show_message(self, text: str | None) -> None:
+        """A message instead of the picture (nothing open, opening, cannot open)."""
+        self._message = text
+        self.update()
+
+    def set_error(self, text: str | None) -> None:
+        """A banner over the picture when a render failed (the picture stays)."""
+        self._error = text
+        self.update()
+
+    # -- content -------------------------------------------------------------------------------
+    def set_sizes(self, source: tuple[int, int], output: tuple[int, int]) -> None:
+        """Source frame size and the full output size (source × model scale)."""
+        changed = source != self._source_size or output != self._output_size
+        if output != self._output_size:
+            self._placeholder = None
+            if self._result is not None and self._result.output_size != output:
+                self.clear_result()
+        self._source_size, self._output_size = source, output
+        self._state.set_image_size(*output)
+        if changed:
+            self._emit_region_if_changed()
+
+    def set_frame(self, frame_index: int, rgb: np.ndarray) -> None:
+        """Show a newly decoded source frame; an upscaled result of another frame is dropped."""
+        if frame_index == self._frame_index and self._source is not None:
+            return  # the same frame again (a new region of it is being rendered)
+        self._placeholder = None
+        if self._result is not None and self._result.frame_index != frame_index:
+            self.clear_result()
+        self._frame_index = frame_index
+        self._source = rgb_to_qimage(rgb)
+        if self._source_size is None:
+            height, width = rgb.shape[:2]
+            self.set_sizes((width, height), (width, height))
+        self._message = None
+        self.update()
+
+    def set_placeholder(self, frame_index: int, region: Region, before_rgb: np.ndarray) -> None:
+        """The region's bicubic picture, shown on both sides until its upscale arrives."""
+        if frame_index == self._frame_index:
+            self._placeholder = (region, rgb_to_qimage(before_rgb))
+            self.update()
+
+    def set_result(self, result: PreviewResult) -> None:
+        if self._placeholder is not None and self._placeholder[0] == result.region:
+            self._placeholder = None
+        self._result = result
+        self._before = rgb_to_qimage(result.before_rgb)
+        self._after = rgb_to_qimage(result.after_rgb)
+        self._error = None
+        height, width = result.source_rgb.shape[:2]
+        if result.frame_index != self._frame_index or self._source is None:
+            self._frame_index = result.frame_index
+            self._source = rgb_to_qimage(result.source_rgb)
+        self.set_sizes((width, height), result.output_size)
+        self._message = None
+        self.update()
+
+    def clear_result(self) -> None:
+        self._result = self._before = self._after = None
+        self._placeholder = None
+        self.update()
+
+    def clear(self, message: str | None = None) -> None:
+        """Forget the source (a new file is being opened)."""
+        self.clear_result()
+        self._source = None
+        self._source_size = self._output_size = None
+        self._frame_index = -1
+        self._last_region = None
+        self._error = None
+        self.show_message(message)
+
+    # -- geometry ------------------------------------------------------------------------------
+    def pane_rects(self) -> list[QRect]:
+        """One pane, or two equal ones in side-by-side mode (same ViewState for both)."""
+        if self._mode != "side-by-side":
+            return [self.rect()]
+        width = max((self.width() - PANE_GAP) // 2, 1)
+        return [QRect(0, 0, width, self.height()), QRect(width + PANE_GAP, 0, width, self.height())]
+
+    def image_to_view(self, point: QPointF, pane: int = 0) -> QPointF:
+        """Widget position of an output-image point in pane 0 (before) or 1 (after)."""
+        rect = self.pane_rects()[pane]
+        return self._state.image_to_viewport(point) + QPointF(rect.topLeft())
+
+    def divider_x(self) -> int:
+        return round(self._divider * self.width())
+
+    def visible_source_region(self) -> Region:
+        """Source pixels visible now, padded for the model's context and snapped to a grid."""
+        if self._source_size is None or self._output_size is None:
+            return Region(0, 0, 1, 1)
+        x, y, w, h = self._state.visible_source_rect(
+            self._source_size, self._output_size, REGION_PAD, REGION_GRID
+        )
+        return Region(x, y, w, h).clamp(*self._source_size)
+
+    def _update_viewport(self) -> None:
+        pane = self.pane_rects()[0]
+        self._state.set_viewport_size(pane.width(), pane.height())
+        self._emit_region_if_changed()
+
+    def _emit_region_if_changed(self) -> None:
+        if self._source_size is None:
+            return
+        region = self.visible_source_region()
+        if region != self._last_region:
+            self._last_region = region
+            self.visibleRegionChanged.emit(region)
+
+    def _on_state_changed(self) -> None:
+        self._emit_region_if_changed()
+        self.update()
+
+    def _tick(self) -> None:
+        self._phase = (self._phase + 1) % 12
+        self.update()
+
+    # -- events --------------------------------------------------------------------------------
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        self._update_viewport()
+        super().resizeEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self._update_viewport()
+        if self._busy:
+            self._timer.start()
+        super().showEvent(event)
+
+    def _pane_at(self, pos: QPointF) -> QRect:
+        panes = self.pane_rects()
+        return panes[1] if len(panes) > 1 and pos.x() >= panes[1].left() else panes[0]
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        steps = event.angleDelta().y() / 120
+        if not steps or self._source is None:
+            event.ignore()
+            return
+        pos = event.position()
+        anchor = pos - QPointF(self._pane_at(pos).topLeft())
+        self._state.zoom_in(anchor, steps)
+        event.accept()
+
+    def _on_divider(self, pos: QPointF) -> bool:
+        return self._mode == "split" and abs(pos.x() - self.divider_x()) <= DIVIDER_GRAB
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            super().mousePressEvent(event)
+            return
+        pos = event.position()
+        self._drag = "divider" if self._on_divider(pos) else "pan"
+        self._last_pos = pos
+        if self._drag == "pan":
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        event.accept()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        pos = event.position()
+        if self._drag == "divider":
+            self.set_divider_fraction(pos.x() / max(self.width(), 1))
+        elif self._drag == "pan":
+            delta = pos - self._last_pos
+            self._state.pan_by(delta.x(), delta.y())
+        else:
+            shape = (
+                Qt.CursorShape.SplitHCursor
+                if self._on_divider(pos)
+                else Qt.CursorShape.OpenHandCursor
+            )
+            self.setCursor(shape)
+        self._last_pos = pos
+        event.accept()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self._drag is not None:
+            self._drag = None
+            self.unsetCursor()
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        """Double-click flips between fit and 100 % at the clicked point."""
+        if self._state.fit_mode:
+            pos = event.position()
+            self._state.set_zoom(1.0, pos - QPointF(self._pane_at(pos).topLeft()))
+        else:
+            self._state.fit()
+        event.accept()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        state, key = self._state, event.key()
+        actions: dict[int, Callable[[], None]] = {
+            Qt.Key.Key_Plus: state.zoom_in, Qt.Key.Key_Equal: state.zoom_in,
+            Qt.Key.Key_Minus: state.zoom_out, Qt.Key.Key_Underscore: state.zoom_out,
+            Qt.Key.Key_0: state.fit,
+            Qt.Key.Key_1: lambda: state.set_zoom(1.0),
+            Qt.Key.Key_2: lambda: state.set_zoom(2.0),
+        }  # fmt: skip
+        if key == Qt.Key.Key_Space and self._mode == "toggle":
+            if not event.isAutoRepeat():
+                self.hold_before(True)
+        elif key in actions:
+            actions[key]()
+        else:
+            event.ignore()  # arrows etc. go on to the pane (timeline)
+            return
+        event.accept()
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and self._mode == "toggle":
+            if not event.isAutoRepeat():
+                self.hold_before(False)
+            event.accept()
+            return
+        super().keyReleaseEvent(event)
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        self.hold_before(False)  # a Space release we never see must not stick
+        super().focusOutEvent(event)
+
+    # -- painting ------------------------------------------------------------------------------
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), BACKGROUND)
+        if self._source is None or self._message:
+            self._draw_message(painter, self._message or "")
+            painter.end()
+            return
+        panes = self.pane_rects()
+        if self._mode == "split":
+            pane, split = panes[0], self.divider_x()
+            self._draw_side(painter, pane, QRect(0, 0, split, pane.height()), before=True)
+            self._draw_side(
+                painter, pane, QRect(split, 0, pane.width() - split, pane.height()), before=False
+            )
+            self._draw_divider(painter, split)
+            self._label(painter, "Before", pane)
+            self._label(painter, "After", pane, left=False)
+            after_area = QRect(split, 0, pane.width() - split, pane.height())
+        elif self._mode == "side-by-side":
+            self._draw_side(painter, panes[0], panes[0], before=True)
+            self._draw_side(painter, panes[1], panes[1], before=False)
+            self._label(painter, "Before", panes[0])
+            self._label(painter, "After", panes[1])
+            after_area = panes[1]
+        else:
+            before = self._showing_before
+            self._draw_side(painter, panes[0], panes[0], before=before)
+            self._label(painter, "Before" if before else "After", panes[0])
+            self._footer(painter, panes[0], "Hold Space to see before")
+            after_area = panes[0]
+        if self.overview_enabled:
+            self._draw_overview(painter, panes[0])
+        if self._busy:
+            self._draw_busy(painter, after_area)
+        if self._error:
+            self._footer(painter, self.rect(), self._error, error=True)
+        painter.end()
+
+    def _draw_side(self, painter: QPainter, pane: QRect, clip: QRect, *, before: bool) -> None:
+        if clip.isEmpty() or self._source is None or self._output_size is None:
+            return
+        painter.save()
+        painter.setClipRect(clip)
+        out_w, out_h = self._output_size
+        self._draw_layer(painter, pane, self._source, QRectF(0, 0, out_w, out_h), smooth=True)
+        layers = [self._placeholder] if self._placeholder is not None else []
+        image = self._before if before else self._after
+        if image is not None and self._result is not None:
+            layers.append((self._result.region, image))
+        if self._source_size is not None:
+            sx, sy = out_w / self._source_size[0], out_h / self._source_size[1]
+            for region, picture in layers:
+                where = QRectF(region.x * sx, region.y * sy, picture.width(), picture.height())
+                self._draw_layer(painter, pane, picture, where, smooth=self._state.zoom < 1.0)
+        painter.restore()
+
+    def _draw_layer(
+        self, painter: QPainter, pane: QRect, image: QImage, where: QRectF, *, smooth: bool
+    ) -> None:
+        """Draw the part of `image` (placed at `where`, image coords) visible in the pane."""
+        visible = self._state.visible_image_rect().intersected(where)
+        if visible.isEmpty() or where.isEmpty():
+            return
+        kx, ky = image.width() / where.width(), image.height() / where.height()
+        left = max(math.floor((visible.left() - where.left()) * kx), 0)
+        top = max(math.floor((visible.top() - where.top()) * ky), 0)
+        right = min(math.ceil((visible.right() - where.left()) * kx), image.width())
+        bottom = min(math.ceil((visible.bottom() - where.top()) * ky), image.height())
+        if right <= left or bottom <= top:
+            return
+        source = QRectF(left, top, right - left, bottom - top)
+        target_image = QRectF(
+            where.left() + left / kx,
+            where.top() + top / ky,
+            (right - left) / kx,
+            (bottom - top) / ky,
+        )
+        target = self._state.image_rect_to_viewport(target_image).translated(
+            QPointF(pane.topLeft())
+        )
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        painter.drawImage(target, image, source)
+
+    def _draw_divider(self, painter: QPainter, x: int) -> None:
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.fillRect(QRect(x - 1, 0, 2, self.height()), QColor(255, 255, 255, 230))
+        centre = QPointF(x, self.height() / 2)
+        painter.setPen(QPen(QColor(40, 40, 40), 1))
+        painter.setBrush(QColor(255, 255, 255, 235))
+        painter.drawEllipse(centre, 13, 13)
+        painter.setBrush(QColor(40, 40, 40))
+        for sign in (-1, 1):
+            tip = centre + QPointF(sign * 9, 0)
+            painter.drawPolygon([tip, tip + QPointF(-sign * 5, -5), tip + QPointF(-sign * 5, 5)])
+        painter.restore()
+
+    def _badge(
+        self, painter: QPainter, text: str, anchor: QPointF, align: str, fill: QColor | None = None
+    ) -> None:
+        """A caption on a dark rounded box; `align` says which edge `anchor` is: left/right/mid."""
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        metrics = painter.fontMetrics()
+        box = QRectF(0, 0, metrics.horizontalAdvance(text) + 16, metrics.height() + 8)
+        shift = {"left": 0.0, "right": box.width(), "mid": box.width() / 2}[align]
+        box.moveTopLeft(QPointF(anchor.x() - shift, anchor.y()))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(fill if fill is not None else QColor(0, 0, 0, 170))
+        painter.drawRoundedRect(box, 4, 4)
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+        painter.restore()
+
+    def _label(self, painter: QPainter, text: str, pane: QRect, *, left: bool = True) -> None:
+        anchor = QPointF(pane.left() + 10 if left else pane.right() - 10, pane.top() + 10)
+        self._badge(painter, text, anchor, "left" if left else "right")
+
+    def _footer(self, painter: QPainter, area: QRect, text: str, error: bool = False) -> None:
+        bottom = area.bottom() - painter.fontMetrics().height() - 18
+        fill = QColor(150, 30, 30, 220) if error else QColor(0, 0, 0, 150)
+        self._badge(painter, text, QPointF(area.center().x(), bottom), "mid", fill)
+
+    def _draw_busy(self, painter: QPainter, area: QRect) -> None:
+        """A spinner badge on the "after" side while its upscaled region is on its way."""
+        if area.width() < 40:
+            return
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        text = "Upscaling…"
+        metrics = painter.fontMetrics()
+        box = QRectF(0, 0, metrics.horizontalAdvance(text) + 44, metrics.height() + 12)
+        box.moveCenter(QPointF(area.center().x(), area.top() + 60))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 180))
+        painter.drawRoundedRect(box, box.height() / 2, box.height() / 2)
+        spinner = QRectF(box.left() + 10, box.center().y() - 7, 14, 14)
+        painter.setPen(
+            QPen(QColor(90, 170, 255), 2.5, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap)
+        )
+        painter.drawArc(spinner, -self._phase * 30 * 16, 270 * 16)
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(box.adjusted(30, 0, -8, 0), Qt.AlignmentFlag.AlignVCenter, text)
+        painter.restore()
+
+    def _draw_overview(self, painter: QPainter, pane: QRect) -> None:
+        """When zoomed past the pane, a thumbnail shows where the visible part lies."""
+        if self._source is None or self._output_size is None:
+            return
+        visible = self._state.visible_image_rect()
+        out_w, out_h = self._output_size
+        if visible.width() >= out_w - 1 and visible.height() >= out_h - 1:
+            return
+        scale = min(160 / out_w, 100 / out_h)
+        thumb = QRectF(
+            pane.left() + 10, pane.bottom() - 10 - out_h * scale, out_w * scale, out_h * scale
+        )
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        painter.setOpacity(0.85)
+        painter.drawImage(thumb, self._source)
+        painter.setOpacity(1.0)
+        painter.setPen(QPen(QColor(255, 255, 255), 1))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(thumb)
+        painter.setPen(QPen(QColor(90, 170, 255), 2))
+        painter.drawRect(
+            QRectF(
+                thumb.left() + visible.left() * scale,
+                thumb.top() + visible.top() * scale,
+                visible.width() * scale,
+                visible.height() * scale,
+            )
+        )
+        painter.restore()
+
+    def _draw_message(self, painter: QPainter, text: str) -> None:
+        painter.setPen(QColor(220, 220, 220))
+        area = self.rect().adjusted(24, 24, -24, -24)
+        painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
