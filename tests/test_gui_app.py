@@ -33,6 +33,7 @@ def make_window(qtbot, tmp_path: Path) -> Iterator:  # type: ignore[no-untyped-d
     yield make
     for window in windows:
         window.shutdown()
+    _close_dialogs()
 
 
 def _dialogs() -> list[QMessageBox]:
@@ -129,3 +130,25 @@ def test_bad_input_shows_a_dialog_not_a_crash(make_window, tmp_path: Path, qtbot
     _close_dialogs()
     assert window.store.all_jobs() == []  # refused before any job was recorded
     assert window.source_paths() == [fake]  # the queue is intact
+
+
+def test_excepthook_logs_and_shows_a_dialog(qtbot, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from vsr_desktop.gui.errors import install_excepthook, user_log_path
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
+    install_excepthook()
+    try:
+        raise RuntimeError("boom in a slot")
+    except RuntimeError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    def hook_dialogs() -> list[QMessageBox]:
+        return [d for d in _dialogs() if d.objectName() == "excepthookDialog"]
+
+    qtbot.waitUntil(lambda: bool(hook_dialogs()))
+    assert "boom in a slot" in hook_dialogs()[0].text()
+    assert str(user_log_path()) in hook_dialogs()[0].informativeText()
+    _close_dialogs()
+    log_text = user_log_path().read_text()
+    assert "RuntimeError: boom in a slot" in log_text and "Traceback" in log_text

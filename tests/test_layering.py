@@ -30,6 +30,14 @@ def test_core_worker_and_backends_never_name_qt_or_boto3() -> None:
             assert not bad, f"{path} imports {bad}"
 
 
+def test_only_gui_imports_qt() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        if "gui" in path.relative_to(PACKAGE).parts:
+            continue
+        qt = {n for n in _imports(path) if n.split(".")[0] in ("PySide6", "PyQt5", "PyQt6")}
+        assert not qt, f"{path} imports {qt}"
+
+
 def test_core_never_imports_upper_layers() -> None:
     for path in (PACKAGE / "core").rglob("*.py"):
         upper = {n for n in _imports(path)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from vsr_desktop.core.errors import VsrError
 
 log = logging.getLogger("vsr_desktop.gui")
+_live_dialogs: list[QMessageBox] = []
 
 
 def user_log_path() -> Path:
@@ -54,9 +55,17 @@ def show_error(parent: QWidget | None, title: str, error: BaseException | str) -
     if hint:
         box.setInformativeText(hint[:1].upper() + hint[1:])
     box.setObjectName("errorDialog")
-    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    box.open()
+    _open_kept(box)
     return box
+
+
+def _open_kept(box: QMessageBox) -> None:
+    """Open without a nested event loop, holding a reference until the box is closed
+    (a parentless box would otherwise be garbage-collected at once)."""
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    _live_dialogs.append(box)
+    box.finished.connect(lambda _result: _live_dialogs.remove(box))
+    box.open()
 
 
 def install_excepthook() -> None:
@@ -81,6 +90,6 @@ def install_excepthook() -> None:
                           f"Something went wrong: {message}")
         box.setInformativeText(f"The app keeps running. Details were written to {log_path}.")
         box.setObjectName("excepthookDialog")
-        box.open()
+        _open_kept(box)
 
     sys.excepthook = hook
