@@ -88,18 +88,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from vsr_desktop.core.jobs import JobStore
-    from vsr_desktop.core.settings import AppSettings, SettingsFile
     from vsr_desktop.gui.main_window import MainWindow
     from vsr_desktop.resources import sample_clip_path
 
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        settings = SettingsFile(folder / "settings.json")
-        settings.save(AppSettings(output_folder=str(folder)))
-        window = MainWindow(settings_file=settings, store=JobStore(folder / "jobs.sqlite3"),
-                            opener=lambda path: None)
+        window = MainWindow.in_scratch_folder(folder)
         window.resize(1280, 820)
         window.show()
         probe = LatencyProbe()

@@ -14,8 +14,6 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication
 from PySide6.QtWidgets import QApplication
 
-from vsr_desktop.core.jobs import JobStore
-from vsr_desktop.core.settings import AppSettings, SettingsFile
 from vsr_desktop.gui.main_window import MainWindow
 from vsr_desktop.resources import sample_clip_path
 
@@ -36,10 +34,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        settings = SettingsFile(folder / "settings.json")
-        settings.save(AppSettings(output_folder=str(folder)))
-        window = MainWindow(settings_file=settings, store=JobStore(folder / "jobs.sqlite3"),
-                            opener=lambda path: None)
+        window = MainWindow.in_scratch_folder(folder)
         window.resize(1400, 900)
         window.show()
         window.open_files([sample_clip_path()])

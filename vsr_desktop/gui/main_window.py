@@ -149,6 +149,15 @@ class MainWindow(QMainWindow):
             self._device_probe.found.connect(self.settings_panel.set_device_description)
             QTimer.singleShot(0, self._device_probe.start)
 
+    @classmethod
+    def in_scratch_folder(cls, folder: Path) -> MainWindow:
+        """A window whose settings, jobs and outputs all live in `folder` (benchmarks,
+        screenshots, smoke tests): the user's own settings and jobs are never touched."""
+        settings = SettingsFile(folder / "settings.json")
+        settings.save(AppSettings(output_folder=str(folder)))
+        return cls(settings_file=settings, store=JobStore(folder / "jobs.sqlite3"),
+                   opener=lambda path: None)
+
     # ------------------------------------------------------------------ menus
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
