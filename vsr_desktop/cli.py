@@ -36,6 +36,42 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
                         help="download the model if it is not cached yet")
 
 
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    """Input, output, model and encoder choices: shared by `upscale` and `worker plan`."""
+    parser.add_argument("input", type=Path)
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="output file (default: INPUT_upscaled.mp4 beside the input)")
+    _add_engine_options(parser)
+    parser.add_argument("--codec", default="h264", choices=CODEC_CHOICES)
+    parser.add_argument("--crf", type=int, default=None, help="quality: lower is better")
+    parser.add_argument("--bitrate", type=int, default=None,
+                        help="bits per second instead of CRF")
+    parser.add_argument("--preset", default=None, help="encoder speed preset")
+    parser.add_argument("--ten-bit", action="store_true", default=None,
+                        help="force 10-bit output")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--chunk-seconds", type=float, default=60.0,
+                        help="chunk length: the unit of progress and resume")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def _add_worker_parser(sub: Any) -> None:
+    worker = sub.add_parser("worker", help="stages of a distributed job (Slurm, AWS Batch)")
+    wsub = worker.add_subparsers(dest="worker_command", required=True)
+    plan = wsub.add_parser("plan", help="probe the source and cut the chunk plan")
+    _add_job_options(plan)
+    plan.add_argument("--workdir", type=Path, required=True, help="shared work folder")
+    up = wsub.add_parser("upscale", help="upscale one chunk (idempotent)")
+    up.add_argument("--workdir", type=Path, required=True)
+    up.add_argument("--chunk", type=int, default=None,
+                    help="chunk index (default: $SLURM_ARRAY_TASK_ID or "
+                         "$AWS_BATCH_JOB_ARRAY_INDEX)")
+    merge = wsub.add_parser("merge", help="join the chunks and the source's audio")
+    merge.add_argument("--workdir", type=Path, required=True)
+    status = wsub.add_parser("status", help="progress of every chunk, as JSON")
+    status.add_argument("--workdir", type=Path, required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vsr", description="Upscale video with Real-ESRGAN models.")
@@ -44,19 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("upscale", help="upscale a whole video")
-    up.add_argument("input", type=Path)
-    up.add_argument("-o", "--output", type=Path, default=None,
-                    help="output file (default: INPUT_upscaled.mp4 beside the input)")
-    _add_engine_options(up)
-    up.add_argument("--codec", default="h264", choices=CODEC_CHOICES)
-    up.add_argument("--crf", type=int, default=None, help="quality: lower is better")
-    up.add_argument("--bitrate", type=int, default=None, help="bits per second instead of CRF")
-    up.add_argument("--preset", default=None, help="encoder speed preset")
-    up.add_argument("--ten-bit", action="store_true", default=None, help="force 10-bit output")
-    up.add_argument("--batch-size", type=int, default=1)
-    up.add_argument("--chunk-seconds", type=float, default=60.0,
-                    help="chunk length: the unit of progress and resume")
-    up.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_job_options(up)
     up.add_argument("--quiet", action="store_true", help="no progress bar")
 
     pv = sub.add_parser("preview", help="write a before/after picture of one frame")
@@ -82,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("show", "resume", "remove"):
         cmd = jsub.add_parser(name)
         cmd.add_argument("job_id")
+
+    _add_worker_parser(sub)
 
     demo = sub.add_parser("demo", help="upscale the bundled sample clip (what `make run` does)")
     demo.add_argument("-o", "--output-dir", type=Path, default=Path("out"))
@@ -133,14 +159,13 @@ def _default_output(source: Path) -> Path:
     return source.with_name(f"{source.stem}_upscaled.mp4")
 
 
-def cmd_upscale(args: argparse.Namespace) -> int:
-    from vsr_desktop.backends.local import LocalBackend, UpscaleRequest
-    from vsr_desktop.core.jobs import JobStore
+def _request_from_args(args: argparse.Namespace) -> Any:
     from vsr_desktop.core.media.encode import EncodeSettings
+    from vsr_desktop.worker.request import UpscaleRequest
 
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
-    request = UpscaleRequest(
+    return UpscaleRequest(
         source=args.input, output=args.output or _default_output(args.input),
         model=args.model, outscale=args.scale, denoise_strength=args.denoise_strength,
         encode=EncodeSettings(codec=args.codec, crf=args.crf, bitrate=args.bitrate,
@@ -149,7 +174,51 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
         overwrite=args.overwrite, allow_download=args.download,
     )
-    return _run_job(request, LocalBackend(JobStore()), quiet=args.quiet)
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from vsr_desktop.backends.local import LocalBackend
+    from vsr_desktop.core.jobs import JobStore
+
+    return _run_job(_request_from_args(args), LocalBackend(JobStore()), quiet=args.quiet)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """One stage of a distributed job; SIGTERM (Spot notice, scancel) stops it cleanly."""
+    import json
+    import os
+
+    from vsr_desktop.worker import stages
+
+    if args.worker_command == "plan":
+        plan = stages.plan_stage(_request_from_args(args), args.workdir)
+        print(len(plan.chunks))
+        return 0
+    if args.worker_command == "upscale":
+        index = args.chunk
+        if index is None:
+            env = os.environ.get("SLURM_ARRAY_TASK_ID") or os.environ.get(
+                "AWS_BATCH_JOB_ARRAY_INDEX")
+            if env is None:
+                raise InputError("no chunk index given",
+                                 "pass --chunk N (or run as a Slurm/AWS Batch array task)")
+            index = int(env)
+        cancel = threading.Event()
+        _install_sigint(cancel)
+        try:
+            did = stages.upscale_stage(args.workdir, index, cancel=cancel)
+        except CancelledError:
+            print(f"chunk {index} stopped; run it again to redo it", file=sys.stderr)
+            return 143
+        print(f"chunk {index} {'done' if did else 'was already done'}", file=sys.stderr)
+        return 0
+    if args.worker_command == "merge":
+        for warning in stages.merge_stage(args.workdir):
+            print(f"note: {warning}", file=sys.stderr)
+        return 0
+    progress = stages.read_progress(args.workdir)
+    print(json.dumps(vars(progress), default=str))
+    return 0
 
 
 def _run_job(request: Any, backend: Any, quiet: bool) -> int:
@@ -290,6 +359,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "upscale": cmd_upscale,
+    "worker": cmd_worker,
     "preview": cmd_preview,
     "models": cmd_models,
     "jobs": cmd_jobs,

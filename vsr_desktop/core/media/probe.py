@@ -249,3 +249,58 @@ def _first_frame_metadata(path: Path, stream_index: int) -> tuple[int, ColorInfo
             f"{path.name} could not be decoded ({exc})", "the file may be corrupt or truncated"
         ) from exc
     raise MediaError(f"{path.name} has no decodable video frame", "the file may be truncated")
+
+
+def media_info_to_json(info: MediaInfo) -> str:
+    """Serialise a probe so remote workers need not demux the whole source again."""
+    import json
+
+    def fraction(value: Fraction | None) -> list[int] | None:
+        return None if value is None else [value.numerator, value.denominator]
+
+    video = info.video
+    data = {
+        "path": str(info.path),
+        "container": info.container,
+        "size_bytes": info.size_bytes,
+        "data_streams": info.data_streams,
+        "audio": [vars(s) for s in info.audio],
+        "subtitles": [vars(s) for s in info.subtitles],
+        "video": {
+            **{k: getattr(video, k) for k in ("index", "codec", "width", "height", "pix_fmt",
+                                              "bit_depth", "rotation")},
+            "time_base": fraction(video.time_base),
+            "average_rate": fraction(video.average_rate),
+            "sample_aspect_ratio": fraction(video.sample_aspect_ratio),
+            "frame_pts": list(video.frame_pts),
+            "keyframe_pts": list(video.keyframe_pts),
+            "color": vars(video.color),
+        },
+    }
+    return json.dumps(data)
+
+
+def media_info_from_json(text: str) -> MediaInfo:
+    import json
+
+    try:
+        data = json.loads(text)
+        v = dict(data["video"])
+        v["time_base"] = Fraction(*v["time_base"])
+        v["average_rate"] = Fraction(*v["average_rate"])
+        sar = v.get("sample_aspect_ratio")
+        v["sample_aspect_ratio"] = Fraction(*sar) if sar else None
+        v["frame_pts"] = tuple(v["frame_pts"])
+        v["keyframe_pts"] = tuple(v["keyframe_pts"])
+        v["color"] = ColorInfo(**v["color"])
+        return MediaInfo(
+            path=Path(data["path"]),
+            container=data["container"],
+            size_bytes=int(data["size_bytes"]),
+            video=VideoInfo(**v),
+            audio=tuple(StreamInfo(**s) for s in data["audio"]),
+            subtitles=tuple(StreamInfo(**s) for s in data["subtitles"]),
+            data_streams=int(data["data_streams"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MediaError(f"the saved probe is unreadable ({exc})", "plan the job again") from exc

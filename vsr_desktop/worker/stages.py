@@ -1,0 +1,246 @@
+"""The three stages of a distributed job, run as separate processes on a shared work folder.
+
+`plan` once, then `upscale` once per chunk (a Slurm array task, an AWS Batch array child),
+then `merge` once. Each stage reads and writes only files in the work folder, so any machine
+that sees the folder can run any stage, and a stage run twice does no harm:
+
+    WORKDIR/job.json                    the request (source, output, settings)
+    WORKDIR/media.json, plan.json       the probe and the chunk plan, made once by `plan`
+    WORKDIR/chunks/chunk_00003.mp4      finished chunks (written as .partial, then renamed)
+    WORKDIR/progress/chunk_00003.json   state, frames done, fps — read by the app to show progress
+    WORKDIR/progress/merge.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from vsr_desktop.core.errors import CancelledError, JobError, VsrError
+from vsr_desktop.core.media.encode import container_for
+from vsr_desktop.core.media.probe import (
+    MediaInfo,
+    media_info_from_json,
+    media_info_to_json,
+    probe,
+)
+from vsr_desktop.core.plan import Plan, plan_chunks
+from vsr_desktop.core.upscaler import FrameUpscaler
+from vsr_desktop.worker.merge import merge_job
+from vsr_desktop.worker.request import (
+    UpscaleRequest,
+    build_engine,
+    request_from_dict,
+    request_to_dict,
+    validate_request,
+)
+from vsr_desktop.worker.upscale_chunk import upscale_chunk
+
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class WorkFolder:
+    """Paths inside one job's shared work folder."""
+
+    root: Path
+
+    @property
+    def job_file(self) -> Path:
+        return self.root / "job.json"
+
+    @property
+    def media_file(self) -> Path:
+        return self.root / "media.json"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.root / "plan.json"
+
+    def chunk_file(self, index: int, suffix: str) -> Path:
+        return self.root / "chunks" / f"chunk_{index:05d}{suffix}"
+
+    def progress_file(self, name: str) -> Path:
+        return self.root / "progress" / f"{name}.json"
+
+    def load(self) -> tuple[UpscaleRequest, MediaInfo, Plan]:
+        """Everything `plan` wrote; a clear error when it has not run (or the folder is wrong)."""
+        try:
+            request = request_from_dict(json.loads(self.job_file.read_text()))
+            media = media_info_from_json(self.media_file.read_text())
+            plan = Plan.from_json(self.plan_file.read_text())
+        except FileNotFoundError as exc:
+            raise JobError(f"{self.root} holds no planned job ({exc.filename} is missing)",
+                           "run `vsr worker plan` first, with the same --workdir") from exc
+        return request, media, plan
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Readers on other machines never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def plan_stage(request: UpscaleRequest, workdir: Path) -> Plan:
+    """Validate the request, probe the source once, cut the plan, and record all three."""
+    folder = WorkFolder(workdir)
+    # Other machines run the later stages from other folders: store absolute paths.
+    request = replace(request, source=request.source.expanduser().resolve(),
+                      output=request.output.expanduser().resolve())
+    media = validate_request(request)
+    plan = plan_chunks(media.video, request.chunk_seconds)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder.job_file, request_to_dict(request))
+    folder.media_file.write_text(media_info_to_json(media))
+    folder.plan_file.write_text(plan.to_json())
+    return plan
+
+
+@dataclass
+class _ProgressWriter:
+    """Throttled progress file for one stage."""
+
+    path: Path
+    frames_total: int
+    frames_done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_write: float = 0.0
+
+    def write(self, state: str, message: str = "", force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_write < PROGRESS_INTERVAL_SECONDS:
+            return
+        self.last_write = now
+        elapsed = now - self.started
+        write_json_atomic(self.path, {
+            "state": state, "frames_done": self.frames_done, "frames_total": self.frames_total,
+            "fps": self.frames_done / elapsed if elapsed > 0 else 0.0,
+            "message": message, "updated_at": time.time(), "host": os.uname().nodename,
+        })
+
+    def add(self, frames: int) -> None:
+        self.frames_done += frames
+        self.write("running")
+
+
+def upscale_stage(
+    workdir: Path,
+    index: int,
+    *,
+    cancel: threading.Event | None = None,
+    engine_factory: Callable[[UpscaleRequest], FrameUpscaler] = build_engine,
+) -> bool:
+    """Upscale chunk `index`; returns False when it was already done (idempotent)."""
+    folder = WorkFolder(workdir)
+    request, media, plan = folder.load()
+    if not 0 <= index < len(plan.chunks):
+        raise JobError(f"chunk {index} does not exist; the plan has {len(plan.chunks)}",
+                       f"use an index from 0 to {len(plan.chunks) - 1}")
+    chunk = plan.chunks[index]
+    target = folder.chunk_file(index, request.output.suffix)
+    progress = _ProgressWriter(folder.progress_file(f"chunk_{index:05d}"), chunk.frame_count)
+    if _chunk_complete(target, chunk.frame_count):
+        progress.frames_done = chunk.frame_count
+        progress.write("done", "already done", force=True)
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    progress.write("running", force=True)
+    try:
+        engine = engine_factory(request)
+        upscale_chunk(
+            media, chunk, engine, request.encode, target,
+            container_format=container_for(request.output), batch_size=request.batch_size,
+            on_frames=progress.add, cancel=cancel,
+        )
+    except CancelledError:
+        progress.write("cancelled", "stopped before the end; run again to redo it", force=True)
+        raise
+    except VsrError as exc:
+        progress.write("failed", exc.user_message(), force=True)
+        raise
+    progress.write("done", force=True)
+    return True
+
+
+def merge_stage(workdir: Path) -> list[str]:
+    """Join every chunk into the output (temp name, then rename); all chunks must be done."""
+    folder = WorkFolder(workdir)
+    request, media, plan = folder.load()
+    suffix = request.output.suffix
+    missing = [c.index for c in plan.chunks
+               if not _chunk_complete(folder.chunk_file(c.index, suffix), c.frame_count)]
+    if missing:
+        raise JobError(f"{len(missing)} chunk(s) are not finished: {missing[:10]}",
+                       "run the upscale stage for them, then merge again")
+    progress = _ProgressWriter(folder.progress_file("merge"), plan.frame_count)
+    progress.write("running", force=True)
+    try:
+        warnings = merge_job(media, plan, [folder.chunk_file(c.index, suffix)
+                                           for c in plan.chunks], request.output)
+    except VsrError as exc:
+        progress.write("failed", exc.user_message(), force=True)
+        raise
+    progress.frames_done = plan.frame_count
+    progress.write("done", "; ".join(warnings), force=True)
+    return warnings
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """What the app shows for a distributed job, read from the progress files."""
+
+    frames_done: int
+    frames_total: int
+    chunks_done: int
+    chunks_total: int
+    chunk_states: dict[int, str]
+    merge_state: str | None
+    messages: dict[int, str]
+
+
+def read_progress(workdir: Path) -> JobProgress:
+    folder = WorkFolder(workdir)
+    plan = Plan.from_json(folder.plan_file.read_text())
+    frames = 0
+    states: dict[int, str] = {}
+    messages: dict[int, str] = {}
+    for chunk in plan.chunks:
+        data = _read_json(folder.progress_file(f"chunk_{chunk.index:05d}"))
+        if data is None:
+            continue
+        states[chunk.index] = str(data.get("state", ""))
+        frames += min(int(data.get("frames_done", 0)), chunk.frame_count)
+        if data.get("message"):
+            messages[chunk.index] = str(data["message"])
+    merge = _read_json(folder.progress_file("merge"))
+    return JobProgress(
+        frames_done=frames, frames_total=plan.frame_count,
+        chunks_done=sum(s == "done" for s in states.values()), chunks_total=len(plan.chunks),
+        chunk_states=states, merge_state=None if merge is None else str(merge.get("state")),
+        messages=messages,
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _chunk_complete(path: Path, frames: int) -> bool:
+    if not path.exists():
+        return False
+    try:
+        return probe(path).video.frame_count == frames
+    except VsrError:
+        return False
