@@ -109,6 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_worker_parser(sub)
 
+    slurm = sub.add_parser("slurm", help="run jobs on a Slurm cluster")
+    ssub = slurm.add_subparsers(dest="slurm_command", required=True)
+    submit = ssub.add_parser("submit", help="split → array of chunk tasks → merge")
+    _add_job_options(submit)
+    submit.add_argument("--workdir", type=Path, required=True,
+                        help="a folder every node sees (shared filesystem)")
+    submit.add_argument("--partition", default=None)
+    submit.add_argument("--gpus-per-task", type=int, default=0)
+    submit.add_argument("--max-parallel", type=int, default=4,
+                        help="chunk tasks running at once (sbatch --array %%K)")
+    submit.add_argument("--ssh", default=None, metavar="HOST",
+                        help="run sbatch/squeue on this login host over SSH")
+    for name in ("status", "cancel"):
+        cmd = ssub.add_parser(name)
+        cmd.add_argument("job_id")
+
     demo = sub.add_parser("demo", help="upscale the bundled sample clip (what `make run` does)")
     demo.add_argument("-o", "--output-dir", type=Path, default=Path("out"))
     demo.add_argument("--device", default="auto")
@@ -181,6 +197,45 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from vsr_desktop.core.jobs import JobStore
 
     return _run_job(_request_from_args(args), LocalBackend(JobStore()), quiet=args.quiet)
+
+
+def _slurm_backend(workdir: Path, args: argparse.Namespace | None = None) -> Any:
+    from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
+    from vsr_desktop.core.jobs import JobStore
+
+    target = SlurmTarget(
+        workdir_root=workdir,
+        partition=getattr(args, "partition", None),
+        gpus_per_task=getattr(args, "gpus_per_task", 0),
+        max_parallel=getattr(args, "max_parallel", 4),
+        ssh_host=getattr(args, "ssh", None),
+    )
+    return SlurmBackend(JobStore(), target)
+
+
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from vsr_desktop.core.jobs import JobStore
+
+    if args.slurm_command == "submit":
+        backend = _slurm_backend(args.workdir.resolve(), args)
+        job = backend.submit(_request_from_args(args))
+        ids = backend.job_ids(job)
+        print(job.id)
+        print(f"submitted job {job.id}: Slurm jobs split {ids.split}, "
+              f"array {ids.array} ({ids.chunks} chunks), merge {ids.merge}", file=sys.stderr)
+        return 0
+    job = JobStore().get(args.job_id)
+    if job.backend != "slurm":
+        raise InputError(f"job {job.id} is not a Slurm job", "use `vsr jobs` for local jobs")
+    backend = _slurm_backend(Path(job.work_dir).parent)
+    if args.slurm_command == "cancel":
+        backend.cancel(job)
+        print(f"cancelled {job.id}", file=sys.stderr)
+        return 0
+    job = backend.poll(job)
+    print(f"{job.id}  {job.state.value}  {job.phase}  chunks {job.chunks_done}/"
+          f"{job.chunks_total}  frames {job.frames_done}/{job.frames_total}  {job.message}")
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -360,6 +415,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS = {
     "upscale": cmd_upscale,
     "worker": cmd_worker,
+    "slurm": cmd_slurm,
     "preview": cmd_preview,
     "models": cmd_models,
     "jobs": cmd_jobs,
