@@ -23,6 +23,9 @@ if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     fi
 fi
 
+# A real one-node Slurm for the Slurm backend's tests (slurm-wlm + munge).
+bash scripts/slurm/install.sh
+
 if [[ ! -x $VENV/bin/python ]]; then
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip

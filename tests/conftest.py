@@ -13,6 +13,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from tests.slurm_fixture import slurm_cluster  # noqa: F401 - the session fixture
 from vsr_desktop.core.media.synth import ClipSpec, make_clip
 
 ClipFactory = Callable[..., Path]

@@ -100,6 +100,7 @@ class SlurmBackend:
             ))
         workdir = Path(job.work_dir)
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
+        _forget_unfinished_progress(workdir)
         ids = self._submit_three(request, workdir, chunks, job.id)
         (workdir / "slurm.json").write_text(json.dumps(vars(ids)))
         self.store.update(job.id, state=JobState.QUEUED, phase="waiting in the Slurm queue",
@@ -211,6 +212,18 @@ class SlurmBackend:
         self.run(["scancel", *self.job_ids(job).all()], check=False)
         self.store.update(job.id, state=JobState.CANCELLED, phase="",
                           message="cancelled; resubmit to continue from the finished chunks")
+
+
+def _forget_unfinished_progress(workdir: Path) -> None:
+    """On resubmit, failed/cancelled progress from the last attempt must not be read as
+    this attempt's result; finished chunks keep theirs (their tasks will skip them)."""
+    for path in (workdir / "progress").glob("*.json"):
+        try:
+            state = json.loads(path.read_text()).get("state")
+        except (OSError, ValueError):
+            state = None
+        if state != "done" or path.stem == "merge":
+            path.unlink(missing_ok=True)
 
 
 def _plan_args(request: UpscaleRequest) -> list[str]:

@@ -166,6 +166,9 @@ def upscale_stage(
     except VsrError as exc:
         progress.write("failed", exc.user_message(), force=True)
         raise
+    except Exception as exc:
+        progress.write("failed", f"{type(exc).__name__}: {exc}", force=True)
+        raise
     progress.write("done", force=True)
     return True
 

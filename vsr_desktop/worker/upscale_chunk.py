@@ -6,6 +6,7 @@ waits on I/O it could overlap, and the bounded queues keep memory flat for any l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -163,7 +164,8 @@ def upscale_chunk(
         decoder.join()
         writer.join()
         encoder.abort()
-        tmp_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never mask the error that got us here
+            tmp_path.unlink(missing_ok=True)
         for stage in (decoder, writer):
             if stage.error is not None and not isinstance(exc, VsrError):
                 raise stage.error from exc
