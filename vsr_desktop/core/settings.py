@@ -38,6 +38,11 @@ class AppSettings:
     tile: int = 0
     chunk_seconds: float = 60.0
     preview_mode: str = "split"
+    slurm_workdir: str = ""  # a folder every cluster node sees; empty: Slurm not set up
+    slurm_partition: str = ""
+    slurm_gpus_per_task: int = 0
+    slurm_max_parallel: int = 4
+    slurm_ssh_host: str = ""
     recent_files: list[str] = field(default_factory=list)
     window_geometry: str = ""
     window_state: str = ""

@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
         self.jobs_panel.setObjectName("jobsDock")
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_panel)
         self.jobs_panel.jobFailed.connect(self._job_failed)
+        self.jobs_panel.set_remote_backends({"slurm": self._slurm_backend_for})
         self.resizeDocks([self.jobs_panel], [190], Qt.Orientation.Vertical)
 
         self._build_menus()
@@ -178,6 +179,8 @@ class MainWindow(QMainWindow):
         jobs_menu = self.menuBar().addMenu("&Jobs")
         self._add_action(jobs_menu, "&Upscale all sources", QKeySequence("Ctrl+Return"),
                          self.start_jobs)
+        self._add_action(jobs_menu, "Send all to &Slurm", QKeySequence("Ctrl+Shift+Return"),
+                         self.send_to_slurm)
 
     def _add_action(self, menu, text, shortcut, slot) -> QAction:  # type: ignore[no-untyped-def]
         action = QAction(text, self)
@@ -320,6 +323,43 @@ class MainWindow(QMainWindow):
         if started:
             self.jobs_panel.show()
             self.statusBar().showMessage(f"{started} job(s) queued")
+
+    def slurm_backend(self, workdir_root: Path | None = None):  # type: ignore[no-untyped-def]
+        """A Slurm backend for the cluster in the settings (imports no Qt, runs sbatch)."""
+        from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
+
+        s = self.app_settings
+        target = SlurmTarget(
+            workdir_root=workdir_root or Path(s.slurm_workdir),
+            partition=s.slurm_partition or None, gpus_per_task=s.slurm_gpus_per_task,
+            max_parallel=s.slurm_max_parallel, ssh_host=s.slurm_ssh_host or None,
+        )
+        return SlurmBackend(self.store, target)
+
+    def _slurm_backend_for(self, job):  # type: ignore[no-untyped-def]
+        return self.slurm_backend(Path(job.work_dir).parent)
+
+    @Slot()
+    def send_to_slurm(self) -> None:
+        """Submit every source to the Slurm cluster set in the settings."""
+        if not self.app_settings.slurm_workdir:
+            show_error(self, "Slurm is not set up",
+                       VsrError("no shared work folder is set for the Slurm cluster",
+                                "fill in Settings → Slurm cluster → Work folder"))
+            return
+        backend = self.slurm_backend()
+        sent = 0
+        for path in self.source_paths():
+            try:
+                backend.submit(request_for(self.app_settings, path))
+                sent += 1
+            except VsrError as exc:
+                show_error(self, f"Cannot send {path.name} to Slurm", exc)
+        if sent:
+            self.jobs_panel.model.refresh()
+            if self.jobs_panel.poller is not None:
+                self.jobs_panel.poller.poll_now()
+            self.statusBar().showMessage(f"{sent} job(s) sent to Slurm")
 
     @Slot(str, str)
     def _job_failed(self, job_id: str, message: str) -> None:

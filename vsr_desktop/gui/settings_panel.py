@@ -184,7 +184,31 @@ class SettingsPanel(QWidget):
         self.device_label.setWordWrap(True)
         dev.addRow(self.device_label)
         layout.addWidget(dev_box)
+
+        slurm_box = QGroupBox("Slurm cluster")
+        slurm = QFormLayout(slurm_box)
+        self.slurm_workdir_edit = QLineEdit()
+        self.slurm_workdir_edit.setPlaceholderText("Shared folder every node sees")
+        slurm.addRow("Work folder", self.slurm_workdir_edit)
+        self.slurm_partition_edit = QLineEdit()
+        self.slurm_partition_edit.setPlaceholderText("Cluster default")
+        slurm.addRow("Partition", self.slurm_partition_edit)
+        self.slurm_gpus_spin = QSpinBox()
+        self.slurm_gpus_spin.setRange(0, 16)
+        self.slurm_gpus_spin.setSpecialValueText("None (CPU)")
+        slurm.addRow("GPUs per task", self.slurm_gpus_spin)
+        self.slurm_parallel_spin = QSpinBox()
+        self.slurm_parallel_spin.setRange(1, 1000)
+        slurm.addRow("Tasks at once", self.slurm_parallel_spin)
+        self.slurm_ssh_edit = QLineEdit()
+        self.slurm_ssh_edit.setPlaceholderText("This machine (or user@login-host)")
+        slurm.addRow("Login host", self.slurm_ssh_edit)
+        layout.addWidget(slurm_box)
         layout.addStretch(1)
+        for edit in (self.slurm_workdir_edit, self.slurm_partition_edit, self.slurm_ssh_edit):
+            edit.editingFinished.connect(self._changed)
+        self.slurm_gpus_spin.valueChanged.connect(self._changed)
+        self.slurm_parallel_spin.valueChanged.connect(self._changed)
 
         for combo in (self.model_combo, self.scale_combo, self.codec_combo, self.container_combo,
                       self.device_combo, self.precision_combo):
@@ -208,6 +232,11 @@ class SettingsPanel(QWidget):
         self.folder_edit.setText(s.output_folder)
         self.device_combo.setCurrentIndex(max(self.device_combo.findData(s.device), 0))
         self.precision_combo.setCurrentIndex(max(self.precision_combo.findData(s.precision), 0))
+        self.slurm_workdir_edit.setText(s.slurm_workdir)
+        self.slurm_partition_edit.setText(s.slurm_partition)
+        self.slurm_gpus_spin.setValue(s.slurm_gpus_per_task)
+        self.slurm_parallel_spin.setValue(s.slurm_max_parallel)
+        self.slurm_ssh_edit.setText(s.slurm_ssh_host)
         self._update_model_state()
 
     # ------------------------------------------------------------------ state
@@ -248,6 +277,11 @@ class SettingsPanel(QWidget):
             output_folder=self.folder_edit.text().strip(),
             device=self.device_combo.currentData(),
             precision=self.precision_combo.currentData(),
+            slurm_workdir=self.slurm_workdir_edit.text().strip(),
+            slurm_partition=self.slurm_partition_edit.text().strip(),
+            slurm_gpus_per_task=self.slurm_gpus_spin.value(),
+            slurm_max_parallel=self.slurm_parallel_spin.value(),
+            slurm_ssh_host=self.slurm_ssh_edit.text().strip(),
         )
         self._update_model_state()
         self.settingsChanged.emit(self.settings())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import (
     QCoreApplication,
@@ -39,7 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from vsr_desktop.backends.local import LocalBackend, Progress, UpscaleRequest
+from vsr_desktop.backends.local import LocalBackend, Progress, UpscaleRequest, request_from_job
 from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.gui.jobs.job_runner import JobRunner
@@ -117,6 +118,8 @@ class JobsPanel(QDockWidget):
         self._opener: Opener = opener or open_with_desktop
         self.model = JobsTableModel(store, self)
         self.runner = JobRunner(backend_factory or (lambda: LocalBackend(store)), self)
+        self._remote: dict[str, Callable[[JobRecord], Any]] = {}
+        self.poller: Any = None
 
         body = QWidget(self)
         layout = QVBoxLayout(body)
@@ -221,9 +224,40 @@ class JobsPanel(QDockWidget):
             self.view.selectRow(index.row())
 
     @Slot()
+    def set_remote_backends(self, backends: dict[str, Callable[[JobRecord], Any]]) -> None:
+        """Rows of these backends (e.g. "slurm") are cancelled, resumed and retried through
+        their own backend, and polled in the background by a RemotePoller."""
+        from vsr_desktop.gui.jobs.remote_poller import RemotePoller
+
+        self._remote = dict(backends)
+        if self.poller is not None:
+            self.poller.shutdown()
+        self.poller = RemotePoller(self.model.store, self._remote, self)
+        self.poller.jobChanged.connect(self._on_remote_changed)
+        self.poller.pollFailed.connect(self._on_remote_failed)
+
+    @Slot(str)
+    def _on_remote_changed(self, job_id: str) -> None:
+        self.model.refresh()
+        job = self.model.job(job_id)
+        if job is not None and job.state is JobState.COMPLETED:
+            self.jobFinished.emit(job_id)
+        elif job is not None and job.state is JobState.FAILED:
+            self.jobFailed.emit(job_id, job.message)
+
+    @Slot(str, str)
+    def _on_remote_failed(self, job_id: str, message: str) -> None:
+        self._set_status(f"cannot reach the backend of job {job_id}: {message}")
+
+    def _remote_for(self, job: JobRecord) -> Any | None:
+        factory = self._remote.get(job.backend)
+        return None if factory is None else factory(job)
+
     def shutdown(self) -> None:
         """Stop polling, cancel running work and wait for the worker thread (idempotent)."""
         self._timer.stop()
+        if self.poller is not None:
+            self.poller.shutdown()
         self.runner.shutdown()
         with contextlib.suppress(VsrError):
             self.model.refresh()
@@ -275,6 +309,10 @@ class JobsPanel(QDockWidget):
 
     def _cancel(self) -> None:
         def act(job: JobRecord) -> None:
+            remote = self._remote_for(job)
+            if remote is not None:
+                self._remote_call(lambda: remote.cancel(job))
+                return
             if not self.runner.cancel(job.id):
                 where = f" (pid {job.pid})" if job.pid else ""
                 self._set_status(f"“{job.name}” runs in another process{where}; stop it there.")
@@ -283,12 +321,20 @@ class JobsPanel(QDockWidget):
 
     def _resume(self) -> None:
         def act(job: JobRecord) -> None:
+            remote = self._remote_for(job)
+            if remote is not None:
+                self._remote_call(lambda: remote.submit(request_from_job(job), job=job))
+                return
             self.runner.resume(job.id)
 
         self._with_selected(act)
 
     def _retry(self) -> None:
         def act(job: JobRecord) -> None:
+            remote = self._remote_for(job)
+            if remote is not None:  # finished chunks are reused: resubmit is the retry
+                self._remote_call(lambda: remote.submit(request_from_job(job), job=job))
+                return
             self.runner.retry(job.id)
 
         self._with_selected(act)
@@ -371,6 +417,15 @@ class JobsPanel(QDockWidget):
     def _on_cancelled(self, job_id: str) -> None:
         self._on_job_event(job_id)
         self.jobCancelled.emit(job_id)
+
+    def _remote_call(self, call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except VsrError as exc:
+            self._set_status(exc.user_message())
+        self.model.refresh()
+        if self.poller is not None:
+            self.poller.poll_now()
 
     def _set_status(self, text: str) -> None:
         self.status_label.setText(text)

@@ -1,0 +1,64 @@
+"""From the window to the real one-node Slurm and back: rows polled into the jobs panel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ClipFactory
+from vsr_desktop.core.jobs import JobState, JobStore
+from vsr_desktop.core.media import probe
+from vsr_desktop.core.settings import AppSettings, SettingsFile
+from vsr_desktop.gui.jobs.jobs_model import Column
+from vsr_desktop.gui.main_window import MainWindow
+
+pytestmark = pytest.mark.slurm
+
+
+def test_send_to_slurm_runs_and_the_row_follows(
+    slurm_cluster, qtbot, clip_factory: ClipFactory, tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key, value in slurm_cluster.env().items():
+        monkeypatch.setenv(key, value)  # the app talks to the cluster through SLURM_CONF
+    settings = SettingsFile(tmp_path / "settings.json")
+    settings.save(AppSettings(outscale=2.0, output_folder=str(tmp_path),
+                              slurm_workdir=str(tmp_path / "shared"), slurm_max_parallel=2))
+    window = MainWindow(settings_file=settings, store=JobStore(tmp_path / "jobs.sqlite3"),
+                        opener=lambda path: None, probe_device=False)
+    qtbot.addWidget(window)
+    try:
+        source = tmp_path / "clip.mp4"
+        source.write_bytes(clip_factory(frames=16, gop=8, width=48, height=32).read_bytes())
+        window.open_files([source])
+        with qtbot.waitSignal(window.jobs_panel.jobFinished, timeout=180_000):
+            window.send_to_slurm()
+        job = window.store.all_jobs()[0]
+        assert job.backend == "slurm" and job.state is JobState.COMPLETED
+        output = tmp_path / "clip_x2.mp4"
+        assert probe(output).video.frame_count == 16
+        model = window.jobs_panel.model
+        row = model.row_of(job.id)
+        assert model.index(row, Column.BACKEND).data() == "Slurm"
+        assert model.index(row, Column.STATE).data() == "Completed"
+    finally:
+        window.shutdown()
+
+
+def test_send_to_slurm_without_a_work_folder_says_what_to_do(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    window = MainWindow(settings_file=SettingsFile(tmp_path / "s.json"),
+                        store=JobStore(tmp_path / "j.sqlite3"), opener=lambda p: None,
+                        probe_device=False)
+    qtbot.addWidget(window)
+    try:
+        window.send_to_slurm()
+        boxes = [w for w in QApplication.topLevelWidgets()
+                 if isinstance(w, QMessageBox) and w.isVisible()]
+        assert boxes and "Work folder" in boxes[0].informativeText()
+        for box in boxes:
+            box.close()
+    finally:
+        window.shutdown()
