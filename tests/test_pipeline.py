@@ -160,3 +160,15 @@ def test_disk_full_during_merge_leaves_no_partial_output(
         assert backend.store.all_jobs()[0].state is JobState.FAILED
     finally:
         subprocess.run(["umount", str(tiny)], check=False)
+
+
+def test_rotation_and_colour_tags_survive(clip_factory: ClipFactory, tmp_path: Path) -> None:
+    source = clip_factory(frames=8, gop=8, width=48, height=32, rotation=90, bt709=True)
+    src = probe(source).video
+    assert src.rotation == 90 and (src.color.primaries, src.color.trc, src.color.space) == (1,) * 3
+    output = tmp_path / "out.mp4"
+    _backend(tmp_path).run(UpscaleRequest(source=source, output=output, encode=FAST,
+                                          outscale=2))
+    out = probe(output).video
+    assert out.rotation == 90
+    assert (out.color.primaries, out.color.trc, out.color.space) == (1, 1, 1)

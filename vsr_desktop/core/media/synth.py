@@ -30,6 +30,8 @@ class ClipSpec:
     ten_bit: bool = False
     subtitles: bool = False
     crf: int = 20
+    rotation: int = 0  # display rotation (phone footage shot upright)
+    bt709: bool = False  # tag BT.709 colour (HD footage) instead of leaving it unspecified
 
 
 def pan_zoom_frames(photo: np.ndarray, spec: ClipSpec) -> list[np.ndarray]:
@@ -84,6 +86,12 @@ def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Pat
         video.pix_fmt = "yuv420p10le" if spec.ten_bit else "yuv420p"
         video.time_base = time_base
         video.codec_context.time_base = time_base
+        if spec.rotation:
+            video.set_display_rotation(spec.rotation)
+        if spec.bt709:
+            video.codec_context.color_primaries = 1
+            video.codec_context.color_trc = 1
+            video.codec_context.colorspace = 1
         audio: Any = None
         if spec.audio:
             audio = container.add_stream("aac", rate=48000)
