@@ -119,8 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--gpus-per-task", type=int, default=0)
     submit.add_argument("--max-parallel", type=int, default=4,
                         help="chunk tasks running at once (sbatch --array %%K)")
-    submit.add_argument("--ssh", default=None, metavar="HOST",
-                        help="run sbatch/squeue on this login host over SSH")
     for name in ("status", "cancel"):
         cmd = ssub.add_parser(name)
         cmd.add_argument("job_id")
@@ -208,7 +206,6 @@ def _slurm_backend(workdir: Path, args: argparse.Namespace | None = None) -> Any
         partition=getattr(args, "partition", None),
         gpus_per_task=getattr(args, "gpus_per_task", 0),
         max_parallel=getattr(args, "max_parallel", 4),
-        ssh_host=getattr(args, "ssh", None),
     )
     return SlurmBackend(JobStore(), target)
 

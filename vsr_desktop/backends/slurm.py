@@ -38,7 +38,10 @@ class SlurmTarget:
     gpus_per_task: int = 0
     max_parallel: int = 4
     vsr_command: tuple[str, ...] = (sys.executable, "-m", "vsr_desktop.cli")
-    ssh_host: str | None = None  # None: Slurm's clients run on this machine
+    # Groundwork only: with a host set, the Slurm clients run there over SSH, but scripts,
+    # progress files and the source are still read here, so the app must see the shared
+    # folder. Not offered in the CLI or the app until that is done.
+    ssh_host: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
 

@@ -42,7 +42,6 @@ class AppSettings:
     slurm_partition: str = ""
     slurm_gpus_per_task: int = 0
     slurm_max_parallel: int = 4
-    slurm_ssh_host: str = ""
     recent_files: list[str] = field(default_factory=list)
     window_geometry: str = ""
     window_state: str = ""

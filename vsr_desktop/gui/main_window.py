@@ -332,7 +332,7 @@ class MainWindow(QMainWindow):
         target = SlurmTarget(
             workdir_root=workdir_root or Path(s.slurm_workdir),
             partition=s.slurm_partition or None, gpus_per_task=s.slurm_gpus_per_task,
-            max_parallel=s.slurm_max_parallel, ssh_host=s.slurm_ssh_host or None,
+            max_parallel=s.slurm_max_parallel,
         )
         return SlurmBackend(self.store, target)
 

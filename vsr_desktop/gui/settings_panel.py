@@ -200,12 +200,9 @@ class SettingsPanel(QWidget):
         self.slurm_parallel_spin = QSpinBox()
         self.slurm_parallel_spin.setRange(1, 1000)
         slurm.addRow("Tasks at once", self.slurm_parallel_spin)
-        self.slurm_ssh_edit = QLineEdit()
-        self.slurm_ssh_edit.setPlaceholderText("This machine (or user@login-host)")
-        slurm.addRow("Login host", self.slurm_ssh_edit)
         layout.addWidget(slurm_box)
         layout.addStretch(1)
-        for edit in (self.slurm_workdir_edit, self.slurm_partition_edit, self.slurm_ssh_edit):
+        for edit in (self.slurm_workdir_edit, self.slurm_partition_edit):
             edit.editingFinished.connect(self._changed)
         self.slurm_gpus_spin.valueChanged.connect(self._changed)
         self.slurm_parallel_spin.valueChanged.connect(self._changed)
@@ -236,7 +233,6 @@ class SettingsPanel(QWidget):
         self.slurm_partition_edit.setText(s.slurm_partition)
         self.slurm_gpus_spin.setValue(s.slurm_gpus_per_task)
         self.slurm_parallel_spin.setValue(s.slurm_max_parallel)
-        self.slurm_ssh_edit.setText(s.slurm_ssh_host)
         self._update_model_state()
 
     # ------------------------------------------------------------------ state
@@ -281,7 +277,6 @@ class SettingsPanel(QWidget):
             slurm_partition=self.slurm_partition_edit.text().strip(),
             slurm_gpus_per_task=self.slurm_gpus_spin.value(),
             slurm_max_parallel=self.slurm_parallel_spin.value(),
-            slurm_ssh_host=self.slurm_ssh_edit.text().strip(),
         )
         self._update_model_state()
         self.settingsChanged.emit(self.settings())
