@@ -124,3 +124,33 @@ def test_output_type_checks() -> None:
         check_codec_fits_container("prores", "webm")
     with pytest.raises(InputError, match="unknown codec"):
         EncodeSettings(codec="divx").profile()
+
+
+@pytest.mark.parametrize(
+    ("codec", "suffix", "ten_bit", "expected_codec", "expected_depth"),
+    [
+        ("h264", ".mp4", False, "h264", 8),
+        ("h265", ".mkv", True, "hevc", 10),
+        ("av1", ".mp4", False, "libdav1d", 8),
+        ("prores", ".mov", None, "prores", 10),
+        ("vp9", ".webm", False, "vp9", 8),
+    ],
+)
+def test_every_codec_encodes(
+    clip_factory: ClipFactory, tmp_path: Path, codec: str, suffix: str,
+    ten_bit: bool | None, expected_codec: str, expected_depth: int,
+) -> None:
+    info = probe(clip_factory(frames=8, gop=8, width=64, height=48))
+    video = info.video
+    path = tmp_path / f"out{suffix}"
+    enc = ChunkEncoder(path, EncodeSettings(codec=codec, ten_bit=ten_bit),
+                       container_format=container_for(path), width=128, height=96,
+                       time_base=video.time_base, rate=video.average_rate,
+                       source_bit_depth=8, color=video.color)
+    for frame in iter_frames(info.path, video.index, video.frame_pts[0], 8):
+        enc.write(frame.pts, frame.rgb.repeat(2, 0).repeat(2, 1))
+    enc.close()
+    out = probe(path).video
+    assert out.frame_count == 8 and (out.width, out.height) == (128, 96)
+    assert out.bit_depth == expected_depth
+    assert out.codec in (expected_codec, codec, "av1")
