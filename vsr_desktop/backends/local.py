@@ -102,14 +102,18 @@ class LocalBackend:
         self.store = store
         self.work_root = work_root or default_work_root()
         self._engine_factory = engine_factory
+        # prepare() has probed the source already; run() reuses it instead of demuxing the
+        # whole file again (a queued job may run on another thread: dict ops are atomic).
+        self._probed: dict[str, MediaInfo] = {}
 
     def prepare(self, request: UpscaleRequest) -> JobRecord:
         """Validate, then find the unfinished job to resume or record a new one."""
-        validate_request(request)
+        info = validate_request(request)
         source = str(request.source.expanduser().resolve())
         output = str(request.output.expanduser().resolve())
         existing = self.store.find_resumable(source, output, request.identity())
         if existing is not None:
+            self._probed[existing.id] = info
             return existing
         job_id = JobStore.new_id()
         work_dir = self.work_root / job_id
@@ -118,6 +122,7 @@ class LocalBackend:
             settings=request.identity(),  # what find_resumable matches on
             work_dir=str(work_dir), log_path=str(work_dir / "job.log"),
         )
+        self._probed[job.id] = info
         return self.store.add(job)
 
     def run(
@@ -135,7 +140,8 @@ class LocalBackend:
                           phase="starting")
         self._log(job, f"start: {request.source} -> {request.output}")
         try:
-            info = validate_request(replace(request, overwrite=True))
+            info = self._probed.pop(job.id, None) or validate_request(
+                replace(request, overwrite=True))
             plan = plan_chunks(info.video, request.chunk_seconds)
             (work_dir / "plan.json").write_text(plan.to_json())
             self._run_chunks(job, request, info, plan, progress, cancel)

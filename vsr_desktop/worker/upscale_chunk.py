@@ -136,7 +136,8 @@ def upscale_chunk(
                 raise CancelledError("cancelled")
             if not batch:
                 break
-            frames = np.stack([f.rgb for f in batch])
+            # A single frame is viewed, not copied (the usual batch on CPU).
+            frames = batch[0].rgb[None] if len(batch) == 1 else np.stack([f.rgb for f in batch])
             result = engine.upscale(frames, cancel=cancel)
             for frame, rgb in zip(batch, result, strict=True):
                 if not _put(upscaled, (frame.pts, rgb), stop):
