@@ -20,13 +20,13 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vsr_desktop.core.atomic_file import write_text_atomic
 from vsr_desktop.core.errors import EngineError
 
 #: bf16 must beat fp32 by this factor before we accept its small loss of precision.
@@ -283,12 +283,5 @@ def _write_cache_entry(path: Path, key: str, entry: dict[str, Any]) -> None:
     entries = _read_cache(path)
     entries[key] = entry
     payload = json.dumps({"version": _CACHE_VERSION, "entries": entries}, indent=1)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".precision-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp)
+    with contextlib.suppress(OSError):
+        write_text_atomic(path, payload)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from vsr_desktop.core.atomic_file import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 SETTINGS_VERSION = 1
@@ -92,11 +94,8 @@ class SettingsFile:
             return AppSettings()
 
     def save(self, settings: AppSettings) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {"version": SETTINGS_VERSION, "settings": asdict(settings)}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, json.dumps(data, indent=2, sort_keys=True))
 
     @staticmethod
     def _from_raw(raw: dict[str, Any]) -> AppSettings:

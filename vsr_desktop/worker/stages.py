@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from vsr_desktop.core.atomic_file import write_text_atomic
 from vsr_desktop.core.errors import CancelledError, JobError, VsrError
 from vsr_desktop.core.media.encode import container_for
 from vsr_desktop.core.media.probe import (
@@ -83,10 +84,7 @@ class WorkFolder:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Readers on other machines never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data))
 
 
 def plan_stage(request: UpscaleRequest, workdir: Path) -> Plan:
