@@ -41,32 +41,6 @@ class _Task:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
-class _WorkerThread(QThread):
-    """A plain QThread event loop that forgets its Python "dummy thread" record on exit.
-
-    Python code running on a thread Python did not start (a QThread) gets a
-    `threading._DummyThread` entry the first time anything calls `threading.current_thread()`
-    (`Thread.join` does, and the chunk pipeline joins its decode/encode threads). Python 3.11
-    never removes that entry, so the thread would look alive to `threading.enumerate()`
-    after it has ended — and leak checks such as the test suite's would flag it.
-    """
-
-    def run(self) -> None:
-        try:
-            self.exec()
-        finally:
-            _forget_dummy_thread_record()
-
-
-def _forget_dummy_thread_record() -> None:
-    """Drop the calling thread's _DummyThread entry (it is about to end)."""
-    ident = threading.get_ident()
-    with threading._active_limbo_lock:  # type: ignore[attr-defined]
-        record = threading._active.get(ident)  # type: ignore[attr-defined]
-        if isinstance(record, threading._DummyThread):  # type: ignore[attr-defined]
-            del threading._active[ident]  # type: ignore[attr-defined]
-
-
 class _Worker(QObject):
     """Lives on the worker thread; runs one task per `run_task` call."""
 
@@ -120,7 +94,7 @@ class JobRunner(QObject):
         self._backend: LocalBackend | None = None
         self._queue: deque[_Task] = deque()
         self._current: _Task | None = None
-        self._thread: _WorkerThread | None = None
+        self._thread: QThread | None = None
         self._worker: _Worker | None = None
         self._closed = False
 
@@ -241,7 +215,7 @@ class JobRunner(QObject):
     def _ensure_thread(self) -> None:
         if self._thread is not None:
             return
-        self._thread = _WorkerThread(self)
+        self._thread = QThread(self)
         self._thread.setObjectName("vsr-job-runner")
         self._worker = _Worker(self.backend)
         self._worker.moveToThread(self._thread)
