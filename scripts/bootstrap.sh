@@ -37,7 +37,7 @@ PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
 if [[ $(uname -s) == Linux && $(uname -m) == x86_64 ]]; then
     "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
 fi
-"${PIP[@]}" -e ".[gui,dev,bench]"
+"${PIP[@]}" -e ".[gui,aws,dev,bench]"
 # The benchmark's reference implementation: unmaintained, with a 1.9 GB dependency tree we
 # do not need; its few real dependencies are in the bench extra above.
 "${PIP[@]}" --no-deps realesrgan==0.3.0 basicsr==1.4.2
