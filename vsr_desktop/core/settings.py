@@ -44,6 +44,12 @@ class AppSettings:
     slurm_partition: str = ""
     slurm_gpus_per_task: int = 0
     slurm_max_parallel: int = 4
+    # AWS offload: names only; secrets stay in the OS keychain or the AWS profile files.
+    cloud_region: str = ""  # empty: the profile's / environment's default region
+    cloud_profile: str = ""  # an AWS profile name; empty: none
+    cloud_keychain_account: str = ""  # label of access keys kept in the keychain
+    cloud_stack_name: str = "vsr-desktop"
+    cloud_auto_download: bool = True
     recent_files: list[str] = field(default_factory=list)
     window_geometry: str = ""
     window_state: str = ""
