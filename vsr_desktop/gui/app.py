@@ -19,11 +19,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("files", nargs="*", type=Path, help="videos to open")
     parser.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
                         help="close the window after this long (start-up timing, screenshots)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="self-test offscreen: preview and upscale the bundled sample, then "
+                             "exit 0 (installers run this after installing)")
+    parser.add_argument("--smoke-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="fail the self-test (exit 2) if it takes longer than this")
+    parser.add_argument("--smoke-log", type=Path, default=None, metavar="FILE",
+                        help="also write the self-test's report here (a windowed app has "
+                             "no console on Windows)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.smoke:
+        from vsr_desktop.gui.smoke import run_smoke
+
+        return run_smoke(args.smoke_timeout, args.files[0] if args.files else None,
+                         args.smoke_log)
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
