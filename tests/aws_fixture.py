@@ -15,10 +15,15 @@ import json
 import os
 import socket
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import pytest
+
+# moto reads this when it is first imported. AWS's 5 MiB minimum part size would make the
+# resumable-upload tests move tens of megabytes; the uploader's part size is a parameter and
+# the tests use small parts on small real clips. (A setting of the emulator, test-only.)
+os.environ.setdefault("S3_UPLOAD_PART_MIN_SIZE", str(64 * 1024))
 
 REGION = "eu-west-1"
 # Step Functions must execute for real; Batch jobs succeed at once without Docker.
@@ -32,7 +37,7 @@ class MotoServer:
 
     url: str
 
-    def post(self, path: str, body: dict[str, object] | None = None) -> None:
+    def post(self, path: str, body: Mapping[str, object] | None = None) -> None:
         data = json.dumps(body or {}).encode()
         request = urllib.request.Request(self.url + path, data=data, method="POST",
                                          headers={"Content-Type": "application/json"})
