@@ -61,13 +61,21 @@ def _add_worker_parser(sub: Any) -> None:
     plan = wsub.add_parser("plan", help="probe the source and cut the chunk plan")
     _add_job_options(plan)
     plan.add_argument("--workdir", type=Path, required=True, help="shared work folder")
+    job_uri_help = "s3://BUCKET/jobs/JOB_ID of an AWS job (default: $VSR_JOB_URI)"
+    split = wsub.add_parser("split", help="AWS: probe the job's source in S3 and upload the plan")
+    split.add_argument("--job-uri", default=None, help=job_uri_help)
     up = wsub.add_parser("upscale", help="upscale one chunk (idempotent)")
-    up.add_argument("--workdir", type=Path, required=True)
+    up_where = up.add_mutually_exclusive_group()
+    up_where.add_argument("--workdir", type=Path, default=None, help="shared work folder (Slurm)")
+    up_where.add_argument("--job-uri", default=None, help=job_uri_help)
     up.add_argument("--chunk", type=int, default=None,
-                    help="chunk index (default: $SLURM_ARRAY_TASK_ID or "
+                    help="chunk index (default: $VSR_CHUNK_INDEX, $SLURM_ARRAY_TASK_ID or "
                          "$AWS_BATCH_JOB_ARRAY_INDEX)")
     merge = wsub.add_parser("merge", help="join the chunks and the source's audio")
-    merge.add_argument("--workdir", type=Path, required=True)
+    merge_where = merge.add_mutually_exclusive_group()
+    merge_where.add_argument("--workdir", type=Path, default=None,
+                             help="shared work folder (Slurm)")
+    merge_where.add_argument("--job-uri", default=None, help=job_uri_help)
     status = wsub.add_parser("status", help="progress of every chunk, as JSON")
     status.add_argument("--workdir", type=Path, required=True)
 
@@ -122,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("status", "cancel"):
         cmd = ssub.add_parser(name)
         cmd.add_argument("job_id")
+
+    from vsr_desktop.cli_cloud import add_cloud_parser
+
+    add_cloud_parser(sub, _add_job_options)
 
     demo = sub.add_parser("demo", help="upscale the bundled sample clip (what `make run` does)")
     demo.add_argument("-o", "--output-dir", type=Path, default=Path("out"))
@@ -246,26 +258,59 @@ def cmd_worker(args: argparse.Namespace) -> int:
         plan = stages.plan_stage(_request_from_args(args), args.workdir)
         print(len(plan.chunks))
         return 0
+    if args.worker_command == "split":
+        from vsr_desktop.worker import s3_job
+
+        cancel = threading.Event()
+        _install_sigint(cancel)
+        try:
+            plan = s3_job.split_from_s3(s3_job.resolve_job_uri(args.job_uri), cancel=cancel)
+        except CancelledError:
+            print("split stopped; run it again", file=sys.stderr)
+            return 143
+        print(len(plan.chunks))
+        return 0
     if args.worker_command == "upscale":
         index = args.chunk
         if index is None:
-            env = os.environ.get("SLURM_ARRAY_TASK_ID") or os.environ.get(
-                "AWS_BATCH_JOB_ARRAY_INDEX")
+            env = (os.environ.get("VSR_CHUNK_INDEX") or os.environ.get("SLURM_ARRAY_TASK_ID")
+                   or os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX"))
             if env is None:
                 raise InputError("no chunk index given",
                                  "pass --chunk N (or run as a Slurm/AWS Batch array task)")
+            if not env.strip().isdigit():
+                raise InputError(f"chunk index {env!r} is not a number", "pass --chunk N")
             index = int(env)
         cancel = threading.Event()
         _install_sigint(cancel)
         try:
-            did = stages.upscale_stage(args.workdir, index, cancel=cancel)
+            if args.workdir is not None:
+                did = stages.upscale_stage(args.workdir, index, cancel=cancel)
+            else:
+                from vsr_desktop.worker import s3_job
+
+                did = s3_job.upscale_from_s3(s3_job.resolve_job_uri(args.job_uri), index,
+                                             cancel=cancel)
         except CancelledError:
             print(f"chunk {index} stopped; run it again to redo it", file=sys.stderr)
             return 143
         print(f"chunk {index} {'done' if did else 'was already done'}", file=sys.stderr)
         return 0
     if args.worker_command == "merge":
-        for warning in stages.merge_stage(args.workdir):
+        if args.workdir is not None:
+            warnings = stages.merge_stage(args.workdir)
+        else:
+            from vsr_desktop.worker import s3_job
+
+            cancel = threading.Event()
+            _install_sigint(cancel)
+            try:
+                warnings = s3_job.merge_from_s3(s3_job.resolve_job_uri(args.job_uri),
+                                                cancel=cancel)
+            except CancelledError:
+                print("merge stopped; run it again", file=sys.stderr)
+                return 143
+        for warning in warnings:
             print(f"note: {warning}", file=sys.stderr)
         return 0
     progress = stages.read_progress(args.workdir)
@@ -409,6 +454,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cloud(args: argparse.Namespace) -> int:
+    from vsr_desktop import cli_cloud
+
+    return cli_cloud.cmd_cloud(args, _request_from_args)
+
+
 COMMANDS = {
     "upscale": cmd_upscale,
     "worker": cmd_worker,
@@ -417,6 +468,7 @@ COMMANDS = {
     "models": cmd_models,
     "jobs": cmd_jobs,
     "demo": cmd_demo,
+    "cloud": cmd_cloud,
 }
 
 

@@ -1,0 +1,365 @@
+"""`vsr cloud …`: set up the user's AWS account, send jobs there, follow, cancel, download.
+
+Kept apart from cli.py so the AWS dependencies (boto3, keyring) load only for these commands.
+Secrets never come through argv (they would land in shell history): `keys set` prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any
+
+from vsr_desktop.core.errors import CancelledError, InputError
+
+STACK_OPTIONS = {  # CLI option → template parameter
+    "gpu_instance_types": "GpuInstanceTypes",
+    "max_gpu_vcpus": "MaxGpuVcpus",
+    "image": "ContainerImage",
+    "max_parallel": "MaxParallelChunks",
+    "retention_days": "JobExpirationDays",
+}
+
+
+def add_cloud_parser(sub: Any, add_job_options: Any) -> None:
+    """Register `vsr cloud` and its subcommands."""
+    cloud = sub.add_parser("cloud", help="run jobs in your own AWS account")
+    csub = cloud.add_subparsers(dest="cloud_command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = csub.add_parser(name, help=help_text)
+        parser.add_argument("--profile", default=None, help="AWS profile (default: settings)")
+        parser.add_argument("--region", default=None, help="AWS region (default: settings)")
+        parser.add_argument("--keychain", default=None, metavar="ACCOUNT",
+                            help="use access keys kept in the OS keychain under ACCOUNT")
+        parser.add_argument("--stack", default=None, help="stack name (default: vsr-desktop)")
+        return parser
+
+    setup = command("setup", "deploy or update the stack (bucket, Batch, state machine)")
+    setup.add_argument("--gpu-instance-types", default=None,
+                       help="comma-separated, e.g. g4dn.xlarge,g5.xlarge,g6.xlarge")
+    setup.add_argument("--max-gpu-vcpus", type=int, default=None)
+    setup.add_argument("--image", default=None, help="worker container image URI (ECR)")
+    setup.add_argument("--max-parallel", type=int, default=None,
+                       help="chunks running at once (at most 40)")
+    setup.add_argument("--retention-days", type=int, default=None,
+                       help="days before job files in the bucket expire")
+    teardown = command("teardown", "empty the bucket and delete the stack")
+    teardown.add_argument("--yes", action="store_true", help="do not ask")
+    command("status", "the stack's state and outputs, and who you are signed in as")
+    command("login", "sign in to the profile's AWS SSO (device authorisation in a browser)")
+    keys = command("keys", "keep access keys in the OS keychain (never in files)")
+    keys.add_argument("action", choices=("set", "forget"))
+    keys.add_argument("account", help="a label for these keys, e.g. 'studio'")
+
+    estimate = command("estimate", "cost and time before you submit")
+    add_job_options(estimate)
+    submit = command("submit", "upload a video and upscale it in the cloud")
+    add_job_options(submit)
+    submit.add_argument("--wait", action="store_true",
+                        help="follow the job, then download the result")
+    for name, text in (("poll", "refresh a cloud job's progress"),
+                       ("cancel", "stop a cloud job (and its Batch jobs)"),
+                       ("download", "download a finished cloud job's output"),
+                       ("retry", "run a failed or cancelled job again (keeps finished chunks)")):
+        cmd = command(name, text)
+        cmd.add_argument("job_id")
+
+
+def cmd_cloud(args: argparse.Namespace, request_from_args: Any) -> int:
+    """Dispatch `vsr cloud …`; errors surface as VsrErrors at the CLI edge."""
+    handlers = {
+        "setup": _setup, "teardown": _teardown, "status": _status, "login": _login,
+        "keys": _keys, "estimate": _estimate, "submit": _submit, "poll": _poll,
+        "cancel": _cancel, "download": _download, "retry": _retry,
+    }
+    args.request_from_args = request_from_args
+    return int(handlers[args.cloud_command](args))
+
+
+# ---------------------------------------------------------------------------- plumbing
+def _credentials(args: argparse.Namespace) -> Any:
+    from vsr_desktop.backends.aws.session import CloudCredentials
+    from vsr_desktop.core.settings import SettingsFile
+
+    saved = SettingsFile().load()
+    region = args.region or getattr(saved, "cloud_region", None) or _env_region()
+    if not region:
+        raise InputError("no AWS region chosen", "pass --region (e.g. eu-west-1) or set it in "
+                         "the app's cloud settings")
+    return CloudCredentials(
+        region=region,
+        profile=args.profile or getattr(saved, "cloud_profile", None) or None,
+        keychain_account=args.keychain or getattr(saved, "cloud_keychain_account", None)
+        or None)
+
+
+def _env_region() -> str | None:
+    import os
+
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+def _session(args: argparse.Namespace) -> Any:
+    from vsr_desktop.backends.aws.session import open_session
+
+    return open_session(_credentials(args))
+
+
+def _stack_name(args: argparse.Namespace) -> str:
+    from vsr_desktop.backends.aws.stack import DEFAULT_STACK_NAME
+    from vsr_desktop.core.settings import SettingsFile
+
+    return str(args.stack or getattr(SettingsFile().load(), "cloud_stack_name", None)
+               or DEFAULT_STACK_NAME)
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    from vsr_desktop.backends.aws.backend import AwsBackend
+    from vsr_desktop.core.jobs import JobStore
+
+    return AwsBackend(JobStore(), _session(args), _stack_name(args))
+
+
+def _cloud_job(args: argparse.Namespace, backend: Any) -> Any:
+    job = backend.store.get(args.job_id)
+    if job.backend != "aws":
+        raise InputError(f"job {job.id} runs on {job.backend}, not in the cloud",
+                         "use `vsr jobs` for it")
+    return job
+
+
+def _print_event(event: Any) -> None:
+    print(f"{event.timestamp:%H:%M:%S}  {event.describe()}", file=sys.stderr)
+
+
+def _cancel_on_sigint() -> threading.Event:
+    import signal
+
+    cancel = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    return cancel
+
+
+class _BytesBar:
+    """A tqdm bar for uploads and downloads."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=total, initial=done, unit="B", unit_scale=True,
+                             desc=self._label, dynamic_ncols=True)
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+# ---------------------------------------------------------------------------- stack
+def _setup(args: argparse.Namespace) -> int:
+    from vsr_desktop.backends.aws.stack import deploy_stack
+    from vsr_desktop.backends.aws.stack_template import template_body
+
+    parameters = {param: str(getattr(args, option)) for option, param in STACK_OPTIONS.items()
+                  if getattr(args, option) is not None}
+    session = _session(args)
+    name = _stack_name(args)
+    print(f"deploying stack {name} in {session.region_name} (takes several minutes)…",
+          file=sys.stderr)
+    info = deploy_stack(session, template_body(), parameters, name, on_event=_print_event,
+                        cancel=_cancel_on_sigint())
+    print(f"stack {name}: {info.status}", file=sys.stderr)
+    for key, value in sorted(info.outputs.items()):
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _teardown(args: argparse.Namespace) -> int:
+    from vsr_desktop.backends.aws.stack import delete_stack
+
+    name = _stack_name(args)
+    if not args.yes:
+        answer = input(f"Delete the stack {name} and every file in its bucket? [y/N] ")
+        if answer.strip().lower() not in {"y", "yes"}:
+            print("nothing deleted", file=sys.stderr)
+            return 1
+    delete_stack(_session(args), name, on_event=_print_event, cancel=_cancel_on_sigint())
+    print(f"stack {name} deleted", file=sys.stderr)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from vsr_desktop.backends.aws.session import check_credentials
+    from vsr_desktop.backends.aws.stack import describe_stack
+
+    session = _session(args)
+    print(f"signed in as {check_credentials(session)} ({session.region_name})")
+    info = describe_stack(session, _stack_name(args))
+    if info is None:
+        print("no stack yet: run `vsr cloud setup`")
+        return 1
+    print(f"stack {info.name}: {info.status}")
+    for key, value in sorted(info.outputs.items()):
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _login(args: argparse.Namespace) -> int:
+    from vsr_desktop.backends.aws import sso_login
+
+    creds = _credentials(args)
+    if not creds.profile:
+        raise InputError("SSO sign-in needs a profile", "pass --profile NAME (an SSO profile "
+                         "from ~/.aws/config)")
+    pending = sso_login.start_login(creds.profile)
+    print(f"Open {pending.verification_uri_complete}\nand confirm the code "
+          f"{pending.user_code} (waiting…)", file=sys.stderr)
+    sso_login.wait_for_token(pending, cancel=_cancel_on_sigint())
+    print("signed in", file=sys.stderr)
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from vsr_desktop.backends.aws.session import forget_access_keys, store_access_keys
+
+    if args.action == "forget":
+        forget_access_keys(args.account)
+        print(f"forgot the keys for {args.account}", file=sys.stderr)
+        return 0
+    import getpass
+
+    key_id = input("AWS access key ID: ").strip()
+    secret = getpass.getpass("AWS secret access key: ").strip()
+    if not key_id or not secret:
+        raise InputError("both the key ID and the secret are needed")
+    store_access_keys(args.account, key_id, secret)
+    print(f"keys kept in the OS keychain as {args.account}; use --keychain {args.account}",
+          file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- jobs
+def _estimate_for(args: argparse.Namespace, request: Any, session: Any) -> Any:
+    from vsr_desktop.backends.aws.cost import estimate_job, spot_prices
+    from vsr_desktop.backends.aws.stack_template import DEFAULT_GPU_INSTANCE_TYPES
+    from vsr_desktop.core.models import get_spec
+    from vsr_desktop.worker.request import validate_request
+
+    media = validate_request(request)
+    try:
+        scale = int(request.outscale or get_spec(request.model).scale)
+    except Exception:  # a model file, not a registry name: assume the common x4
+        scale = int(request.outscale or 4)
+    types = list(DEFAULT_GPU_INSTANCE_TYPES)
+    prices = spot_prices(session, types, session.region_name)
+    return estimate_job(frames=media.video.frame_count, width=media.video.width,
+                        height=media.video.height, scale=scale, model=request.model,
+                        instance_types=types, spot_prices=prices, max_parallel=16)
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    request = args.request_from_args(args)
+    print(_estimate_for(args, request, _session(args)).describe())
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    request = args.request_from_args(args)
+    backend = _backend(args)
+    estimate = _estimate_for(args, request, backend.session)
+    print(estimate.describe(), file=sys.stderr)
+    bar = _BytesBar("upload")
+    cancel = _cancel_on_sigint()
+    try:
+        job = backend.submit(request, on_upload=bar, cancel=cancel,
+                             price_per_gpu_hour=estimate.price_per_gpu_hour)
+    except CancelledError:
+        bar.close()
+        print("upload paused; continue it with `vsr cloud retry JOB`", file=sys.stderr)
+        return CancelledError.exit_code
+    bar.close()
+    print(f"job {job.id} started in the cloud ({job.chunks_total} chunks)", file=sys.stderr)
+    print(job.id)
+    if not args.wait:
+        return 0
+    return _follow(backend, job, cancel)
+
+
+def _follow(backend: Any, job: Any, cancel: threading.Event) -> int:
+    """Poll gently until the job ends, then download it."""
+    interval = 5.0
+    last = None
+    while not job.state.is_finished:
+        if cancel.wait(interval):
+            print(f"stopped following; the job carries on (`vsr cloud poll {job.id}`)",
+                  file=sys.stderr)
+            return CancelledError.exit_code
+        job = backend.poll(job)
+        shown = (job.state, job.phase, job.frames_done)
+        if shown != last:
+            print(_describe(job), file=sys.stderr)
+            interval = 5.0
+        else:
+            interval = min(interval * 1.5, 60.0)
+        last = shown
+    if job.state.value != "completed":
+        print(f"job {job.id} {job.state.value}: {job.message}", file=sys.stderr)
+        return 6
+    return _download_job(backend, job)
+
+
+def _describe(job: Any) -> str:
+    cost = f"  ${job.cost_usd:.2f} so far (est.)" if job.cost_usd else ""
+    return (f"{job.id}  {job.state.value}  {job.phase}  chunks {job.chunks_done}/"
+            f"{job.chunks_total}  frames {job.frames_done}/{job.frames_total}{cost}  "
+            f"{job.message}").rstrip()
+
+
+def _download_job(backend: Any, job: Any) -> int:
+    bar = _BytesBar("download")
+    try:
+        path = backend.download(job, on_progress=bar, cancel=_cancel_on_sigint())
+    finally:
+        bar.close()
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _poll(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    print(_describe(backend.poll(_cloud_job(args, backend))))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    terminated = backend.cancel(_cloud_job(args, backend))
+    print(f"cancelled {args.job_id}; stopped {len(terminated)} Batch job(s)", file=sys.stderr)
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    job = backend.poll(_cloud_job(args, backend))
+    return _download_job(backend, job)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from vsr_desktop.worker.request import request_from_job
+
+    backend = _backend(args)
+    job = _cloud_job(args, backend)
+    if not job.state.is_resumable:
+        raise InputError(f"job {job.id} is {job.state.value}", "only failed, cancelled or "
+                         "interrupted jobs can be retried")
+    job = backend.retry(job, request_from_job(job))
+    print(f"job {job.id} started again ({_describe(job)})", file=sys.stderr)
+    return 0
