@@ -360,6 +360,7 @@ def _retry(args: argparse.Namespace) -> int:
     if not job.state.is_resumable:
         raise InputError(f"job {job.id} is {job.state.value}", "only failed, cancelled or "
                          "interrupted jobs can be retried")
-    job = backend.retry(job, request_from_job(job))
+    job = backend.submit(request_from_job(job), job, cancel=_cancel_on_sigint(),
+                         on_upload=_BytesBar("upload"))
     print(f"job {job.id} started again ({_describe(job)})", file=sys.stderr)
     return 0

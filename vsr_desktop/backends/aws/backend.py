@@ -132,9 +132,15 @@ class AwsBackend:
     def submit(self, request: UpscaleRequest, job: JobRecord | None = None, *,
                on_upload: BytesProgress | None = None, cancel: threading.Event | None = None,
                price_per_gpu_hour: float | None = None) -> JobRecord:
-        """Upload (resuming an earlier try) and start the execution; returns the job."""
+        """Upload (resuming an interrupted upload) and start the execution; returns the job.
+
+        With an existing job whose upload finished, this is a retry: a new execution runs,
+        and the workers skip the chunks already in S3.
+        """
         if job is None:
             job = self.create_job(request, price_per_gpu_hour)
+        elif self.aws_state(job).get("execution_arn"):
+            return self.start(job)
         where = self.location(job)
         s3 = self.client("s3")
         self.store.update(job.id, state=JobState.RUNNING, phase="uploading", message="")
@@ -189,12 +195,6 @@ class AwsBackend:
         self.store.update(job.id, state=JobState.RUNNING, phase="waiting for capacity",
                           message="")
         return self.store.get(job.id)
-
-    def retry(self, job: JobRecord, request: UpscaleRequest) -> JobRecord:
-        """Run a failed or cancelled job again: finished chunks in S3 are kept (idempotent)."""
-        if self.aws_state(job).get("execution_arn") is None:
-            return self.submit(request, job)  # the upload never finished
-        return self.start(job)
 
     def location(self, job: JobRecord) -> JobLocation:
         bucket = self.aws_state(job).get("bucket")
