@@ -102,6 +102,20 @@ def plan_stage(request: UpscaleRequest, workdir: Path) -> Plan:
     return plan
 
 
+ProgressHook = Callable[[dict[str, Any], bool], None]
+"""Sees every progress record a stage writes, and whether it was forced (a state change):
+the S3 worker mirrors them to progress objects."""
+
+
+def progress_record(state: str, frames_done: int, frames_total: int, fps: float = 0.0,
+                    message: str = "") -> dict[str, Any]:
+    """One progress file's content: the same fields in a work folder and in S3."""
+    return {
+        "state": state, "frames_done": frames_done, "frames_total": frames_total, "fps": fps,
+        "message": message, "updated_at": time.time(), "host": os.uname().nodename,
+    }
+
+
 @dataclass
 class _ProgressWriter:
     """Throttled progress file for one stage."""
@@ -111,6 +125,7 @@ class _ProgressWriter:
     frames_done: int = 0
     started: float = field(default_factory=time.monotonic)
     last_write: float = 0.0
+    mirror: ProgressHook | None = None
 
     def write(self, state: str, message: str = "", force: bool = False) -> None:
         now = time.monotonic()
@@ -118,11 +133,11 @@ class _ProgressWriter:
             return
         self.last_write = now
         elapsed = now - self.started
-        write_json_atomic(self.path, {
-            "state": state, "frames_done": self.frames_done, "frames_total": self.frames_total,
-            "fps": self.frames_done / elapsed if elapsed > 0 else 0.0,
-            "message": message, "updated_at": time.time(), "host": os.uname().nodename,
-        })
+        record = progress_record(state, self.frames_done, self.frames_total,
+                                 self.frames_done / elapsed if elapsed > 0 else 0.0, message)
+        write_json_atomic(self.path, record)
+        if self.mirror is not None:
+            self.mirror(record, force)
 
     def add(self, frames: int) -> None:
         self.frames_done += frames
@@ -135,8 +150,13 @@ def upscale_stage(
     *,
     cancel: threading.Event | None = None,
     engine_factory: Callable[[UpscaleRequest], FrameUpscaler] = build_engine,
+    on_progress: ProgressHook | None = None,
+    publish: Callable[[Path], None] | None = None,
 ) -> bool:
-    """Upscale chunk `index`; returns False when it was already done (idempotent)."""
+    """Upscale chunk `index`; returns False when it was already done (idempotent).
+
+    `publish` gets the finished chunk before progress says done (the S3 worker uploads it).
+    """
     folder = WorkFolder(workdir)
     request, media, plan = folder.load()
     if not 0 <= index < len(plan.chunks):
@@ -144,7 +164,8 @@ def upscale_stage(
                        f"use an index from 0 to {len(plan.chunks) - 1}")
     chunk = plan.chunks[index]
     target = folder.chunk_file(index, request.output.suffix)
-    progress = _ProgressWriter(folder.progress_file(f"chunk_{index:05d}"), chunk.frame_count)
+    progress = _ProgressWriter(folder.progress_file(f"chunk_{index:05d}"), chunk.frame_count,
+                               mirror=on_progress)
     if _chunk_complete(target, chunk.frame_count):
         progress.frames_done = chunk.frame_count
         progress.write("done", "already done", force=True)
@@ -158,6 +179,8 @@ def upscale_stage(
             container_format=container_for(request.output), batch_size=request.batch_size,
             on_frames=progress.add, cancel=cancel,
         )
+        if publish is not None:
+            publish(target)
     except CancelledError:
         progress.write("cancelled", "stopped before the end; run again to redo it", force=True)
         raise
@@ -171,8 +194,16 @@ def upscale_stage(
     return True
 
 
-def merge_stage(workdir: Path) -> list[str]:
-    """Join every chunk into the output (temp name, then rename); all chunks must be done."""
+def merge_stage(
+    workdir: Path,
+    *,
+    on_progress: ProgressHook | None = None,
+    publish: Callable[[Path], None] | None = None,
+) -> list[str]:
+    """Join every chunk into the output (temp name, then rename); all chunks must be done.
+
+    `publish` gets the finished output before progress says done (the S3 worker uploads it).
+    """
     folder = WorkFolder(workdir)
     request, media, plan = folder.load()
     suffix = request.output.suffix
@@ -181,11 +212,17 @@ def merge_stage(workdir: Path) -> list[str]:
     if missing:
         raise JobError(f"{len(missing)} chunk(s) are not finished: {missing[:10]}",
                        "run the upscale stage for them, then merge again")
-    progress = _ProgressWriter(folder.progress_file("merge"), plan.frame_count)
+    progress = _ProgressWriter(folder.progress_file("merge"), plan.frame_count,
+                               mirror=on_progress)
     progress.write("running", force=True)
     try:
         warnings = merge_job(media, plan, [folder.chunk_file(c.index, suffix)
                                            for c in plan.chunks], request.output)
+        if publish is not None:
+            publish(request.output)
+    except CancelledError:
+        progress.write("cancelled", "stopped before the end; run again to redo it", force=True)
+        raise
     except VsrError as exc:
         progress.write("failed", exc.user_message(), force=True)
         raise
