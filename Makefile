@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bootstrapped
 
-.PHONY: run test setup lint bench bench-gui screenshots sample-clip clean
+.PHONY: run test setup lint bench bench-gui screenshots sample-clip clean installer
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -41,6 +41,11 @@ screenshots: $(STAMP)
 
 sample-clip: $(STAMP)
 	$(PY) tools/make_sample_clip.py
+
+## Linux installers from a PyInstaller bundle (CPU torch): dist/*.deb and dist/*.tar.gz.
+## Smoke-test the .deb in a clean Debian root: sudo packaging/linux/smoke_in_clean_root.sh
+installer:
+	bash packaging/linux/build_installer.sh
 
 clean:
 	rm -rf out bench-out .pytest_cache .mypy_cache .ruff_cache

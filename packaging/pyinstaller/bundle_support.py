@@ -1,0 +1,96 @@
+"""Build-time helpers for the PyInstaller spec: licences, FFmpeg's build line, the icon.
+
+Kept out of the spec so that the spec stays a readable list of what goes into the bundle,
+and so that tests can check these pieces without running PyInstaller.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+ICON_SVG = REPO / "packaging" / "linux" / "icons" / "vsr-desktop.svg"
+#: Our own and the hand-written notices (Qt LGPL, FFmpeg/x264/x265 GPL, GPL/LGPL texts).
+LICENSE_DIR = HERE / "licenses"
+#: Where in the bundle the licences go: beside the ones the package already ships.
+BUNDLE_LICENSES = "vsr_desktop/resources/licenses"
+#: Distributions whose own licence files ship inside the bundle.
+THIRD_PARTY = ("torch", "torchvision", "av", "numpy", "pillow", "spandrel", "safetensors",
+               "platformdirs", "tqdm", "keyring", "PySide6_Essentials", "shiboken6",
+               "boto3", "botocore", "SecretStorage", "jeepney")
+_LICENSE_WORDS = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
+
+
+def notice_files() -> list[tuple[str, str]]:
+    """(source, bundle folder) pairs for the licence texts we wrote or copied."""
+    return [(str(path), BUNDLE_LICENSES) for path in sorted(LICENSE_DIR.glob("*.txt"))]
+
+
+def third_party_license_files() -> list[tuple[str, str]]:
+    """Licence files from the installed distributions' metadata, one folder per project."""
+    found: list[tuple[str, str]] = []
+    for name in THIRD_PARTY:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for file in dist.files or ():
+            base = file.name.upper()
+            top, *inner = file.parent.parts or ("",)
+            if (not top.endswith(".dist-info") or base.endswith((".PY", ".PYC"))
+                    or not any(word in base for word in _LICENSE_WORDS)):
+                continue
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():  # the folders keep torch's many third_party/*/LICENSE apart
+                found.append((str(path), "/".join([BUNDLE_LICENSES, "third_party", name, *inner])))
+    return found
+
+
+def write_ffmpeg_configuration(build_dir: Path) -> Path:
+    """Record the shipped FFmpeg's version, licence and configure line (GPL transparency)."""
+    import av
+    import av._core as core
+
+    lines = [f"PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}", ""]
+    for library, meta in sorted(core.library_meta.items()):
+        lines.append(f"{library} {'.'.join(map(str, meta['version']))}: {meta['license']}")
+    any_meta = next(iter(core.library_meta.values()))
+    lines += ["", "configure:", str(any_meta["configuration"]), ""]
+    build_dir.mkdir(parents=True, exist_ok=True)
+    out = build_dir / "FFmpeg-build-configuration.txt"
+    out.write_text("\n".join(lines), encoding="utf-8")
+    return out
+
+
+_RENDER = """
+import sys
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication, QImage, QPainter
+from PySide6.QtSvg import QSvgRenderer
+app = QGuiApplication(sys.argv[:1])
+svg, out, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+image = QImage(size, size, QImage.Format.Format_ARGB32)
+image.fill(Qt.GlobalColor.transparent)
+painter = QPainter(image)
+QSvgRenderer(svg).render(painter)
+painter.end()
+sys.exit(0 if image.save(out) else 1)
+"""
+
+
+def render_icon_png(out: Path, size: int = 512, svg: Path = ICON_SVG) -> Path:
+    """Render the one icon source (SVG) to PNG with Qt; PyInstaller turns it into .ico/.icns.
+
+    A subprocess, offscreen: a QGuiApplication inside the PyInstaller process could clash with
+    the analysis' own imports of PySide6.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    subprocess.run([sys.executable, "-c", _RENDER, str(svg), str(out), str(size)],
+                   check=True, env=env)
+    return out
