@@ -110,6 +110,7 @@ def test_throughput_table_is_consistent_with_its_stated_derivation() -> None:
 
 def test_fps_scales_with_pixel_count() -> None:
     full = cost.frames_per_second("g5.2xlarge", MODEL, 1920, 1080)
+    assert full is not None
     assert full == _table()["fps_1080p"]["g5"][MODEL]
     assert cost.frames_per_second("g5.2xlarge", MODEL, 3840, 2160) == pytest.approx(full / 4)
     assert cost.frames_per_second("g5.2xlarge", MODEL, 960, 540) == pytest.approx(full * 4)
@@ -210,3 +211,14 @@ def test_unknown_types_are_left_out_with_a_note() -> None:
     assert "model" in caught.value.hint
     with pytest.raises(InputError):
         cost.estimate_job(0, 1920, 1080, 2, MODEL, ["g5.xlarge"], prices, 2)
+
+
+def test_the_worked_example_in_docs_cloud_md_is_what_the_code_says() -> None:
+    """docs/cloud.md walks through this estimate; keep its figures true."""
+    prices = {"g4dn.xlarge": 0.21, "g5.xlarge": 0.48, "g6.xlarge": 0.33}
+    est = cost.estimate_job(HOUR_24FPS, 1920, 1080, 2, MODEL, list(prices), prices, 8)
+    assert est.instance_type == "g6.xlarge"
+    assert (round(est.gpu_hours, 2), round(est.gpu_usd, 2), round(est.output_gb, 2)) == (
+        2.18, 0.98, 8.96)
+    assert (round(est.transfer_out_usd, 2), round(est.total_usd, 2)) == (0.81, 1.95)
+    assert (round(est.total_usd_high, 2), round(est.wall_seconds / 60)) == (2.12, 37)

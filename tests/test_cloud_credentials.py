@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -152,9 +152,11 @@ def test_credentials_round_trip_through_settings_without_secrets() -> None:
     values = creds.to_settings()
     assert values == {"cloud_region": REGION, "cloud_profile": "",
                       "cloud_keychain_account": "studio"}
-    settings = replace(AppSettings(), **values)
+    settings = creds.apply_to(AppSettings())
+    assert asdict(settings).items() >= values.items()
     assert CloudCredentials.from_settings(asdict(settings)) == creds
-    assert CloudCredentials.from_settings(asdict(AppSettings())) == CloudCredentials(region="")
+    assert CloudCredentials.from_app_settings(settings) == creds
+    assert CloudCredentials.from_app_settings(AppSettings()) == CloudCredentials(region="")
     with pytest.raises(CredentialsError, match="Both"):
         CloudCredentials(region=REGION, profile="plain", keychain_account="studio")
 
@@ -167,6 +169,9 @@ def test_profiles_come_from_the_config_and_credentials_files(
     assert is_sso_profile("corp") and is_sso_profile("legacy-sso")
     assert not is_sso_profile("plain") and not is_sso_profile("keys-only")
     assert not is_sso_profile("missing")
+    (tmp_path / "aws-config").write_text("[profile broken\nregion = eu-west-1\n")
+    with pytest.raises(CredentialsError, match="config file"):
+        list_profiles()
 
 
 # --- keychain --------------------------------------------------------------------------------
@@ -384,6 +389,7 @@ def test_sso_session_login_writes_the_token_botocore_reads(
     provider = SSOTokenProvider(session, cache=JSONFileCache(str(cache)))
     token = provider.load_token().get_frozen_token()
     assert token.token == "sso-access-token"
+    assert token.expiration is not None
     assert timedelta(hours=7) < token.expiration - now <= timedelta(hours=8, minutes=1)
 
 
@@ -470,8 +476,9 @@ def test_secrets_never_reach_our_files_or_logs(memory_keyring: MemoryKeyring,
     creds = CloudCredentials(region=REGION, keychain_account="studio")
     settings_file = SettingsFile()
     assert settings_file.path.is_relative_to(isolated_user_dirs)
-    settings_file.save(replace(AppSettings(), **creds.to_settings()))
-    loaded = CloudCredentials.from_settings(asdict(settings_file.load()))
+    settings_file.save(creds.apply_to(AppSettings()))
+    loaded = CloudCredentials.from_app_settings(settings_file.load())
+    assert loaded == creds
     arn = check_credentials(open_session(loaded))
     assert arn.endswith("user/vsr-editor")  # the stored keys really were used
 

@@ -11,14 +11,17 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.exceptions as bexc
 import botocore.session
 
 from vsr_desktop.backends.aws.errors import CloudError, CredentialsError
+
+if TYPE_CHECKING:
+    from vsr_desktop.core.settings import AppSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +60,36 @@ class CloudCredentials:
                    profile=str(values.get("cloud_profile") or "") or None,
                    keychain_account=str(values.get("cloud_keychain_account") or "") or None)
 
+    @classmethod
+    def from_app_settings(cls, settings: AppSettings) -> CloudCredentials:
+        return cls.from_settings(asdict(settings))
+
+    def apply_to(self, settings: AppSettings) -> AppSettings:
+        """A copy of `settings` with these choices in its cloud_* fields."""
+        return replace(settings, cloud_region=self.region, cloud_profile=self.profile or "",
+                       cloud_keychain_account=self.keychain_account or "")
+
 
 # --- profiles -------------------------------------------------------------------------------
 
-def _profiles_config() -> dict[str, dict[str, Any]]:
+def aws_config() -> dict[str, Any]:
+    """The AWS config + credentials files as botocore reads them; unreadable → CredentialsError."""
     # A bare botocore session: boto3.Session() would fail if AWS_PROFILE names a missing profile.
-    config = botocore.session.Session().full_config
-    profiles = config.get("profiles", {})
+    try:
+        return dict(botocore.session.Session().full_config)
+    except bexc.ConfigParseError as exc:
+        raise CredentialsError(f"The AWS config file could not be read: {exc}",
+                               "fix the file (see `aws configure list`)") from None
+
+
+def _profiles_config() -> dict[str, dict[str, Any]]:
+    profiles = aws_config().get("profiles", {})
     return profiles if isinstance(profiles, dict) else {}
 
 
 def list_profiles() -> list[str]:
     """Every profile botocore knows (config and credentials files, SSO profiles included)."""
-    return sorted(botocore.session.Session().available_profiles)
+    return sorted(_profiles_config())
 
 
 def is_sso_profile(name: str) -> bool:

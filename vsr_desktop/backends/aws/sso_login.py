@@ -25,6 +25,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from vsr_desktop.backends.aws.errors import CloudError, CredentialsError
+from vsr_desktop.backends.aws.session import aws_config
 from vsr_desktop.core.atomic_file import write_text_atomic
 from vsr_desktop.core.errors import CancelledError
 
@@ -65,7 +66,7 @@ class SsoConfig:
 
 def read_sso_config(profile: str) -> SsoConfig:
     """The profile's start URL, SSO region and sso-session, from the AWS config file."""
-    config = botocore.session.Session().full_config
+    config = aws_config()
     section = config.get("profiles", {}).get(profile)
     if section is None:
         raise CredentialsError(f"The AWS profile {profile!r} does not exist",
