@@ -113,7 +113,6 @@ def deploy(max_concurrency: int | None = None,
         compute = _api_case(props["ComputeResources"])
         compute["minvCpus"], compute["maxvCpus"] = int(compute["minvCpus"]), int(
             compute["maxvCpus"])
-        compute["desiredvCpus"] = int(compute["desiredvCpus"])
         env = batch.create_compute_environment(
             computeEnvironmentName=f"{STACK}-{kind.lower()}", type=props["Type"],
             state=props["State"], computeResources=compute, serviceRole=props["ServiceRole"])

@@ -348,7 +348,7 @@ def test_template_ships_inside_the_package() -> None:
     assert st.template_path().relative_to(package).as_posix() == "resources/cloud/stack.yaml"
 
 
-@pytest.mark.filterwarnings("ignore:Tried to parse AWS::S3::BucketPolicy:UserWarning")
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS.*BucketPolicy:UserWarning")
 def test_stack_creates_in_moto_cloudformation_with_contract_outputs(aws: MotoServer) -> None:
     """The whole template deploys (moto skips what it cannot model, e.g. the bucket policy).
 
