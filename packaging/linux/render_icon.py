@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pyinstaller"))
-from bundle_support import render_icon_png  # noqa: E402
+from bundle_support import render_icon_png
 
 
 def main(argv: list[str]) -> int:
