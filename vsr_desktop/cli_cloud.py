@@ -248,21 +248,9 @@ def _keys(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- jobs
 def _estimate_for(args: argparse.Namespace, request: Any, session: Any) -> Any:
-    from vsr_desktop.backends.aws.cost import estimate_job, spot_prices
-    from vsr_desktop.backends.aws.stack_template import DEFAULT_GPU_INSTANCE_TYPES
-    from vsr_desktop.core.models import get_spec
-    from vsr_desktop.worker.request import validate_request
+    from vsr_desktop.backends.aws.cost import estimate_for_request
 
-    media = validate_request(request)
-    try:
-        scale = int(request.outscale or get_spec(request.model).scale)
-    except Exception:  # a model file, not a registry name: assume the common x4
-        scale = int(request.outscale or 4)
-    types = list(DEFAULT_GPU_INSTANCE_TYPES)
-    prices = spot_prices(session, types, session.region_name)
-    return estimate_job(frames=media.video.frame_count, width=media.video.width,
-                        height=media.video.height, scale=scale, model=request.model,
-                        instance_types=types, spot_prices=prices, max_parallel=16)
+    return estimate_for_request(session, request, _stack_name(args))
 
 
 def _estimate(args: argparse.Namespace) -> int:
@@ -280,7 +268,7 @@ def _submit(args: argparse.Namespace) -> int:
     cancel = _cancel_on_sigint()
     try:
         job = backend.submit(request, on_upload=bar, cancel=cancel,
-                             price_per_gpu_hour=estimate.price_per_gpu_hour)
+                             price_per_gpu_hour=estimate.usd_per_gpu_hour)
     except CancelledError:
         bar.close()
         print("upload paused; continue it with `vsr cloud retry JOB`", file=sys.stderr)

@@ -311,7 +311,7 @@ class AwsBackend:
                     raise cloud_error("cancelling the job", exc) from exc
             except BotoCoreError as exc:
                 raise cloud_error("cancelling the job", exc) from exc
-            terminated = self._terminate_batch_jobs(arn)
+            terminated = self._terminate_batch_jobs(job, arn)
         self.store.update(job.id, state=JobState.CANCELLED, phase="",
                           message="cancelled; retry to continue from the finished chunks")
         return terminated
@@ -339,9 +339,34 @@ class AwsBackend:
             raise cloud_error("listing the job's Batch jobs", exc) from exc
         return ids
 
-    def _terminate_batch_jobs(self, execution_arn: str) -> list[str]:
+    def queued_batch_job_ids(self, job: JobRecord) -> list[str]:
+        """Unfinished Batch jobs named after this job on the stack's queues.
+
+        The history only lists a job once its submission returned; a job caught mid-submit
+        (or one the history has not shown yet) is found here by its name.
+        """
         batch = self.client("batch")
-        ids = self.batch_job_ids(execution_arn)
+        stack = self.stack()
+        ids: list[str] = []
+        for queue_key in ("GpuJobQueueArn", "CpuJobQueueArn"):
+            queue = stack.outputs.get(queue_key)
+            if not queue:
+                continue
+            try:
+                pages = batch.get_paginator("list_jobs").paginate(
+                    jobQueue=queue,
+                    filters=[{"name": "JOB_NAME", "values": [f"vsr-{job.id}-*"]}])
+                for page in pages:
+                    ids.extend(item["jobId"] for item in page.get("jobSummaryList", [])
+                               if item.get("status") not in _BATCH_FINISHED)
+            except (ClientError, BotoCoreError) as exc:
+                raise cloud_error("listing the job's Batch jobs", exc) from exc
+        return ids
+
+    def _terminate_batch_jobs(self, job: JobRecord, execution_arn: str) -> list[str]:
+        batch = self.client("batch")
+        ids = list(dict.fromkeys(self.batch_job_ids(execution_arn) +
+                                 self.queued_batch_job_ids(job)))
         terminated = []
         for start in range(0, len(ids), 100):
             try:

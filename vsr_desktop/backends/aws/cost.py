@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from vsr_desktop.backends.aws.errors import CloudError
-from vsr_desktop.core.errors import InputError
+from vsr_desktop.core.errors import InputError, VsrError
 
 TRANSFER_OUT_USD_PER_GB = 0.09  # S3 → internet, first 10 TB/month: the user's download
 S3_USD_PER_GB_MONTH = 0.023  # S3 Standard; in-region S3 ↔ EC2 traffic is free
@@ -87,6 +88,28 @@ class CostEstimate:
     options: tuple[InstanceOption, ...]
     notes: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def usd_per_gpu_hour(self) -> float:
+        """The Spot price the totals use (the job's running cost is reckoned with it)."""
+        return self.options[0].usd_per_gpu_hour
+
+    def describe(self) -> str:
+        """A few lines for the CLI and the submit dialog."""
+        best = self.options[0]
+        minutes = self.wall_seconds / 60
+        lines = [
+            f"{self.frames} frames on {best.instance_type} ({best.gpu}, "
+            f"~{best.fps:.1f} frames/s per GPU, ${best.usd_per_gpu_hour:.3f}/GPU-hour Spot)",
+            f"GPU time {self.gpu_hours:.2f} h, {self.parallel} in parallel: about "
+            f"{minutes:.0f} min until the result is in S3",
+            f"cost ≈ ${self.total_usd:.2f} (up to ${self.total_usd_high:.2f} if Batch picks "
+            f"the dearest type): GPU ${self.gpu_usd:.2f}, split/merge "
+            f"${self.cpu_overhead_usd:.2f}, storage ${self.storage_usd:.2f}, download "
+            f"{self.output_gb:.1f} GB ${self.transfer_out_usd:.2f}",
+        ]
+        lines.extend(f"note: {note}" for note in self.notes)
+        return "\n".join(lines)
 
 
 def _gigabytes(frames: int, pixels: int, bits_per_pixel: float) -> float:
@@ -206,3 +229,33 @@ def spot_prices(session: Any, instance_types: list[str], region: str) -> dict[st
     for (itype, _zone), (_when, price) in latest.items():
         prices[itype] = min(price, prices.get(itype, math.inf))
     return prices
+
+
+def estimate_for_request(session: Any, request: Any, stack_name: str) -> CostEstimate:
+    """The estimate for one upscale request on the deployed stack (its GPU types, its
+    parallelism), with today's Spot prices — what the CLI and the submit dialog show."""
+    from vsr_desktop.backends.aws import stack_template as tpl
+    from vsr_desktop.backends.aws.stack import describe_stack
+    from vsr_desktop.core.models import get_spec
+    from vsr_desktop.core.plan import plan_chunks
+    from vsr_desktop.worker.request import validate_request
+
+    media = validate_request(request)
+    chunks = len(plan_chunks(media.video, request.chunk_seconds).chunks)
+    try:
+        scale = float(request.outscale or get_spec(request.model).scale)
+    except VsrError:  # a model file rather than a registry name: the common x4
+        scale = float(request.outscale or 4)
+    defaults = tpl.parameter_defaults()
+    stack = describe_stack(session, stack_name)
+    chosen = stack.parameters if stack is not None else {}
+    types = [t.strip() for t in (chosen.get(tpl.PARAM_GPU_INSTANCE_TYPES)
+                                 or defaults[tpl.PARAM_GPU_INSTANCE_TYPES]).split(",")
+             if t.strip()]
+    parallel = int(chosen.get(tpl.PARAM_MAX_PARALLEL_CHUNKS)
+                   or defaults[tpl.PARAM_MAX_PARALLEL_CHUNKS])
+    prices = spot_prices(session, types, session.region_name)
+    return estimate_job(frames=media.video.frame_count, width=media.video.width,
+                        height=media.video.height, scale=max(1, round(scale)),
+                        model=Path(request.model).stem, instance_types=types,
+                        spot_prices=prices, max_parallel=parallel, chunks=chunks)

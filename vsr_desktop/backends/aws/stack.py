@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +50,7 @@ class StackInfo:
     name: str
     status: str
     outputs: dict[str, str]
+    parameters: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -81,7 +82,10 @@ def describe_stack(session: Any, name: str = DEFAULT_STACK_NAME) -> StackInfo | 
         return None
     stack = stacks[0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    return StackInfo(name=name, status=stack["StackStatus"], outputs=outputs)
+    parameters = {p["ParameterKey"]: p.get("ParameterValue", "")
+                  for p in stack.get("Parameters", [])}
+    return StackInfo(name=name, status=stack["StackStatus"], outputs=outputs,
+                     parameters=parameters)
 
 
 def deploy_stack(
