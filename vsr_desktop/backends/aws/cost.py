@@ -249,9 +249,8 @@ def estimate_for_request(session: Any, request: Any, stack_name: str) -> CostEst
     defaults = tpl.parameter_defaults()
     stack = describe_stack(session, stack_name)
     chosen = stack.parameters if stack is not None else {}
-    types = [t.strip() for t in (chosen.get(tpl.PARAM_GPU_INSTANCE_TYPES)
-                                 or defaults[tpl.PARAM_GPU_INSTANCE_TYPES]).split(",")
-             if t.strip()]
+    types = (stack.list_parameter(tpl.PARAM_GPU_INSTANCE_TYPES) if stack is not None else []
+             ) or defaults[tpl.PARAM_GPU_INSTANCE_TYPES].split(",")
     parallel = int(chosen.get(tpl.PARAM_MAX_PARALLEL_CHUNKS)
                    or defaults[tpl.PARAM_MAX_PARALLEL_CHUNKS])
     prices = spot_prices(session, types, session.region_name)

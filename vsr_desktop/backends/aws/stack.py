@@ -56,6 +56,11 @@ class StackInfo:
     def ready(self) -> bool:
         return self.status in _DONE or self.status == "UPDATE_ROLLBACK_COMPLETE"
 
+    def list_parameter(self, key: str) -> list[str]:
+        """A CommaDelimitedList parameter's items ("a,b"; moto shows "['a', 'b']")."""
+        text = self.parameters.get(key, "").strip().strip("[]")
+        return [item.strip().strip("'\"") for item in text.split(",") if item.strip()]
+
     def output(self, key: str) -> str:
         try:
             return self.outputs[key]
