@@ -29,6 +29,7 @@ from vsr_desktop.worker.s3_job import stage_job_inputs
 from vsr_desktop.worker.s3_transfer import JobLocation
 
 BUCKET = "vsr-test-jobs"
+ENTRYPOINT = Path(__file__).parents[1] / "packaging" / "docker" / "entrypoint.sh"
 
 
 def worker(*args: object, env: dict[str, str] | None = None,
@@ -130,11 +131,13 @@ def test_split_upscale_merge_through_s3(s3: Any, clip_factory: ClipFactory,
 
 def test_sigterm_stops_a_chunk_uploads_nothing_and_a_rerun_redoes_it(
         s3: Any, clip_factory: ClipFactory, tmp_path: Path) -> None:
-    source = clip_factory(frames=64, gop=64, width=160, height=96)
+    source = clip_factory(frames=32, gop=32, width=160, height=96)
     uri = _stage(s3, source, "job-2", tmp_path)
     assert worker("split", "--job-uri", uri).returncode == 0
-    env = {**os.environ, "VSR_JOB_URI": uri, "VSR_CHUNK_INDEX": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "vsr_desktop.cli", "worker", "upscale"],
+    # Started the way Batch starts the container: the image's entrypoint, `vsr worker upscale`.
+    env = {**os.environ, "VSR_JOB_URI": uri, "VSR_CHUNK_INDEX": "0",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(["sh", str(ENTRYPOINT), "vsr", "worker", "upscale"],
                             stderr=subprocess.PIPE, text=True, env=env)
     key = "jobs/job-2/progress/chunk_00000.json"
     deadline = time.monotonic() + 120
@@ -151,12 +154,12 @@ def test_sigterm_stops_a_chunk_uploads_nothing_and_a_rerun_redoes_it(
     assert proc.stderr is not None and "stopped" in proc.stderr.read()
     proc.stderr.close()
     cancelled = _json(s3, key)
-    assert cancelled["state"] == "cancelled" and cancelled["frames_done"] < 64
+    assert cancelled["state"] == "cancelled" and cancelled["frames_done"] < 32
     assert _keys(s3, "jobs/job-2/chunks/") == []
     redo = worker("upscale", "--job-uri", uri, "--chunk", "0")
     assert redo.returncode == 0 and "chunk 0 done" in redo.stderr, redo.stderr
     head = s3.head_object(Bucket=BUCKET, Key="jobs/job-2/chunks/chunk_00000.mkv")
-    assert head["Metadata"]["frames"] == "64"
+    assert head["Metadata"]["frames"] == "32"
 
 
 def test_errors_are_one_clear_line(s3: Any, clip_factory: ClipFactory, tmp_path: Path) -> None:
@@ -184,6 +187,14 @@ def test_errors_are_one_clear_line(s3: Any, clip_factory: ClipFactory, tmp_path:
     assert worker("split", "--job-uri", uri).returncode == 0
     beyond = worker("upscale", "--job-uri", uri, "--chunk", "3")
     assert beyond.returncode == 6 and "chunk 3 does not exist" in beyond.stderr
+
+
+def test_image_entrypoint_takes_the_command_with_or_without_vsr() -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for args in (["vsr", "worker", "upscale", "--help"], ["worker", "upscale", "--help"]):
+        result = subprocess.run(["sh", str(ENTRYPOINT), *args], capture_output=True, text=True,
+                                env=env, timeout=60)
+        assert result.returncode == 0 and "--job-uri" in result.stdout, result.stderr
 
 
 def test_job_uri_parsing() -> None:
