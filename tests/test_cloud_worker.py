@@ -52,9 +52,10 @@ def s3(aws: MotoServer) -> Any:
     return client
 
 
-def _stage(s3: Any, source: Path, job_id: str, tmp_path: Path, **settings: Any) -> str:
-    """Upload a job exactly as the app does; the output is a path on the user's machine."""
-    request = UpscaleRequest(source=source, output=tmp_path / "user" / "holiday_x2.mkv",
+def _stage(s3: Any, source: Path, job_id: str, **settings: Any) -> str:
+    """Upload a job exactly as the app does; the output is a path on the user's (Windows)
+    machine, which the worker must not take for a Linux file name."""
+    request = UpscaleRequest(source=source, output=Path(r"C:\Users\me\Videos\holiday_x2.mkv"),
                              encode=EncodeSettings(preset="ultrafast"), **settings)
     location = JobLocation.for_job(BUCKET, job_id)
     stage_job_inputs(request, location, client=s3)
@@ -72,7 +73,7 @@ def _keys(s3: Any, prefix: str) -> list[str]:
 def test_split_upscale_merge_through_s3(s3: Any, clip_factory: ClipFactory,
                                         tmp_path: Path) -> None:
     source = clip_factory(frames=24, gop=12, width=48, height=32)
-    uri = _stage(s3, source, "job-1", tmp_path, outscale=2, chunk_seconds=0.5)
+    uri = _stage(s3, source, "job-1", outscale=2, chunk_seconds=0.5)
     job = "jobs/job-1/"
     split = worker("split", env={"VSR_JOB_URI": uri})
     assert split.returncode == 0, split.stderr
@@ -130,9 +131,9 @@ def test_split_upscale_merge_through_s3(s3: Any, clip_factory: ClipFactory,
 
 
 def test_sigterm_stops_a_chunk_uploads_nothing_and_a_rerun_redoes_it(
-        s3: Any, clip_factory: ClipFactory, tmp_path: Path) -> None:
+        s3: Any, clip_factory: ClipFactory) -> None:
     source = clip_factory(frames=32, gop=32, width=160, height=96)
-    uri = _stage(s3, source, "job-2", tmp_path)
+    uri = _stage(s3, source, "job-2")
     assert worker("split", "--job-uri", uri).returncode == 0
     # Started the way Batch starts the container: the image's entrypoint, `vsr worker upscale`.
     env = {**os.environ, "VSR_JOB_URI": uri, "VSR_CHUNK_INDEX": "0",
@@ -162,8 +163,8 @@ def test_sigterm_stops_a_chunk_uploads_nothing_and_a_rerun_redoes_it(
     assert head["Metadata"]["frames"] == "32"
 
 
-def test_errors_are_one_clear_line(s3: Any, clip_factory: ClipFactory, tmp_path: Path) -> None:
-    uri = _stage(s3, clip_factory(frames=8, gop=8, width=48, height=32), "job-3", tmp_path)
+def test_errors_are_one_clear_line(s3: Any, clip_factory: ClipFactory) -> None:
+    uri = _stage(s3, clip_factory(frames=8, gop=8, width=48, height=32), "job-3")
     cases = [
         (worker("upscale", "--job-uri", "http://example.com/jobs/1", "--chunk", "0"),
          6, "is not an S3 URI"),

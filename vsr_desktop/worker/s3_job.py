@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
@@ -144,17 +144,34 @@ def _load_planned(job: S3Job) -> tuple[UpscaleRequest, MediaInfo, Plan]:
     return request, media, plan
 
 
+def _user_file(path: Path) -> PureWindowsPath:
+    """A path from the user's machine (job.json): Windows or POSIX, either separator works."""
+    return PureWindowsPath(str(path))
+
+
+def _source_name(request: UpscaleRequest) -> str:
+    return source_name(_user_file(request.source).suffix)
+
+
+def _output_file_name(request: UpscaleRequest) -> str:
+    return _user_file(request.output).name
+
+
+def _chunk_suffix(request: UpscaleRequest) -> str:
+    return _user_file(request.output).suffix
+
+
 def _local_request(request: UpscaleRequest, root: Path) -> UpscaleRequest:
     """The request with this machine's paths (see the module docstring for what else)."""
     (root / "output").mkdir(parents=True, exist_ok=True)
-    return replace(request, source=root / source_name(request.source.suffix),
-                   output=root / "output" / request.output.name, device="auto",
+    return replace(request, source=root / _source_name(request),
+                   output=root / "output" / _output_file_name(request), device="auto",
                    allow_download=True)
 
 
 def _fetch_source(job: S3Job, request: UpscaleRequest, local: UpscaleRequest,
                   cancel: threading.Event | None) -> None:
-    job.download(source_name(request.source.suffix), local.source, cancel,
+    job.download(_source_name(request), local.source, cancel,
                  "the app uploads the source when it submits the job; submit it again")
 
 
@@ -193,7 +210,7 @@ def split_from_s3(job_uri: str, cancel: threading.Event | None = None) -> Plan:
         _check(cancel)
         folder = stages.WorkFolder(Path(tmp) / "work")
         media = json.loads(folder.media_file.read_text())
-        media["path"] = job.location.url_of(source_name(request.source.suffix))
+        media["path"] = job.location.url_of(_source_name(request))
         job.put_text(MEDIA_FILE, json.dumps(media))
         job.put_text(PLAN_FILE, plan.to_json())
     progress.report("done", f"{len(plan.chunks)} chunk(s)", frames_done=plan.frame_count,
@@ -215,7 +232,7 @@ def upscale_from_s3(
         raise JobError(f"chunk {index} does not exist; the plan has {len(plan.chunks)}",
                        f"use an index from 0 to {len(plan.chunks) - 1}")
     chunk = plan.chunks[index]
-    key = chunk_name(index, request.output.suffix)
+    key = chunk_name(index, _chunk_suffix(request))
     progress = S3Progress(job, f"chunk_{index:05d}", chunk.frame_count)
     if job.frames_of(key) == chunk.frame_count:
         progress.report("done", "already done", frames_done=chunk.frame_count)
@@ -243,7 +260,7 @@ def merge_from_s3(job_uri: str, cancel: threading.Event | None = None) -> list[s
     """Join every chunk object with the source's audio and upload output/<name>."""
     job = S3Job(JobLocation.parse(job_uri))
     request, media, plan = _load_planned(job)
-    suffix = request.output.suffix
+    suffix = _chunk_suffix(request)
     progress = S3Progress(job, "merge", plan.frame_count)
     with _work_dir() as tmp, progress.reporting():
         missing = missing_chunks(job, plan, suffix)
@@ -260,6 +277,6 @@ def merge_from_s3(job_uri: str, cancel: threading.Event | None = None) -> list[s
 
         def publish(path: Path) -> None:
             _check(cancel)
-            job.upload(path, output_name(request.output.name))
+            job.upload(path, output_name(_output_file_name(request)))
 
         return stages.merge_stage(folder.root, on_progress=progress.mirror, publish=publish)
