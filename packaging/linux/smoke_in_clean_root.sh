@@ -58,9 +58,12 @@ in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-r
     /tmp/vsr-desktop.deb >/dev/null
 echo "apt-get install (with Depends, no Recommends): $((SECONDS - start)) s"
 echo "installed size: $(du -sh "$ROOT/opt/vsr-desktop" | cut -f1)"
+# With the bundle's own folder on the search path, as the frozen app runs: what is left is
+# what neither the bundle nor the Depends provide (optional Qt plugins: Wayland, GTK theme).
 echo "libraries not found (ldd over the bundle):"
-in_root sh -c 'find /opt/vsr-desktop -name "*.so*" -type f -exec ldd {} + 2>/dev/null |
-    grep "not found" | sort | uniq -c' || echo "  none"
+in_root env LD_LIBRARY_PATH=/opt/vsr-desktop/_internal sh -c 'find /opt/vsr-desktop \
+    -name "*.so*" -type f -exec ldd {} + 2>/dev/null | grep "not found" | sort | uniq -c' ||
+    echo "  none"
 in_root test -f /usr/share/applications/vsr-desktop.desktop
 in_root test -f /usr/share/icons/hicolor/scalable/apps/vsr-desktop.svg
 
