@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QDialog,
     QFileDialog,
     QLabel,
     QListWidget,
@@ -28,6 +29,8 @@ from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.jobs import JobStore
 from vsr_desktop.core.settings import AppSettings, SettingsFile
 from vsr_desktop.core.upscaler import FrameUpscaler
+from vsr_desktop.gui.cloud.context import CloudContext, with_cloud_fields
+from vsr_desktop.gui.cloud.job_actions import CloudJobs, attach_panel
 from vsr_desktop.gui.errors import show_error
 from vsr_desktop.gui.jobs.jobs_panel import JobsPanel
 from vsr_desktop.gui.preview.preview_pane import PreviewPane
@@ -137,7 +140,15 @@ class MainWindow(QMainWindow):
         self.jobs_panel.setObjectName("jobsDock")
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_panel)
         self.jobs_panel.jobFailed.connect(self._job_failed)
-        self.jobs_panel.set_remote_backends({"slurm": self._slurm_backend_for})
+        # Cloud rows: polled like Slurm's; cancel/retry/download run off the GUI thread.
+        self.cloud = CloudContext(lambda: self.app_settings, self.store)
+        self.cloud_jobs = CloudJobs(self.cloud, dialog_parent=self, parent=self)
+        self.cloud_jobs.message.connect(self.statusBar().showMessage)
+        self.jobs_panel.set_remote_backends({"slurm": self._slurm_backend_for,
+                                             "aws": self.cloud.backend_for_job})
+        attach_panel(self.cloud_jobs, self.jobs_panel)
+        self.cloud_dialog: QDialog | None = None
+        self.submit_dialog: QDialog | None = None
         self.resizeDocks([self.jobs_panel], [190], Qt.Orientation.Vertical)
 
         self._build_menus()
@@ -181,6 +192,11 @@ class MainWindow(QMainWindow):
                          self.start_jobs)
         self._add_action(jobs_menu, "Send all to &Slurm", QKeySequence("Ctrl+Shift+Return"),
                          self.send_to_slurm)
+        self._add_action(jobs_menu, "Send all to &AWS…", QKeySequence("Ctrl+Alt+Return"),
+                         self.send_to_aws)
+        cloud_menu = self.menuBar().addMenu("&Cloud")
+        self._add_action(cloud_menu, "&AWS account and stack…", QKeySequence("Ctrl+Shift+K"),
+                         self.open_cloud_dialog)
 
     def _add_action(self, menu, text, shortcut, slot) -> QAction:  # type: ignore[no-untyped-def]
         action = QAction(text, self)
@@ -264,6 +280,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _settings_changed(self, settings: AppSettings) -> None:
         settings.recent_files = self.app_settings.recent_files
+        settings = with_cloud_fields(settings, self.app_settings)  # the cloud dialog owns them
         self.app_settings = settings
         self._apply_preview_settings()
         self._save_settings()
@@ -361,6 +378,45 @@ class MainWindow(QMainWindow):
                 self.jobs_panel.poller.poll_now()
             self.statusBar().showMessage(f"{sent} job(s) sent to Slurm")
 
+    @Slot()
+    def open_cloud_dialog(self) -> None:
+        """Cloud → AWS account and stack…: credentials, identity check, deploy/tear down."""
+        from vsr_desktop.gui.cloud.account_dialog import CloudAccountDialog
+
+        if self.cloud_dialog is not None and self.cloud_dialog.isVisible():
+            self.cloud_dialog.raise_()
+            return
+        dialog = CloudAccountDialog(self.app_settings, self)
+        dialog.settingsSaved.connect(self._cloud_settings_saved)
+        self.cloud_dialog = dialog
+        dialog.open()
+
+    @Slot(object)
+    def _cloud_settings_saved(self, settings: AppSettings) -> None:
+        self.app_settings = with_cloud_fields(self.app_settings, settings)
+        self.cloud.forget()
+        self._save_settings()
+        self.statusBar().showMessage("Cloud settings saved")
+
+    @Slot()
+    def send_to_aws(self) -> None:
+        """Estimate every source's cloud cost, then (on Submit) upload and start them."""
+        from vsr_desktop.gui.cloud.submit_dialog import SubmitDialog
+
+        paths = self.source_paths()
+        if not paths:
+            show_error(self, "Nothing to send",
+                       VsrError("the source list is empty", "open a video first (Ctrl+O)"))
+            return
+        if self.submit_dialog is not None and self.submit_dialog.isVisible():
+            self.submit_dialog.raise_()
+            return
+        dialog = SubmitDialog([request_for(self.app_settings, p) for p in paths],
+                              self.cloud_jobs, self)
+        dialog.accepted.connect(self.jobs_panel.show)
+        self.submit_dialog = dialog
+        dialog.open()
+
     @Slot(str, str)
     def _job_failed(self, job_id: str, message: str) -> None:
         self.statusBar().showMessage(f"Job {job_id} failed: {message}")
@@ -378,6 +434,10 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop every thread the window owns (jobs are left resumable)."""
         self.preview.shutdown()
+        for dialog in (self.cloud_dialog, self.submit_dialog):
+            if dialog is not None:
+                dialog.done(0)  # joins its worker threads
+        self.cloud_jobs.shutdown()  # pauses uploads/downloads (Retry/Download resume them)
         self.jobs_panel.shutdown()
         self.settings_panel.shutdown()
         if self._device_probe is not None:

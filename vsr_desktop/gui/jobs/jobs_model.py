@@ -81,6 +81,12 @@ def state_text(job: JobRecord) -> str:
         return "Interrupted — resumable"
     if job.state is JobState.CANCELLED and job.chunks_done > 0:
         return "Cancelled — resumable"
+    if job.state is JobState.COMPLETED and job.phase:  # e.g. fetching a cloud output
+        return f"Completed — {job.phase}"
+    remote = job.settings.get(job.backend)
+    if job.state is JobState.COMPLETED and isinstance(remote, dict) and \
+            remote.get("downloaded") is False:
+        return "Completed — ready to download"
     return {
         JobState.QUEUED: "Queued",
         JobState.COMPLETED: "Completed",

@@ -25,7 +25,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QAction, QDesktopServices, QHideEvent, QShowEvent
+from PySide6.QtGui import QAction, QDesktopServices, QHideEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
@@ -85,6 +85,14 @@ def can_show_log(job: JobRecord) -> bool:
     return bool(job.log_path) and Path(job.log_path).is_file()
 
 
+def can_download(job: JobRecord) -> bool:
+    """A remote job finished and its output is still remote: its backend keeps a
+    `downloaded` flag in its own settings section (AWS does; local and Slurm write in place)."""
+    state = job.settings.get(job.backend)
+    return (job.state is JobState.COMPLETED and isinstance(state, dict)
+            and state.get("downloaded") is False)
+
+
 def can_remove(job: JobRecord) -> bool:
     return job.state not in (JobState.QUEUED, JobState.RUNNING)
 
@@ -119,6 +127,8 @@ class JobsPanel(QDockWidget):
         self.model = JobsTableModel(store, self)
         self.runner = JobRunner(backend_factory or (lambda: LocalBackend(store)), self)
         self._remote: dict[str, Callable[[JobRecord], Any]] = {}
+        # Backends whose actions run off the GUI thread (cloud transfers and calls).
+        self._remote_actions: dict[str, Any] = {}
         self.poller: Any = None
 
         body = QWidget(self)
@@ -133,6 +143,10 @@ class JobsPanel(QDockWidget):
             "Resume", "Continue from the last finished chunk", self._resume
         )
         self.retry_action = self._action("Retry", "Run the job again from the start", self._retry)
+        self.download_action = self._action(
+            "Download", "Fetch the finished output from the cloud (Ctrl+Shift+D)", self._download
+        )
+        self.download_action.setShortcut(QKeySequence("Ctrl+Shift+D"))
         self.toolbar.addSeparator()
         self.open_output_action = self._action(
             "Open output", "Open the finished video", self._open_output
@@ -249,6 +263,29 @@ class JobsPanel(QDockWidget):
     def _on_remote_failed(self, job_id: str, message: str) -> None:
         self._set_status(f"cannot reach the backend of job {job_id}: {message}")
 
+    def set_remote_actions(self, actions: dict[str, Any]) -> None:
+        """Rows of these backends get cancel, retry, resume and download from an object
+        that runs them off the GUI thread: `cancel/retry/download(job)` return at once,
+        `busy(job_id)` says a transfer runs, and its `jobChanged(str)` signal redraws."""
+        self._remote_actions = dict(actions)
+        for handler in self._remote_actions.values():
+            handler.jobChanged.connect(self._on_remote_action)
+
+    @Slot(str)
+    def _on_remote_action(self, job_id: str) -> None:
+        """A cloud action started or ended: redraw now and let the poller look at once
+        (after a submit the execution moves, and the poller may be deep in its backoff)."""
+        self._on_job_event(job_id)
+        if self.poller is not None:
+            self.poller.poll_now()
+
+    def _actions_for(self, job: JobRecord) -> Any | None:
+        return self._remote_actions.get(job.backend)
+
+    def _busy(self, job: JobRecord) -> bool:
+        actions = self._actions_for(job)
+        return actions is not None and bool(actions.busy(job.id))
+
     def _remote_for(self, job: JobRecord) -> Any | None:
         factory = self._remote.get(job.backend)
         return None if factory is None else factory(job)
@@ -284,14 +321,18 @@ class JobsPanel(QDockWidget):
 
     def _update_actions(self) -> None:
         job = self.selected_job()
+        busy = job is not None and self._busy(job)
         rules = (
-            (self.cancel_action, can_cancel),
-            (self.resume_action, can_resume),
-            (self.retry_action, can_retry),
+            (self.cancel_action, lambda j: can_cancel(j) or busy),
+            (self.resume_action, lambda j: can_resume(j) and not busy),
+            (self.retry_action, lambda j: can_retry(j) and not busy),
+            (self.download_action,
+             lambda j: can_download(j) and self._actions_for(j) is not None and not busy),
             (self.open_output_action, can_open_output),
             (self.reveal_action, can_reveal),
             (self.show_log_action, can_show_log),
-            (self.remove_action, lambda j: can_remove(j) and not self.runner.owns(j.id)),
+            (self.remove_action,
+             lambda j: can_remove(j) and not self.runner.owns(j.id) and not busy),
         )
         for action, rule in rules:
             action.setEnabled(job is not None and rule(job))
@@ -309,6 +350,10 @@ class JobsPanel(QDockWidget):
 
     def _cancel(self) -> None:
         def act(job: JobRecord) -> None:
+            actions = self._actions_for(job)
+            if actions is not None:  # off the GUI thread: a cloud cancel makes many calls
+                actions.cancel(job)
+                return
             remote = self._remote_for(job)
             if remote is not None:
                 self._remote_call(lambda: remote.cancel(job))
@@ -321,6 +366,10 @@ class JobsPanel(QDockWidget):
 
     def _resume(self) -> None:
         def act(job: JobRecord) -> None:
+            actions = self._actions_for(job)
+            if actions is not None:  # finished chunks are kept: a retry is the resume
+                actions.retry(job)
+                return
             remote = self._remote_for(job)
             if remote is not None:
                 self._remote_call(lambda: remote.submit(request_from_job(job), job=job))
@@ -331,11 +380,24 @@ class JobsPanel(QDockWidget):
 
     def _retry(self) -> None:
         def act(job: JobRecord) -> None:
+            actions = self._actions_for(job)
+            if actions is not None:  # may upload (a paused upload resumes): off the thread
+                actions.retry(job)
+                return
             remote = self._remote_for(job)
             if remote is not None:  # finished chunks are reused: resubmit is the retry
                 self._remote_call(lambda: remote.submit(request_from_job(job), job=job))
                 return
             self.runner.retry(job.id)
+
+        self._with_selected(act)
+
+    def _download(self) -> None:
+        def act(job: JobRecord) -> None:
+            actions = self._actions_for(job)
+            if actions is not None and can_download(job):
+                actions.download(job)
+                self._set_status(f"Downloading “{job.name}” to {job.output}…")
 
         self._with_selected(act)
 

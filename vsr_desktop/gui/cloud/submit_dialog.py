@@ -1,0 +1,214 @@
+"""Send to AWS: the cost and time estimate first, then Submit uploads with progress.
+
+The estimate (probing each source, reading the stack and live Spot prices) runs in a worker
+thread the moment the dialog opens. Submit hands the uploads to the app-wide CloudJobs, so
+the dialog may be closed while they run: the jobs panel rows show "uploading NN%" from the
+store, and Pause stops the upload between parts (Retry in the panel resumes it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from vsr_desktop.core.errors import VsrError
+from vsr_desktop.gui.cloud import estimate_view as view
+from vsr_desktop.gui.cloud.estimate_view import SourceEstimate
+from vsr_desktop.gui.cloud.job_actions import CloudJobs, Transfer
+from vsr_desktop.gui.cloud.tasks import Task, TaskContext, TaskRunner
+from vsr_desktop.gui.errors import show_error
+
+if TYPE_CHECKING:
+    from vsr_desktop.worker.request import UpscaleRequest
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+class SubmitDialog(QDialog):
+    """Estimate, then upload and start the jobs; non-modal, closes itself when all started."""
+
+    def __init__(self, requests: list[UpscaleRequest], jobs: CloudJobs,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("cloudSubmitDialog")
+        self.setWindowTitle("Send to AWS")
+        self.resize(860, 420)
+        self.requests = list(requests)
+        self.jobs = jobs
+        self.estimates: list[SourceEstimate] = []
+        self._runner = TaskRunner(self)
+        self._keys: dict[str, str] = {}  # task key → outcome ("" while running)
+
+        context = jobs.context
+        settings = context.settings
+        where = settings.cloud_region or "the profile's default region"
+        self.header = QLabel(f"{len(requests)} video(s) to the stack "
+                             f"<b>{context.stack_name()}</b> in {where}. Estimating…")
+        self.table = QTableWidget(len(requests), len(view.COLUMNS))
+        self.table.setObjectName("estimateTable")
+        self.table.setHorizontalHeaderLabels(list(view.COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        for row, request in enumerate(requests):
+            self.table.setItem(row, 0, QTableWidgetItem(request.source.name))
+        self.summary = QLabel("Reading Spot prices and probing the videos…")
+        self.summary.setObjectName("estimateSummary")
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("font-weight: bold")
+        self.notes = QLabel()
+        self.notes.setObjectName("estimateNotes")
+        self.notes.setWordWrap(True)
+        self.assumptions = QLabel()
+        self.assumptions.setWordWrap(True)
+        self.assumptions.setStyleSheet("color: palette(mid)")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # busy while estimating
+        self.status = QLabel()
+        self.status.setObjectName("submitStatus")
+        self.status.setWordWrap(True)
+
+        self.buttons = QDialogButtonBox()
+        self.submit_button = QPushButton("&Submit")
+        self.submit_button.setObjectName("submitButton")
+        self.submit_button.setToolTip("Upload the videos and start the jobs (Ctrl+Return)")
+        self.submit_button.setShortcut("Ctrl+Return")
+        self.submit_button.setEnabled(False)
+        self.submit_button.setDefault(True)
+        self.pause_button = QPushButton("&Pause upload")
+        self.pause_button.setToolTip("Stop uploading; Retry in the jobs panel resumes it")
+        self.pause_button.setVisible(False)
+        self.buttons.addButton(self.submit_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.addButton(self.pause_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.submit_button.clicked.connect(self.submit)
+        self.pause_button.clicked.connect(self.pause)
+        self.buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        for widget in (self.header, self.table, self.summary, self.notes, self.assumptions,
+                       self.progress, self.status, self.buttons):
+            layout.addWidget(widget, 1 if widget is self.table else 0)
+
+        jobs.transferProgress.connect(self._on_transfer)
+        jobs.taskEnded.connect(self._on_task_ended)
+        self._runner.finished.connect(self._on_estimated)
+        self._runner.failed.connect(self._on_estimate_failed)
+        self._start_estimate()
+
+    # -- estimate -----------------------------------------------------------------------
+
+    def _start_estimate(self) -> None:
+        context = self.jobs.context
+        requests = self.requests
+        stack_name = context.stack_name()
+        pinned = context.stack is not None
+
+        def run(ctx: TaskContext) -> object:
+            return view.estimate_all(context.session(), requests, stack_name, ctx.cancel,
+                                     check_stack=not pinned)
+
+        self._runner.start(Task("estimate", "estimate", run))
+
+    @Slot(str, object)
+    def _on_estimated(self, key: str, result: object) -> None:
+        self.estimates = list(result) if isinstance(result, list) else []
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        for row, item in enumerate(self.estimates):
+            for column, text in enumerate(view.row_cells(item)):
+                cell = QTableWidgetItem(text)
+                if column in (1, 3, 5, 6):
+                    cell.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, column, cell)
+        self.summary.setText(view.summary(self.estimates))
+        notes = view.notes(self.estimates)
+        self.notes.setText("\n".join(f"• {line}" for line in notes))
+        self.notes.setVisible(bool(notes))
+        self.assumptions.setText("Assumptions: " + "; ".join(view.assumptions(self.estimates)))
+        ready = [item for item in self.estimates if item.submittable]
+        self.submit_button.setEnabled(bool(ready))
+        self.header.setText(self.header.text().replace("Estimating…", "Estimated."))
+        self.status.setText(f"{len(ready)} of {len(self.estimates)} can be sent. Prices are "
+                            "estimates; Spot prices change." if ready else
+                            "Nothing can be sent: see the notes.")
+
+    @Slot(str, object)
+    def _on_estimate_failed(self, key: str, error: object) -> None:
+        self.progress.setRange(0, 100)
+        self.summary.setText("No estimate: the cloud account or stack is not ready.")
+        detail = error if isinstance(error, VsrError) else VsrError(
+            f"{type(error).__name__}: {error}", "check the cloud settings and try again")
+        self.status.setText(detail.user_message())
+        show_error(self, "Cannot estimate the cloud jobs", detail)
+
+    # -- submit -------------------------------------------------------------------------
+
+    @Slot()
+    def submit(self) -> None:
+        """Hand every sendable source to CloudJobs (uploads run one after another)."""
+        self.submit_button.setEnabled(False)
+        self.pause_button.setVisible(True)
+        for item in self.estimates:
+            if item.submittable:
+                key = self.jobs.submit(item.request, item.price_per_gpu_hour)
+                self._keys[key] = ""
+        self.status.setText(f"Uploading {len(self._keys)} video(s)…")
+
+    @Slot()
+    def pause(self) -> None:
+        for key, outcome in self._keys.items():
+            if not outcome:
+                self.jobs.cancel_task(key)
+
+    @Slot(str, object)
+    def _on_transfer(self, key: str, value: object) -> None:
+        if key not in self._keys or not isinstance(value, Transfer):
+            return
+        self.progress.setValue(value.percent)
+        self.status.setText(f"Uploading {value.name}: {_size(value.done)} of "
+                            f"{_size(value.total)} ({value.percent}%)")
+
+    @Slot(str, str)
+    def _on_task_ended(self, key: str, outcome: str) -> None:
+        if key not in self._keys:
+            return
+        self._keys[key] = outcome
+        if not all(self._keys.values()):
+            return
+        self.pause_button.setVisible(False)
+        outcomes = list(self._keys.values())
+        if all(o == "done" for o in outcomes):
+            self.status.setText(f"{len(outcomes)} job(s) running in the cloud.")
+            self.accept()
+            return
+        paused, failed = outcomes.count("cancelled"), outcomes.count("failed")
+        self.status.setText(f"{outcomes.count('done')} started, {paused} paused, {failed} "
+                            "failed. Retry them from the jobs panel.")
+
+    def done(self, result: int) -> None:
+        """Closing stops the estimate; uploads carry on (the jobs panel shows them)."""
+        self._runner.shutdown()
+        super().done(result)
