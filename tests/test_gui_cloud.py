@@ -142,9 +142,10 @@ def test_estimate_fills_in_and_submit_uploads_with_progress(
         cells = [item.text() if item is not None else "" for item in items]
         assert cells[0] == "clip.mp4" and cells[1] == "48"
         assert cells[2].split()[0] in {"g4dn.xlarge", "g5.xlarge"}  # the stack's GPU types
-        assert cells[3].endswith(" h") and "min" in cells[4] and cells[5].startswith("$")
-        assert "GB" in cells[6]
-        assert "GPU hours" in dialog.summary.text() and "download" in dialog.summary.text()
+        assert cells[3].endswith((" h", " min", " s")) and "min" in cells[4]
+        assert cells[5].startswith("$") and cells[6].split()[1] in {"GB", "MB"}
+        assert "GPU time" in dialog.summary.text() and "download" in dialog.summary.text()
+        assert not dialog.pause_button.isVisible()  # only while uploading
         assert "estimated from published" in dialog.assumptions.text()
 
         seen: list[tuple[int, str]] = []  # (percent, the row's state text at that moment)
@@ -318,6 +319,9 @@ def test_cancel_from_the_panel_runs_off_the_gui_thread_and_ends_cancelled(
         assert window.store.get(job.id).state is JobState.CANCELLED
         assert panel.model.index_of(job.id, Column.STATE).data().startswith("Cancelled")
         assert panel.retry_action.isEnabled()
+        # A poll holding the row as it was before the cancel (RUNNING) must not undo it.
+        assert job.state is JobState.RUNNING
+        assert window.cloud.poll_target_for(job).poll(job).state is JobState.CANCELLED
         # moto ends a stopped .sync execution FAILED rather than ABORTED (FACTS.md).
         qtbot.waitUntil(lambda: _execution_status(job) in {"ABORTED", "FAILED"},
                         timeout=TIMEOUT_MS)
@@ -362,9 +366,12 @@ def test_estimate_words_from_a_real_estimate(tmp_path: Path) -> None:
         source=tmp_path / "c.mp4", output=tmp_path / "d.mp4"), error=InputError("no such file"))
     cells = estimate_view.row_cells(good)
     assert cells[1] == "86,400" and cells[2].startswith(est.instance_type)
+    assert cells[3] == f"{est.gpu_hours:.2f} h" and cells[6].startswith(f"{est.output_gb:.2f} GB")
+    assert estimate_view.gpu_time(0.05) == "3.0 min"
+    assert estimate_view.gpu_time(0.001) == "4 s" and estimate_view.size(0.0123) == "12.3 MB"
     assert cells[5] == f"${est.total_usd:.2f}–${est.total_usd_high:.2f}"
     text = estimate_view.summary([good, bad])
-    assert f"{est.gpu_hours:.2f} GPU hours" in text and "1 source(s) have no estimate" in text
+    assert f"{est.gpu_hours:.2f} h of GPU time" in text and "1 source(s) have no estimate" in text
     assert not bad.submittable and good.submittable and good.price_per_gpu_hour == 0.2
     assert any("c.mp4 cannot be sent" in line for line in estimate_view.notes([good, bad]))
 

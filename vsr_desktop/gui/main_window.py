@@ -145,7 +145,7 @@ class MainWindow(QMainWindow):
         self.cloud_jobs = CloudJobs(self.cloud, dialog_parent=self, parent=self)
         self.cloud_jobs.message.connect(self.statusBar().showMessage)
         self.jobs_panel.set_remote_backends({"slurm": self._slurm_backend_for,
-                                             "aws": self.cloud.backend_for_job})
+                                             "aws": self.cloud.poll_target_for})
         attach_panel(self.cloud_jobs, self.jobs_panel)
         self.cloud_dialog: QDialog | None = None
         self.submit_dialog: QDialog | None = None

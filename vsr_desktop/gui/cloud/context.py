@@ -6,12 +6,18 @@ but one boto3 Session must not make clients from two threads at once, so every t
 (poller, upload, download) gets its own session and backend, kept while the choices hold.
 A job is always served in the region and stack it was submitted to, whatever the settings
 say now.
+
+Why a lock per job: AwsBackend.poll writes the state it computed from the job it was given;
+a poll that read the row just before a cancel would write RUNNING over CANCELLED (seen in
+tests). Poll and cancel of one job therefore take the same lock, and the poll re-reads the
+row under it, so it sees the cancel and leaves the row alone.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +60,7 @@ class CloudContext:
         self.part_size = part_size
         self._lock = threading.Lock()
         self._backends: dict[tuple[Any, ...], AwsBackend] = {}
+        self._job_locks: dict[str, threading.Lock] = {}
 
     @property
     def settings(self) -> AppSettings:
@@ -101,7 +108,31 @@ class CloudContext:
         return self.backend(region=str(state.get("region") or "") or None,
                             stack_name=str(state.get("stack") or "") or None)
 
+    @contextmanager
+    def job_lock(self, job_id: str) -> Iterator[None]:
+        """Held while polling or cancelling one job (see the module's docstring)."""
+        with self._lock:
+            lock = self._job_locks.setdefault(job_id, threading.Lock())
+        with lock:
+            yield
+
+    def poll_target_for(self, job: JobRecord) -> _LockedPoll:
+        """What the jobs poller calls `.poll(job)` on: the job's backend, under its lock."""
+        return _LockedPoll(self, self.backend_for_job(job))
+
     def forget(self) -> None:
         """Drop cached sessions (after the user changed credentials or signed in again)."""
         with self._lock:
             self._backends.clear()
+
+
+class _LockedPoll:
+    """Polls a fresh copy of the row under the job's lock (never a stale snapshot)."""
+
+    def __init__(self, context: CloudContext, backend: AwsBackend) -> None:
+        self._context = context
+        self._backend = backend
+
+    def poll(self, job: JobRecord) -> JobRecord:
+        with self._context.job_lock(job.id):
+            return self._backend.poll(self._context.store.get(job.id))

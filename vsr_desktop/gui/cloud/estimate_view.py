@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from vsr_desktop.backends.aws.cost import CostEstimate
     from vsr_desktop.worker.request import UpscaleRequest
 
-COLUMNS = ("Source", "Frames", "GPU", "GPU hours", "Ready in", "Cost", "Download")
+COLUMNS = ("Source", "Frames", "GPU", "GPU time", "Ready in", "Cost", "Download")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,19 @@ def minutes(seconds: float) -> str:
     return f"about {seconds / 3600:.1f} h"
 
 
+def gpu_time(hours: float) -> str:
+    """Hours, or minutes for short clips (a preview-length job is seconds of GPU time)."""
+    if hours >= 0.1:
+        return f"{hours:.2f} h"
+    if hours >= 1 / 60:
+        return f"{hours * 60:.1f} min"
+    return f"{hours * 3600:.0f} s" if hours * 3600 >= 1 else "under 1 s"
+
+
+def size(gigabytes: float) -> str:
+    return f"{gigabytes:.2f} GB" if gigabytes >= 1 else f"{gigabytes * 1000:.1f} MB"
+
+
 def dollars(low: float, high: float | None = None) -> str:
     if high is None or abs(high - low) < 0.005:
         return f"${low:.2f}"
@@ -64,10 +77,10 @@ def row_cells(item: SourceEstimate) -> list[str]:
         name,
         f"{est.frames:,}",
         f"{best.instance_type} ({best.gpu})",
-        f"{est.gpu_hours:.2f} h",
+        gpu_time(est.gpu_hours),
         minutes(est.wall_seconds),
         dollars(est.total_usd, est.total_usd_high),
-        f"{est.output_gb:.2f} GB · ${est.transfer_out_usd:.2f}",
+        f"{size(est.output_gb)} · ${est.transfer_out_usd:.2f}",
     ]
 
 
@@ -84,9 +97,9 @@ def summary(items: list[SourceEstimate]) -> str:
     longest = max(e.wall_seconds for e in priced)
     types = sorted({f"{e.options[0].instance_type} ({e.options[0].gpu})" for e in priced})
     skipped = len(items) - len(priced)
-    text = (f"Total {dollars(low, high)} for {gpu_hours:.2f} GPU hours on Spot "
+    text = (f"Total {dollars(low, high)} for {gpu_time(gpu_hours)} of GPU time on Spot "
             f"{', '.join(types)}; results in S3 after {minutes(longest)}; "
-            f"download {gigabytes:.2f} GB (${transfer:.2f} of that total).")
+            f"download {size(gigabytes)} (${transfer:.2f} of that total).")
     if skipped:
         text += f" {skipped} source(s) have no estimate."
     return text

@@ -119,8 +119,10 @@ class CloudJobs(QObject):
         context = self.context
 
         def run(ctx: TaskContext) -> object:
-            fresh = context.store.get(job.id)
-            return context.backend_for_job(fresh).cancel(fresh)
+            backend = context.backend_for_job(job)
+            with context.job_lock(job.id):  # a poll in flight must not undo the cancel
+                fresh = context.store.get(job.id)
+                return backend.cancel(fresh)
 
         return self._start(f"cancel-{job.id}", f"cancel-{job.id}", run,
                            f"Cannot cancel {job.name}", job.name, job.id)

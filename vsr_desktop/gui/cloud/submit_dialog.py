@@ -98,10 +98,10 @@ class SubmitDialog(QDialog):
         self.submit_button.setDefault(True)
         self.pause_button = QPushButton("&Pause upload")
         self.pause_button.setToolTip("Stop uploading; Retry in the jobs panel resumes it")
-        self.pause_button.setVisible(False)
         self.buttons.addButton(self.submit_button, QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.addButton(self.pause_button, QDialogButtonBox.ButtonRole.ActionRole)
         self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.pause_button.setVisible(False)  # after addButton, which shows it
         self.submit_button.clicked.connect(self.submit)
         self.pause_button.clicked.connect(self.pause)
         self.buttons.rejected.connect(self.reject)
