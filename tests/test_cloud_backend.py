@@ -134,6 +134,35 @@ def test_interrupted_upload_resumes_on_resubmit(backend: AwsBackend, clip_factor
     job = backend.submit(request, job)
     assert 1 not in sent and sent[0] == 2  # the first part was not sent again
     assert job.state == JobState.RUNNING and backend.aws_state(job)["execution_arn"]
+    _wait(lambda: _execution_status(backend, job) != "RUNNING", "the execution")
+
+
+def test_upload_cut_off_by_a_crash_reads_interrupted(backend: AwsBackend,
+                                                     clip_factory: ClipFactory,
+                                                     tmp_path: Path) -> None:
+    """The app died mid-upload: on the next start the row is resumable, not 'uploading'."""
+    (tmp_path / "out").mkdir()
+    job = backend.create_job(_request(clip_factory(frames=8, width=48, height=32), tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    backend.store.update(job.id, state=JobState.RUNNING, phase="uploading 40%",
+                         pid=int(dead.stdout))
+    backend.store.mark_dead_as_interrupted()
+    assert backend.store.get(job.id).state == JobState.INTERRUPTED
+    # A cloud job running in AWS (no pid here) is left alone.
+    backend.store.update(job.id, state=JobState.RUNNING, pid=None)
+    backend.store.mark_dead_as_interrupted()
+    assert backend.store.get(job.id).state == JobState.RUNNING
+
+
+def test_a_stale_poll_does_not_undo_a_cancel(backend: AwsBackend, clip_factory: ClipFactory,
+                                             tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    job = backend.submit(_request(clip_factory(frames=24, gop=8, width=48, height=32), tmp_path))
+    stale = backend.store.get(job.id)
+    backend.cancel(stale)
+    assert backend.poll(stale).state == JobState.CANCELLED
+    _wait(lambda: _execution_status(backend, job) != "RUNNING", "the execution")
 
 
 def test_failing_batch_job_fails_the_job_with_its_cause(

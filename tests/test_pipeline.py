@@ -115,7 +115,9 @@ def test_cancel_leaves_nothing_and_resume_finishes(clip_factory: ClipFactory,
     assert not list(tmp_path.glob("*.partial*"))
     job = backend.store.all_jobs()[0]
     assert job.state is JobState.CANCELLED
-    assert set(backend.store.finished_chunks(job.id)) == {0}
+    # Progress events are throttled: under load the cancel may land in chunk 1 or 2.
+    finished = set(backend.store.finished_chunks(job.id))
+    assert {0} <= finished < {0, 1, 2}
     resumed = backend.run(request)
     assert resumed.id == job.id and resumed.state is JobState.COMPLETED
     _assert_same_timeline(source, output, 4)

@@ -167,7 +167,9 @@ class JobStore:
             ).fetchall()
         return [self._from_row(r) for r in rows]
 
-    def update(self, job_id: str, **changes: Any) -> None:
+    def update(self, job_id: str, *, unless_finished: bool = False, **changes: Any) -> bool:
+        """Write `changes`; with unless_finished, only while the job is still unfinished (a
+        poll that started before a cancel must not bring the job back). True if written."""
         unknown = set(changes) - set(_COLUMNS)
         if unknown:
             raise JobError(f"unknown job fields {sorted(unknown)}")
@@ -177,10 +179,16 @@ class JobStore:
         if "settings" in changes:
             changes["settings"] = json.dumps(changes["settings"], sort_keys=True)
         assignments = ", ".join(f"{k} = ?" for k in changes)
+        where, extra = "id = ?", [job_id]
+        if unless_finished:
+            finished = [s.value for s in JobState if s.is_finished]
+            where += f" AND state NOT IN ({', '.join('?' * len(finished))})"
+            extra += finished
         with self._connect() as db:
-            db.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ?", (*changes.values(), job_id)
+            cursor = db.execute(
+                f"UPDATE jobs SET {assignments} WHERE {where}", (*changes.values(), *extra)
             )
+            return cursor.rowcount > 0
 
     def delete(self, job_id: str) -> None:
         with self._connect() as db:
@@ -222,10 +230,15 @@ class JobStore:
         return self._from_row(rows[0]) if rows else None
 
     def mark_dead_as_interrupted(self) -> None:
-        """A RUNNING local job whose process is gone was killed or crashed: resumable."""
+        """A RUNNING job whose process is gone was killed or crashed: resumable.
+
+        Local jobs, and remote jobs while this machine still works on them (an upload),
+        record the pid; a remote job running elsewhere has none.
+        """
         with self._connect() as db:
             rows = db.execute(
-                "SELECT id, pid FROM jobs WHERE state = ? AND backend = 'local'",
+                "SELECT id, pid FROM jobs WHERE state = ? AND (backend = 'local' OR pid IS NOT "
+                "NULL)",
                 (JobState.RUNNING.value,),
             ).fetchall()
             for job_id, pid in rows:

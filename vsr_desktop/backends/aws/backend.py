@@ -11,6 +11,7 @@ cheap. cancel: StopExecution, then TerminateJob for every chunk job the executio
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -143,7 +144,8 @@ class AwsBackend:
             return self.start(job)
         where = self.location(job)
         s3 = self.client("s3")
-        self.store.update(job.id, state=JobState.RUNNING, phase="uploading", message="")
+        self.store.update(job.id, state=JobState.RUNNING, phase="uploading", message="",
+                          pid=os.getpid())  # an upload cut off by a crash reads INTERRUPTED
         try:
             s3.put_object(Bucket=where.bucket, Key=where.key("job.json"),
                           Body=json.dumps(request_to_dict(request)).encode())
@@ -161,11 +163,11 @@ class AwsBackend:
                         on_upload_id=lambda uid: self._remember(job.id, upload_id=uid),
                         on_progress=progress, cancel=cancel, part_size=self.part_size)
         except CancelledError:
-            self.store.update(job.id, state=JobState.CANCELLED, phase="",
+            self.store.update(job.id, state=JobState.CANCELLED, phase="", pid=None,
                               message="upload paused; retry to continue it")
             raise
         except CloudError as exc:
-            self.store.update(job.id, state=JobState.FAILED, phase="",
+            self.store.update(job.id, state=JobState.FAILED, phase="", pid=None,
                               message=exc.user_message())
             raise
         self._remember(job.id, upload_id=None)
@@ -193,7 +195,7 @@ class AwsBackend:
         self._remember(job.id, execution_arn=arn, tries=tries + 1,
                        started_at=time.time())
         self.store.update(job.id, state=JobState.RUNNING, phase="waiting for capacity",
-                          message="")
+                          message="", pid=None)
         return self.store.get(job.id)
 
     def location(self, job: JobRecord) -> JobLocation:
@@ -205,6 +207,7 @@ class AwsBackend:
     # ------------------------------------------------------------------ poll
     def poll(self, job: JobRecord) -> JobRecord:
         """Refresh one row from the execution and the progress objects."""
+        job = self.store.get(job.id)  # the caller's copy may predate a cancel
         if job.state.is_finished:
             return job
         arn = self.aws_state(job).get("execution_arn")
@@ -233,7 +236,7 @@ class AwsBackend:
         else:
             changes.update(state=JobState.RUNNING,
                            phase=self._phase(progress, done, job.chunks_total))
-        self.store.update(job.id, **changes)
+        self.store.update(job.id, unless_finished=True, **changes)
         return self.store.get(job.id)
 
     def read_progress(self, job: JobRecord) -> dict[int | str, ChunkProgress]:
