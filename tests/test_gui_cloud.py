@@ -289,6 +289,28 @@ def test_auto_download_when_the_poller_sees_the_job_complete(
         window.shutdown()
 
 
+def test_jobs_finished_while_the_app_was_closed_download_at_start(
+        stack: Any, qtbot: Any, settings_file: SettingsFile, tmp_path: Path,
+        clip_factory: ClipFactory) -> None:
+    settings = settings_file.load()
+    settings.cloud_auto_download = True
+    settings_file.save(settings)
+    source = _source(tmp_path, clip_factory(frames=24, gop=8, width=48, height=32))
+    job = _submitted(tmp_path, settings_file, source)
+    output = Path(job.output)
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=f"jobs/{job.id}/output/{output.name}",
+                                  Body=b"while away")
+    # The app was closed when the job finished: the store already says so.
+    JobStore(tmp_path / "jobs.sqlite3").update(job.id, state=JobState.COMPLETED, phase="")
+    window = _window(qtbot, settings_file, tmp_path)
+    try:
+        qtbot.waitUntil(lambda: output.exists() and not window.cloud_jobs.busy(job.id),
+                        timeout=TIMEOUT_MS)
+        assert output.read_bytes() == b"while away"
+    finally:
+        window.shutdown()
+
+
 # moto's interpreter thread for the stopped .sync task dies on its own bug; see
 # test_cloud_backend. The backend's behaviour is what is checked.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")

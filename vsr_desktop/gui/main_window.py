@@ -147,6 +147,8 @@ class MainWindow(QMainWindow):
         self.jobs_panel.set_remote_backends({"slurm": self._slurm_backend_for,
                                              "aws": self.cloud.poll_target_for})
         attach_panel(self.cloud_jobs, self.jobs_panel)
+        # Started from the event loop, so the window is up before any transfer begins.
+        QTimer.singleShot(0, self.cloud_jobs.download_pending)
         self.cloud_dialog: QDialog | None = None
         self.submit_dialog: QDialog | None = None
         self.resizeDocks([self.jobs_panel], [190], Qt.Orientation.Vertical)

@@ -154,6 +154,16 @@ class CloudJobs(QObject):
         if job.backend == "aws" and self.can_download(job):
             self.download(job)
 
+    def download_pending(self) -> int:
+        """Auto-download jobs that finished in the cloud while the app was closed."""
+        if not self.context.settings.cloud_auto_download:
+            return 0
+        pending = [job for job in self.context.store.all_jobs()
+                   if job.backend == "aws" and self.can_download(job)]
+        for job in pending:
+            self.download(job)
+        return len(pending)
+
     def shutdown(self) -> None:
         """Pause transfers and wait for their threads (a paused upload resumes on Retry)."""
         self.runner.shutdown()
