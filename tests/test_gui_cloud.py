@@ -368,7 +368,7 @@ def test_cloud_rows_in_the_model_and_the_download_rule(qtmodeltester: Any,
         j.state is JobState.COMPLETED and not j.settings["aws"]["downloaded"] for j in jobs]
     texts = {state_text(j) for j in jobs}
     assert texts == {"Completed — ready to download", "Completed", "Running — running 1/2 chunks"}
-    assert {model.index(r, Column.COST).data() for r in range(3)} == {"$0.42"}
+    assert {model.index(r, Column.COST).data() for r in range(3)} == {"~$0.42"}
     local = JobRecord(id="x", name="b", backend="local", source="/b", output="/b2",
                       state=JobState.COMPLETED)
     assert not can_download(local)

@@ -136,7 +136,7 @@ def test_model_diffs_store_changes_without_resets(qtmodeltester: Any, store_path
     assert _cell(model, crashed, Column.STATE) == "Interrupted — resumable"
     assert JobState(_cell(model, crashed, Column.STATE, Roles.StateRole)) is JobState.INTERRUPTED
     assert _cell(model, failed, Column.NAME, 3) == "disk full — free space"  # ToolTipRole
-    assert _cell(model, cloud, Column.COST) == "$0.37"
+    assert _cell(model, cloud, Column.COST) == "~$0.37"
     assert _cell(model, cloud, Column.STATE) == "Running"  # drawn like any other row
     assert _cell(model, cloud, Column.NAME, Roles.JobRole).backend == "aws"
 

@@ -209,7 +209,8 @@ class JobsTableModel(QAbstractTableModel):
         if column is Column.ETA:
             return format_duration(job.eta_seconds) if job.state is JobState.RUNNING else ""
         if column is Column.COST:
-            return f"${job.cost_usd:.2f}" if job.cost_usd is not None else ""
+            # Reckoned from reported GPU time × the Spot price at submit: the bill decides.
+            return f"~${job.cost_usd:.2f}" if job.cost_usd is not None else ""
         return job.output
 
     @staticmethod
