@@ -50,6 +50,11 @@ class AppSettings:
     cloud_keychain_account: str = ""  # label of access keys kept in the keychain
     cloud_stack_name: str = "vsr-desktop"
     cloud_auto_download: bool = True
+    # Cloud preview: a SageMaker endpoint that bills by the hour while it exists, so it is
+    # off by default and deleted after this many idle minutes (and when the app quits).
+    cloud_preview_enabled: bool = False
+    cloud_preview_idle_minutes: int = 15
+    cloud_preview_instance_type: str = "ml.g4dn.xlarge"
     recent_files: list[str] = field(default_factory=list)
     window_geometry: str = ""
     window_state: str = ""
