@@ -122,7 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     submit = ssub.add_parser("submit", help="split → array of chunk tasks → merge")
     _add_job_options(submit)
     submit.add_argument("--workdir", type=Path, required=True,
-                        help="a folder every node sees (shared filesystem)")
+                        help="a folder every node sees (shared filesystem); with --ssh, an "
+                             "absolute path on the cluster")
+    submit.add_argument("--ssh", default=None, metavar="USER@HOST",
+                        help="submit through this login host over SSH: the source goes up "
+                             "with the job and the output comes back when it ends")
+    submit.add_argument("--ssh-port", type=int, default=None)
+    submit.add_argument("--ssh-key", default=None, metavar="PATH", help="ssh -i key")
+    submit.add_argument("--ssh-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra `ssh -o` option (repeatable)")
+    submit.add_argument("--ssh-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set on the login host before each Slurm command, e.g. "
+                             "SLURM_CONF=/etc/slurm-alt/slurm.conf (repeatable)")
+    submit.add_argument("--remote-vsr", default="vsr", metavar="CMD",
+                        help="how the cluster runs vsr with --ssh (default: vsr), e.g. "
+                             "'/shared/vsr-venv/bin/vsr' or 'apptainer exec --nv vsr.sif vsr'")
     submit.add_argument("--partition", default=None)
     submit.add_argument("--gpus-per-task", type=int, default=0)
     submit.add_argument("--max-parallel", type=int, default=4,
@@ -134,6 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     from vsr_desktop.cli_cloud import add_cloud_parser
 
     add_cloud_parser(sub, _add_job_options)
+
+    serve = sub.add_parser("serve", help="preview inference server (SageMaker's /ping, "
+                                         "/invocations)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (the container uses 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--max-bytes", type=int, default=16 * 1024 * 1024,
+                       help="largest request body; bigger ones get 413 unread")
+    serve.add_argument("--max-pixels", type=int, default=1024 * 1024,
+                       help="largest region, in input pixels")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    serve.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    serve.add_argument("--tile", type=int, default=0)
+    serve.add_argument("--download", action="store_true",
+                       help="download a requested model that is not cached yet")
 
     demo = sub.add_parser("demo", help="upscale the bundled sample clip (what `make run` does)")
     demo.add_argument("-o", "--output-dir", type=Path, default=Path("out"))
@@ -210,23 +239,47 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def _slurm_backend(workdir: Path, args: argparse.Namespace | None = None) -> Any:
+    """For status/cancel (no args) the job record says how to reach the cluster."""
+    import shlex
+    from pathlib import PurePosixPath
+
     from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
+    from vsr_desktop.backends.slurm_remote import SshLogin
     from vsr_desktop.core.jobs import JobStore
 
-    target = SlurmTarget(
-        workdir_root=workdir,
-        partition=getattr(args, "partition", None),
-        gpus_per_task=getattr(args, "gpus_per_task", 0),
-        max_parallel=getattr(args, "max_parallel", 4),
-    )
+    ssh_host = getattr(args, "ssh", None)
+    extra: dict[str, Any] = {}
+    if ssh_host and args is not None:
+        if not PurePosixPath(workdir).is_absolute():
+            raise InputError(f"--workdir {workdir} must be an absolute path on the cluster",
+                             "e.g. --workdir /shared/vsr-jobs")
+        extra = {"workdir_root": PurePosixPath(workdir),
+                 "ssh": SshLogin(host=ssh_host, port=args.ssh_port, key=args.ssh_key,
+                                 options=tuple(args.ssh_option)),
+                 "vsr_command": tuple(shlex.split(args.remote_vsr)),
+                 "env": dict(_name_value(item, "--ssh-env") for item in args.ssh_env)}
+    target = SlurmTarget(**{
+        "workdir_root": workdir.resolve(),
+        "partition": getattr(args, "partition", None),
+        "gpus_per_task": getattr(args, "gpus_per_task", 0),
+        "max_parallel": getattr(args, "max_parallel", 4),
+        **extra,
+    })
     return SlurmBackend(JobStore(), target)
+
+
+def _name_value(item: str, flag: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise InputError(f"{flag} {item!r} is not NAME=VALUE", f"e.g. {flag} SLURM_CONF=/path")
+    return name, value
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
     from vsr_desktop.core.jobs import JobStore
 
     if args.slurm_command == "submit":
-        backend = _slurm_backend(args.workdir.resolve(), args)
+        backend = _slurm_backend(args.workdir, args)
         job = backend.submit(_request_from_args(args))
         ids = backend.job_ids(job)
         print(job.id)
@@ -454,6 +507,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM (SageMaker, `docker stop`) or Ctrl-C; both stop cleanly, exit 0."""
+    import logging
+
+    from vsr_desktop.worker.inference_server import ServerOptions, serve
+
+    if args.max_bytes < 1 or args.max_pixels < 1:
+        raise InputError("--max-bytes and --max-pixels must be positive")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    options = ServerOptions(max_bytes=args.max_bytes, max_pixels=args.max_pixels,
+                            device=args.device, precision=args.precision, tile=args.tile,
+                            allow_download=args.download)
+    try:
+        serve(args.host, args.port, args.max_bytes, stop=stop, options=options)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})",
+                         "choose another --port or stop what uses it") from None
+    return 0
+
+
 def cmd_cloud(args: argparse.Namespace) -> int:
     from vsr_desktop import cli_cloud
 
@@ -469,6 +545,7 @@ COMMANDS = {
     "jobs": cmd_jobs,
     "demo": cmd_demo,
     "cloud": cmd_cloud,
+    "serve": cmd_serve,
 }
 
 
