@@ -15,6 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from tests.aws_fixture import aws, moto_server  # noqa: F401 - moto server fixtures
 from tests.slurm_fixture import slurm_cluster  # noqa: F401 - the session fixture
+from tests.ssh_fixture import ssh_server  # noqa: F401 - a private sshd
 from vsr_desktop.core.media.synth import ClipSpec, make_clip
 
 ClipFactory = Callable[..., Path]

@@ -1,0 +1,258 @@
+"""How the Slurm backend reaches the cluster: here (this machine is a submit host and sees the
+shared folder) or over SSH to a login host (the app runs on a laptop that sees neither).
+
+Both transports offer the same few operations, so the backend is written once: run a Slurm
+client, write/read a small file, make folders, copy the source up and the output down, remove
+files, tail a log, and fetch the job's plan and progress files into a local folder for
+`read_progress`. Over SSH each operation is one `ssh` call (progress included: one call cats
+every progress file), so a poll costs a fixed handful of round trips whatever the chunk count.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import IO, Any, Protocol
+
+from vsr_desktop.core.errors import JobError
+
+_COMMAND_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class SshLogin:
+    """An SSH login host: `user@host`, and what `ssh` needs beyond the user's ssh config."""
+
+    host: str
+    port: int | None = None
+    key: str | None = None
+    options: tuple[str, ...] = ()  # extra `-o NAME=VALUE` (e.g. a known_hosts file)
+
+    def ssh_args(self) -> list[str]:
+        """`ssh` with BatchMode (never prompt: the app has no terminal), up to the host."""
+        args = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
+                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+        for option in self.options:
+            args += ["-o", option]
+        if self.port:
+            args += ["-p", str(self.port)]
+        if self.key:
+            args += ["-i", self.key]
+        return [*args, self.host]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "key": self.key,
+                "options": list(self.options)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SshLogin:
+        return cls(host=str(data["host"]), port=data.get("port"), key=data.get("key"),
+                   options=tuple(data.get("options") or ()))
+
+
+class Transport(Protocol):
+    """What the Slurm backend does on the cluster side."""
+
+    remote: bool
+
+    def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        ...
+
+    def write_text(self, path: PurePath, text: str) -> None: ...
+
+    def read_text(self, path: PurePath) -> str: ...
+
+    def mkdirs(self, *paths: PurePath) -> None: ...
+
+    def remove(self, paths: Sequence[PurePath]) -> None: ...
+
+    def tail(self, path: PurePath, lines: int = 5) -> str: ...
+
+    def job_files(self, workdir: PurePath, into: Path) -> Path: ...
+
+
+def _failed(args: Sequence[str], result: subprocess.CompletedProcess[Any]) -> JobError:
+    detail = result.stderr if isinstance(result.stderr, str) else \
+        (result.stderr or b"").decode(errors="replace")
+    return JobError(f"{args[0]} failed: {detail.strip() or str(result.stdout).strip()}",
+                    "check the partition and options, or ask the cluster admin")
+
+
+@dataclass
+class LocalTransport:
+    """This machine submits and sees the shared folder: files are plain local files."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    remote: bool = False
+
+    def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        try:
+            result = subprocess.run(list(args), capture_output=True, text=True,
+                                    timeout=_COMMAND_TIMEOUT, env={**os.environ, **self.env})
+        except FileNotFoundError as exc:
+            raise JobError(f"{args[0]} is not installed here",
+                           "install Slurm's client tools or submit over SSH") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise JobError(f"{args[0]} did not answer within {_COMMAND_TIMEOUT:.0f} s",
+                           "check the cluster's controller") from exc
+        if check and result.returncode != 0:
+            raise _failed(args, result)
+        return result
+
+    def write_text(self, path: PurePath, text: str) -> None:
+        Path(path).write_text(text)
+
+    def read_text(self, path: PurePath) -> str:
+        return Path(path).read_text()
+
+    def mkdirs(self, *paths: PurePath) -> None:
+        for path in paths:
+            Path(path).mkdir(parents=True, exist_ok=True)
+
+    def remove(self, paths: Sequence[PurePath]) -> None:
+        for path in paths:
+            Path(path).unlink(missing_ok=True)
+
+    def tail(self, path: PurePath, lines: int = 5) -> str:
+        try:
+            text = Path(path).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return f"(no log at {path})"
+        return " | ".join(text[-lines:])
+
+    def job_files(self, workdir: PurePath, into: Path) -> Path:
+        """The work folder is here already: read it in place."""
+        return Path(workdir)
+
+
+@dataclass
+class SshTransport:
+    """The login host over SSH; every path is a path on the cluster."""
+
+    login: SshLogin
+    env: dict[str, str] = field(default_factory=dict)  # set on the login host per command
+    remote: bool = True
+
+    def _ssh(self, command: str, *, stdin: IO[bytes] | None = None,
+             stdout: IO[bytes] | None = None, timeout: float | None = _COMMAND_TIMEOUT,
+             check: bool = True) -> subprocess.CompletedProcess[Any]:
+        """One ssh call running `command` (a shell line) on the login host."""
+        if self.env:
+            assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+            command = f"export {assignments}; {command}"
+        args = [*self.login.ssh_args(), command]
+        try:
+            result = subprocess.run(
+                args, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                stdout=stdout if stdout is not None else subprocess.PIPE,
+                stderr=subprocess.PIPE, timeout=timeout)
+        except FileNotFoundError as exc:
+            raise JobError("ssh is not installed here", "install an OpenSSH client") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise JobError(f"{self.login.host} did not answer within {timeout:.0f} s",
+                           "check the network and the login host") from exc
+        if result.returncode == 255:  # ssh's own failure: connection or authentication
+            detail = result.stderr.decode(errors="replace").strip()
+            raise JobError(f"cannot reach {self.login.host} over SSH: {detail}",
+                           "check that `ssh -o BatchMode=yes HOST` works without a password "
+                           "(an SSH key loaded or given with --ssh-key)")
+        if check and result.returncode != 0:
+            raise _failed([command.split()[0] if command else "ssh"], result)
+        return result
+
+    def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = self._ssh(shlex.join(args), check=False)
+        text = subprocess.CompletedProcess(
+            args, result.returncode, (result.stdout or b"").decode(errors="replace"),
+            result.stderr.decode(errors="replace"))
+        if check and text.returncode != 0:
+            raise _failed(args, text)
+        return text
+
+    def write_text(self, path: PurePath, text: str) -> None:
+        import tempfile
+
+        with tempfile.TemporaryFile() as data:
+            data.write(text.encode())
+            data.seek(0)
+            self._ssh(f"cat > {_q(path)}", stdin=data)
+
+    def read_text(self, path: PurePath) -> str:
+        return self._ssh(f"cat {_q(path)}").stdout.decode(errors="replace")
+
+    def mkdirs(self, *paths: PurePath) -> None:
+        self._ssh("mkdir -p " + " ".join(_q(p) for p in paths))
+
+    def remove(self, paths: Sequence[PurePath]) -> None:
+        if paths:
+            self._ssh("rm -f " + " ".join(_q(p) for p in paths))
+
+    def tail(self, path: PurePath, lines: int = 5) -> str:
+        result = self._ssh(f"tail -n {int(lines)} {_q(path)}", check=False)
+        if result.returncode != 0:
+            return f"(no log at {path} on {self.login.host})"
+        return " | ".join(result.stdout.decode(errors="replace").strip().splitlines())
+
+    def job_files(self, workdir: PurePath, into: Path) -> Path:
+        """plan.json and every progress file in one call, NUL-separated, copied into `into`."""
+        script = (f"cd {_q(workdir)} 2>/dev/null || exit 0; "
+                  "for f in plan.json progress/*.json; do [ -f \"$f\" ] || continue; "
+                  "printf '%s\\0' \"$f\"; cat \"$f\"; printf '\\0'; done; exit 0")
+        parts = self._ssh(script).stdout.split(b"\0")
+        (into / "progress").mkdir(parents=True, exist_ok=True)
+        for name, content in zip(parts[0::2], parts[1::2], strict=False):
+            relative = name.decode()
+            if relative == "plan.json" or (relative.startswith("progress/")
+                                           and "/" not in relative[len("progress/"):]):
+                (into / relative).write_bytes(content)
+        return into
+
+    def _remote_size(self, path: PurePath) -> int:
+        """Bytes in a file on the cluster; -1 when there is none."""
+        out = self._ssh(f"if [ -f {_q(path)} ]; then wc -c < {_q(path)}; else echo -1; fi")
+        return int(out.stdout.decode().strip() or -1)
+
+    def upload(self, local: Path, remote: PurePath) -> None:
+        """Copy a file up, resuming a `.part` left by a cut-off upload; skip if already there."""
+        size = local.stat().st_size
+        if self._remote_size(remote) == size:
+            return
+        part = remote.with_name(remote.name + ".part")
+        done = self._remote_size(part)
+        if not 0 <= done <= size:
+            done = 0
+        with local.open("rb") as data:
+            data.seek(done)
+            redirect = ">>" if done else ">"
+            self._ssh(f"cat {redirect} {_q(part)}", stdin=data, timeout=None)
+        if self._remote_size(part) != size:
+            raise JobError(f"the upload of {local.name} to {self.login.host} was cut short",
+                           "submit again: the upload resumes where it stopped")
+        self._ssh(f"mv -f {_q(part)} {_q(remote)}")
+
+    def download(self, remote: PurePath, local: Path) -> None:
+        """Copy a finished file down under a temporary name (resumed if one is left from a
+        cut-off download), then rename it: the output path never holds half a file."""
+        size = self._remote_size(remote)
+        if size < 0:
+            raise JobError(f"{remote} is not on {self.login.host}",
+                           "resubmit the job: the merge runs again")
+        part = local.with_name(f".{local.name}.vsr-part")
+        done = part.stat().st_size if part.exists() else 0
+        if done > size:
+            part.unlink()
+            done = 0
+        with part.open("ab") as data:
+            self._ssh(f"tail -c +{done + 1} {_q(remote)}", stdout=data, timeout=None)
+        if part.stat().st_size != size:
+            raise JobError(f"the download of {remote.name} was cut short",
+                           "it resumes on the next refresh")
+        os.replace(part, local)
+
+
+def _q(path: PurePath | str) -> str:
+    return shlex.quote(str(path))
