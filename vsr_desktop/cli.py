@@ -122,7 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     submit = ssub.add_parser("submit", help="split → array of chunk tasks → merge")
     _add_job_options(submit)
     submit.add_argument("--workdir", type=Path, required=True,
-                        help="a folder every node sees (shared filesystem)")
+                        help="a folder every node sees (shared filesystem); with --ssh, an "
+                             "absolute path on the cluster")
+    submit.add_argument("--ssh", default=None, metavar="USER@HOST",
+                        help="submit through this login host over SSH: the source goes up "
+                             "with the job and the output comes back when it ends")
+    submit.add_argument("--ssh-port", type=int, default=None)
+    submit.add_argument("--ssh-key", default=None, metavar="PATH", help="ssh -i key")
+    submit.add_argument("--ssh-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra `ssh -o` option (repeatable)")
+    submit.add_argument("--ssh-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set on the login host before each Slurm command, e.g. "
+                             "SLURM_CONF=/etc/slurm-alt/slurm.conf (repeatable)")
+    submit.add_argument("--remote-vsr", default="vsr", metavar="CMD",
+                        help="how the cluster runs vsr with --ssh (default: vsr), e.g. "
+                             "'/shared/vsr-venv/bin/vsr' or 'apptainer exec --nv vsr.sif vsr'")
     submit.add_argument("--partition", default=None)
     submit.add_argument("--gpus-per-task", type=int, default=0)
     submit.add_argument("--max-parallel", type=int, default=4,
@@ -225,23 +239,47 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def _slurm_backend(workdir: Path, args: argparse.Namespace | None = None) -> Any:
+    """For status/cancel (no args) the job record says how to reach the cluster."""
+    import shlex
+    from pathlib import PurePosixPath
+
     from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
+    from vsr_desktop.backends.slurm_remote import SshLogin
     from vsr_desktop.core.jobs import JobStore
 
-    target = SlurmTarget(
-        workdir_root=workdir,
-        partition=getattr(args, "partition", None),
-        gpus_per_task=getattr(args, "gpus_per_task", 0),
-        max_parallel=getattr(args, "max_parallel", 4),
-    )
+    ssh_host = getattr(args, "ssh", None)
+    extra: dict[str, Any] = {}
+    if ssh_host and args is not None:
+        if not PurePosixPath(workdir).is_absolute():
+            raise InputError(f"--workdir {workdir} must be an absolute path on the cluster",
+                             "e.g. --workdir /shared/vsr-jobs")
+        extra = {"workdir_root": PurePosixPath(workdir),
+                 "ssh": SshLogin(host=ssh_host, port=args.ssh_port, key=args.ssh_key,
+                                 options=tuple(args.ssh_option)),
+                 "vsr_command": tuple(shlex.split(args.remote_vsr)),
+                 "env": dict(_name_value(item, "--ssh-env") for item in args.ssh_env)}
+    target = SlurmTarget(**{
+        "workdir_root": workdir.resolve(),
+        "partition": getattr(args, "partition", None),
+        "gpus_per_task": getattr(args, "gpus_per_task", 0),
+        "max_parallel": getattr(args, "max_parallel", 4),
+        **extra,
+    })
     return SlurmBackend(JobStore(), target)
+
+
+def _name_value(item: str, flag: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise InputError(f"{flag} {item!r} is not NAME=VALUE", f"e.g. {flag} SLURM_CONF=/path")
+    return name, value
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
     from vsr_desktop.core.jobs import JobStore
 
     if args.slurm_command == "submit":
-        backend = _slurm_backend(args.workdir.resolve(), args)
+        backend = _slurm_backend(args.workdir, args)
         job = backend.submit(_request_from_args(args))
         ids = backend.job_ids(job)
         print(job.id)
