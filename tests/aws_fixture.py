@@ -92,18 +92,20 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mo
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     yield moto_server
-    _wait_for_executions()
+    _wait_for_executions(moto_server.url)
     moto_server.reset()
 
 
-def _wait_for_executions(timeout: float = 30.0) -> None:
+def _wait_for_executions(url: str, timeout: float = 30.0) -> None:
     """Let the test's Step Functions executions end: their interpreter threads run in this
     process, and a reset under a running one leaves it working on vanished resources."""
     import time
 
     import boto3
 
-    sfn = boto3.client("stepfunctions")
+    # Explicit settings: the test may have removed the region or keys from the environment.
+    sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
     deadline = time.monotonic() + timeout
     for machine in sfn.list_state_machines()["stateMachines"]:
         arn = machine["stateMachineArn"]
