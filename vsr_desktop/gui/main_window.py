@@ -31,6 +31,7 @@ from vsr_desktop.core.settings import AppSettings, SettingsFile
 from vsr_desktop.core.upscaler import FrameUpscaler
 from vsr_desktop.gui.cloud.context import CloudContext, with_cloud_fields
 from vsr_desktop.gui.cloud.job_actions import CloudJobs, attach_panel
+from vsr_desktop.gui.cloud.preview_endpoint_controller import PreviewEndpointController
 from vsr_desktop.gui.errors import show_error
 from vsr_desktop.gui.jobs.jobs_panel import JobsPanel
 from vsr_desktop.gui.preview.preview_pane import PreviewPane
@@ -150,6 +151,11 @@ class MainWindow(QMainWindow):
         # Started from the event loop, so the window is up before any transfer begins.
         QTimer.singleShot(0, self.cloud_jobs.download_pending)
         self.cloud_dialog: QDialog | None = None
+        # Cloud → Preview in the cloud: a SageMaker endpoint, deleted when idle and on exit.
+        self.preview_cloud = PreviewEndpointController(self.cloud, parent=self)
+        self.preview_cloud.message.connect(self.statusBar().showMessage)
+        self.preview_cloud.upscalerChanged.connect(self._apply_preview_settings)
+        self.statusBar().addPermanentWidget(self.preview_cloud.label)
         self.submit_dialog: QDialog | None = None
         self.resizeDocks([self.jobs_panel], [190], Qt.Orientation.Vertical)
 
@@ -199,6 +205,7 @@ class MainWindow(QMainWindow):
         cloud_menu = self.menuBar().addMenu("&Cloud")
         self._add_action(cloud_menu, "&AWS account and stack…", QKeySequence("Ctrl+Shift+K"),
                          self.open_cloud_dialog)
+        cloud_menu.addAction(self.preview_cloud.action)
 
     def _add_action(self, menu, text, shortcut, slot) -> QAction:  # type: ignore[no-untyped-def]
         action = QAction(text, self)
@@ -289,7 +296,11 @@ class MainWindow(QMainWindow):
 
     def _apply_preview_settings(self) -> None:
         self.preview.set_mode(self.app_settings.preview_mode)
-        if self.settings_panel.model_is_ready():
+        if self.preview_cloud.ready:  # the model runs on the endpoint: nothing to download
+            self.preview.set_engine_factory(
+                self.preview_cloud.settings_key(self.settings_panel.preview_key()),
+                self.preview_cloud.engine_factory(self.app_settings))
+        elif self.settings_panel.model_is_ready():
             self.preview.set_engine_factory(self.settings_panel.preview_key(),
                                             engine_factory_for(self.app_settings))
 
@@ -440,6 +451,7 @@ class MainWindow(QMainWindow):
             if dialog is not None:
                 dialog.done(0)  # joins its worker threads
         self.cloud_jobs.shutdown()  # pauses uploads/downloads (Retry/Download resume them)
+        self.preview_cloud.shutdown()  # deletes the preview endpoint: it bills by the hour
         self.jobs_panel.shutdown()
         self.settings_panel.shutdown()
         if self._device_probe is not None:
