@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from PySide6.QtWidgets import QMenu
 
 from tests.aws_fixture import MotoServer
 from vsr_desktop.backends.aws.stack import StackInfo
@@ -47,7 +48,8 @@ def window(aws: MotoServer, qtbot: Any, tmp_path: Path) -> MainWindow:
 def test_toggle_starts_the_endpoint_and_quitting_deletes_it(window: MainWindow,
                                                             qtbot: Any) -> None:
     controller = window.preview_cloud
-    assert controller.action in window.menuBar().actions()[-1].menu().actions()
+    cloud_menu = window.menuBar().actions()[-1].menu()
+    assert isinstance(cloud_menu, QMenu) and controller.action in cloud_menu.actions()
     states: list[str] = []
     controller.stateChanged.connect(states.append)
     controller.action.trigger()  # Cloud → Preview in the cloud
