@@ -287,3 +287,27 @@ def test_vsr_serve_command_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+@pytest.mark.parametrize(("argv", "env", "expected"), [
+    (["serve"], {}, "serve --host 0.0.0.0 --port 8080"),
+    (["serve", "--port", "9000"], {"SAGEMAKER_BIND_TO_PORT": "8081"},
+     "serve --host 0.0.0.0 --port 8081 --port 9000"),
+    (["serve"], {"VSR_ALLOW_DOWNLOAD": "1"}, "serve --host 0.0.0.0 --port 8080 --download"),
+    (["vsr", "worker", "split"], {}, "worker split"),
+])
+def test_container_entrypoint_turns_serve_into_a_public_server(
+        tmp_path: Path, argv: list[str], env: dict[str, str], expected: str) -> None:
+    """SageMaker runs `IMAGE serve`: the entrypoint must listen on 0.0.0.0:8080."""
+    fake = tmp_path / "bin" / "vsr"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    entrypoint = Path(__file__).parents[1] / "packaging" / "docker" / "entrypoint.sh"
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("SAGEMAKER_BIND_TO_PORT", "VSR_ALLOW_DOWNLOAD")}
+    result = subprocess.run(
+        ["sh", str(entrypoint), *argv], capture_output=True, text=True, timeout=30,
+        env={**clean, **env, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
