@@ -113,3 +113,26 @@ def test_a_window_that_never_used_it_makes_no_aws_call_on_exit(
     qtbot.addWidget(win)
     monkeypatch.setattr(win.cloud, "session", lambda *a: pytest.fail("AWS was called"))
     win.close()
+
+
+def test_the_endpoint_has_a_row_with_its_cost_and_cancel_there_deletes_it(
+        window: MainWindow, qtbot: Any) -> None:
+    now = [1000.0]
+    controller = window.preview_cloud
+    controller._clock = lambda: now[0]
+    controller.set_enabled(True)
+    qtbot.waitUntil(lambda: controller.ready, timeout=TIMEOUT_MS)
+    now[0] += 1800  # half an hour in service, in use
+    controller.reaper.touch()
+    controller.check_idle()  # the periodic refresh
+    row = window.store.get(ctl.ENDPOINT_ROW_ID)
+    assert row.backend == ctl.ENDPOINT_BACKEND and row.phase == "in service"
+    assert row.cost_usd is not None and abs(row.cost_usd - 0.736 / 2) < 0.01
+    panel = window.jobs_panel
+    panel.model.refresh()
+    panel.select_job(ctl.ENDPOINT_ROW_ID)
+    panel._cancel()  # the row's Cancel: what stops the billing
+    qtbot.waitUntil(lambda: controller.state == ctl.OFF, timeout=TIMEOUT_MS)
+    assert _endpoints() == []
+    assert window.store.get(ctl.ENDPOINT_ROW_ID).message == "deleted: no longer billing"
+    window.close()

@@ -149,6 +149,10 @@ class JobStore:
             db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({placeholders})", values)
         return job
 
+    def exists(self, job_id: str) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
+
     def get(self, job_id: str) -> JobRecord:
         with self._connect() as db:
             row = db.execute(

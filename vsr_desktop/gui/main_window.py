@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         self.preview_cloud.message.connect(self.statusBar().showMessage)
         self.preview_cloud.upscalerChanged.connect(self._apply_preview_settings)
         self.statusBar().addPermanentWidget(self.preview_cloud.label)
+        self.jobs_panel.set_remote_actions({"aws-preview": self.preview_cloud})
         self.submit_dialog: QDialog | None = None
         self.resizeDocks([self.jobs_panel], [190], Qt.Orientation.Vertical)
 

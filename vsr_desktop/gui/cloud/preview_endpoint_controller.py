@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 LANE = "preview-endpoint"
 IDLE_CHECK_MS = 30_000
+ENDPOINT_BACKEND = "aws-preview"
+ENDPOINT_ROW_ID = "cloud-preview-endpoint"
 OFF, STARTING, READY, DELETING, FAILED = "off", "starting", "ready", "deleting", "failed"
 
 
@@ -37,6 +39,7 @@ class PreviewEndpointController(QObject):
     stateChanged = Signal(str)  # off / starting / ready / deleting / failed
     message = Signal(str)  # one line for the status bar
     upscalerChanged = Signal()  # the preview should rebuild its engine (cloud ↔ local)
+    jobChanged = Signal(str)  # its row in the jobs panel changed (the panel's actions contract)
 
     def __init__(self, cloud: CloudContext, parent: QObject | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -224,11 +227,55 @@ class PreviewEndpointController(QObject):
         text = self.status_text()
         self.label.setText(text)
         self.label.setVisible(bool(text))
+        self._record_row()
 
     def _hourly_price(self) -> float | None:
         from vsr_desktop.backends.aws.preview_endpoint import hourly_cost
 
         return hourly_cost(self.cloud.settings.cloud_preview_instance_type)
+
+    # -- its row in the jobs panel (the endpoint bills like a job: show it like one) ----------
+    def _record_row(self) -> None:
+        """Write the endpoint's row into the job store: state, hourly price, cost so far."""
+        from vsr_desktop.core.jobs import JobRecord, JobState
+
+        store = self.cloud.store
+        if self.state == OFF and not store.exists(ENDPOINT_ROW_ID):
+            return
+        price = self._hourly_price()
+        hours = max(0.0, self._clock() - self._created_at) / 3600
+        state, phase = {
+            STARTING: (JobState.RUNNING, "starting (a few minutes)"),
+            READY: (JobState.RUNNING, "in service"),
+            DELETING: (JobState.RUNNING, "deleting"),
+            FAILED: (JobState.FAILED, ""),
+            OFF: (JobState.COMPLETED, ""),
+        }[self.state]
+        hourly = f"${price:.2f}/h" if price is not None else "price unknown"
+        message = {OFF: "deleted: no longer billing",
+                   FAILED: "failed; turn Cloud → Preview in the cloud on to try again"}.get(
+            self.state, f"SageMaker preview endpoint, {hourly} while it exists")
+        changes: dict[str, Any] = {"state": state, "phase": phase, "message": message,
+                   "cost_usd": price * hours if price is not None else None}
+        if not store.exists(ENDPOINT_ROW_ID):
+            store.add(JobRecord(id=ENDPOINT_ROW_ID, name="Cloud preview endpoint",
+                                backend=ENDPOINT_BACKEND, source="", output="",
+                                settings={ENDPOINT_BACKEND: {"downloaded": True}}))
+        store.update(ENDPOINT_ROW_ID, **changes)
+        self.jobChanged.emit(ENDPOINT_ROW_ID)
+
+    def busy(self, job_id: str) -> bool:
+        return self.state in (STARTING, DELETING)
+
+    def cancel(self, job: Any) -> None:
+        """Cancel on its row deletes the endpoint (what stops the billing)."""
+        self.set_enabled(False)
+
+    def retry(self, job: Any) -> None:
+        self.set_enabled(True)
+
+    def download(self, job: Any) -> None:
+        """Nothing to download: the endpoint's results go straight to the preview."""
 
     # -- exit --------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -243,3 +290,4 @@ class PreviewEndpointController(QObject):
             log.exception("could not delete the cloud preview endpoint on exit")
         self._touched_remote = False
         self.endpoint, self.state = None, OFF
+        self._record_row()

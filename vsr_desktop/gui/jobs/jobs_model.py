@@ -70,7 +70,8 @@ ProgressRole = Roles.ProgressRole
 StateRole = Roles.StateRole
 JobRole = Roles.JobRole
 
-_BACKEND_LABELS = {"local": "This computer", "aws": "AWS", "slurm": "Slurm"}
+_BACKEND_LABELS = {"local": "This computer", "aws": "AWS", "slurm": "Slurm",
+                   "aws-preview": "AWS (preview)"}
 
 
 def state_text(job: JobRecord) -> str:

@@ -267,8 +267,8 @@ class JobsPanel(QDockWidget):
         """Rows of these backends get cancel, retry, resume and download from an object
         that runs them off the GUI thread: `cancel/retry/download(job)` return at once,
         `busy(job_id)` says a transfer runs, and its `jobChanged(str)` signal redraws."""
-        self._remote_actions = dict(actions)
-        for handler in self._remote_actions.values():
+        for backend, handler in actions.items():
+            self._remote_actions[backend] = handler
             handler.jobChanged.connect(self._on_remote_action)
 
     @Slot(str)
