@@ -62,3 +62,24 @@ def test_send_to_slurm_without_a_work_folder_says_what_to_do(qtbot, tmp_path: Pa
             box.close()
     finally:
         window.shutdown()
+
+
+def test_login_host_setting_makes_an_ssh_target(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Settings → Slurm → Login host: the window's backend submits over SSH with the
+    cluster's own paths and vsr (the SSH path itself runs end to end in test_slurm_ssh)."""
+    settings = SettingsFile(tmp_path / "settings.json")
+    settings.save(AppSettings(slurm_workdir="/scratch/vsr", slurm_ssh_host="me@login1",
+                              slurm_remote_vsr="/opt/vsr/bin/vsr --debug"))
+    window = MainWindow(settings_file=settings, store=JobStore(tmp_path / "jobs.sqlite3"),
+                        opener=lambda path: None, probe_device=False)
+    qtbot.addWidget(window)
+    panel = window.settings_panel
+    assert panel.slurm_ssh_edit.text() == "me@login1"
+    target = window.slurm_backend().target
+    assert target.ssh is not None and target.ssh.host == "me@login1"
+    assert str(target.workdir_root) == "/scratch/vsr"
+    assert target.vsr_command == ("/opt/vsr/bin/vsr", "--debug")
+    panel.slurm_ssh_edit.setText("")
+    panel.slurm_ssh_edit.editingFinished.emit()
+    qtbot.waitUntil(lambda: not window.app_settings.slurm_ssh_host, timeout=5000)
+    assert window.slurm_backend().target.ssh is None

@@ -44,6 +44,8 @@ class AppSettings:
     slurm_partition: str = ""
     slurm_gpus_per_task: int = 0
     slurm_max_parallel: int = 4
+    slurm_ssh_host: str = ""  # user@login-host when this machine does not see the cluster
+    slurm_remote_vsr: str = "vsr"  # how the cluster runs vsr (used over SSH)
     # AWS offload: names only; secrets stay in the OS keychain or the AWS profile files.
     cloud_region: str = ""  # empty: the profile's / environment's default region
     cloud_profile: str = ""  # an AWS profile name; empty: none

@@ -357,7 +357,12 @@ class MainWindow(QMainWindow):
 
     def slurm_backend(self, workdir_root: Path | None = None):  # type: ignore[no-untyped-def]
         """A Slurm backend for the cluster in the settings (imports no Qt, runs sbatch)."""
+        import shlex
+        from dataclasses import replace
+        from pathlib import PurePosixPath
+
         from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
+        from vsr_desktop.backends.slurm_remote import SshLogin
 
         s = self.app_settings
         target = SlurmTarget(
@@ -365,6 +370,10 @@ class MainWindow(QMainWindow):
             partition=s.slurm_partition or None, gpus_per_task=s.slurm_gpus_per_task,
             max_parallel=s.slurm_max_parallel,
         )
+        if s.slurm_ssh_host:  # the cluster is reached over SSH; its paths are its own
+            target = replace(target, ssh=SshLogin(host=s.slurm_ssh_host),
+                             workdir_root=PurePosixPath(workdir_root or s.slurm_workdir),
+                             vsr_command=tuple(shlex.split(s.slurm_remote_vsr or "vsr")))
         return SlurmBackend(self.store, target)
 
     def _slurm_backend_for(self, job):  # type: ignore[no-untyped-def]

@@ -200,9 +200,19 @@ class SettingsPanel(QWidget):
         self.slurm_parallel_spin = QSpinBox()
         self.slurm_parallel_spin.setRange(1, 1000)
         slurm.addRow("Tasks at once", self.slurm_parallel_spin)
+        self.slurm_ssh_edit = QLineEdit()
+        self.slurm_ssh_edit.setPlaceholderText("user@login-host (empty: this machine)")
+        self.slurm_ssh_edit.setToolTip("Submit over SSH (key login) when this computer does "
+                                       "not see the cluster's shared folder: the source goes "
+                                       "up with the job and the output comes back")
+        slurm.addRow("Login host (SSH)", self.slurm_ssh_edit)
+        self.slurm_vsr_edit = QLineEdit()
+        self.slurm_vsr_edit.setToolTip("The command that runs vsr on the cluster's nodes")
+        slurm.addRow("vsr on the cluster", self.slurm_vsr_edit)
         layout.addWidget(slurm_box)
         layout.addStretch(1)
-        for edit in (self.slurm_workdir_edit, self.slurm_partition_edit):
+        for edit in (self.slurm_workdir_edit, self.slurm_partition_edit, self.slurm_ssh_edit,
+                     self.slurm_vsr_edit):
             edit.editingFinished.connect(self._changed)
         self.slurm_gpus_spin.valueChanged.connect(self._changed)
         self.slurm_parallel_spin.valueChanged.connect(self._changed)
@@ -233,6 +243,8 @@ class SettingsPanel(QWidget):
         self.slurm_partition_edit.setText(s.slurm_partition)
         self.slurm_gpus_spin.setValue(s.slurm_gpus_per_task)
         self.slurm_parallel_spin.setValue(s.slurm_max_parallel)
+        self.slurm_ssh_edit.setText(s.slurm_ssh_host)
+        self.slurm_vsr_edit.setText(s.slurm_remote_vsr)
         self._update_model_state()
 
     # ------------------------------------------------------------------ state
@@ -277,6 +289,8 @@ class SettingsPanel(QWidget):
             slurm_partition=self.slurm_partition_edit.text().strip(),
             slurm_gpus_per_task=self.slurm_gpus_spin.value(),
             slurm_max_parallel=self.slurm_parallel_spin.value(),
+            slurm_ssh_host=self.slurm_ssh_edit.text().strip(),
+            slurm_remote_vsr=self.slurm_vsr_edit.text().strip() or "vsr",
         )
         self._update_model_state()
         self.settingsChanged.emit(self.settings())
