@@ -13,6 +13,7 @@ for one 4× longer, each in a fresh process. Both encoders use identical x264 se
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -111,11 +112,18 @@ def run_engine(frames: list[np.ndarray], device: str) -> float:
     """Our engine alone: the model's share of the pipeline's work, with no I/O."""
     from vsr_desktop.backends.local import UpscaleRequest, build_engine
 
-    engine = build_engine(UpscaleRequest(source=Path("."), output=Path("."), device=device))
-    engine.upscale(frames[0][None])  # warm-up (and the precision probe, cached)
+    engine: Any = build_engine(UpscaleRequest(source=Path("."), output=Path("."), device=device))
+    print(f"engine: {engine.describe()}", flush=True)
+    # Fed as the pipeline feeds it: a stream of frames (one per core at once where the
+    # engine runs them so). Warm-up first: on a CPU the first groups of a new frame size are
+    # the Winograd trial (oneDNN and Winograd alternately, timed); the answer is cached, as
+    # after a user's first job.
+    warm_up = itertools.islice(itertools.cycle(frames), 6 * engine.frame_workers)
+    for _ in engine.upscale_stream(warm_up, lambda frame: frame):
+        pass
     start = time.perf_counter()
-    for frame in frames:
-        engine.upscale(frame[None])
+    for _ in engine.upscale_stream(frames, lambda frame: frame):
+        pass
     return len(frames) / (time.perf_counter() - start)
 
 

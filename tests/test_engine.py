@@ -29,7 +29,9 @@ def tiny_rrdb_x2() -> torch.nn.Module:
 
 
 def engine(module: torch.nn.Module, scale: int, **kwargs) -> Engine:
+    """fp32 with oneDNN: these tests pin one path (test_cpu_convolution covers Winograd)."""
     kwargs.setdefault("precision", "fp32")
+    kwargs.setdefault("cpu_convolution", "onednn")
     return Engine(module, scale, device="cpu", **kwargs)
 
 

@@ -51,7 +51,8 @@ def photo() -> np.ndarray:
 
 
 def _pair(
-    arch: str, scale: int, arch_kwargs: dict, pre_pad: int, tile: int, seed: int = 0
+    arch: str, scale: int, arch_kwargs: dict, pre_pad: int, tile: int, seed: int = 0,
+    cpu_convolution: str = "onednn",
 ) -> tuple[object, Engine]:
     torch.manual_seed(seed)
     state = build_reference_module(arch, scale, **arch_kwargs).state_dict()
@@ -60,7 +61,8 @@ def _pair(
     )
     ours = spandrel.ModelLoader().load_from_state_dict(state)
     assert ours.scale == scale
-    engine = Engine(ours.model, scale, device="cpu", precision="fp32", tile=tile, pre_pad=pre_pad)
+    engine = Engine(ours.model, scale, device="cpu", precision="fp32", tile=tile, pre_pad=pre_pad,
+                    cpu_convolution=cpu_convolution)
     return reference, engine
 
 
@@ -86,3 +88,19 @@ def test_matches_realesrganer_uint16(photo: np.ndarray) -> None:
     got = engine.upscale_image(photo16)
     assert got.dtype == expected.dtype == np.uint16
     assert _max_diff(got, expected) <= 257  # 1/255 of the 16-bit range
+
+
+@pytest.mark.parametrize("case", ["compact-x4", "rrdb-x2-prepad-tiled"])
+def test_winograd_frames_in_parallel_match_realesrganer(photo: np.ndarray, case: str) -> None:
+    """The fast CPU path (NNPACK Winograd, one frame per core) keeps the 1/255 promise."""
+    from vsr_desktop.core.cpu_convolution import nnpack_ready
+
+    if not nnpack_ready():
+        pytest.skip("this PyTorch build has no NNPACK")
+    arch, scale, arch_kwargs, pre_pad, tile = CASES[case]
+    reference, engine = _pair(arch, scale, arch_kwargs, pre_pad, tile,
+                              cpu_convolution="winograd")
+    frames = np.stack([photo, np.ascontiguousarray(photo[::-1, ::-1])])
+    got = engine.upscale(frames)
+    for frame, out in zip(frames, got, strict=True):
+        assert _max_diff(out, reference_enhance_rgb(reference, frame)) <= 1

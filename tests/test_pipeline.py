@@ -174,3 +174,55 @@ def test_rotation_and_colour_tags_survive(clip_factory: ClipFactory, tmp_path: P
     out = probe(output).video
     assert out.rotation == 90
     assert (out.color.primaries, out.color.trc, out.color.space) == (1, 1, 1)
+
+
+def test_an_engine_running_frames_per_core_gets_that_many_per_call(
+    clip_factory: ClipFactory, tmp_path: Path
+) -> None:
+    """The chunk loop feeds the engine ``frames_per_call`` frames at once (Winograd on CPU)."""
+    from vsr_desktop.core.cpu_convolution import nnpack_ready
+    from vsr_desktop.worker.request import build_engine
+
+    if not nnpack_ready():
+        pytest.skip("this PyTorch build has no NNPACK")
+    source = clip_factory(frames=13, gop=13, width=64, height=48)
+    request = UpscaleRequest(source=source, output=tmp_path / "out.mp4", encode=FAST,
+                             cpu_convolution="winograd")
+    engine = build_engine(request)
+    per_call = engine.frames_per_call
+    sizes: list[int] = []
+
+    class Recording:
+        frames_per_call = per_call
+
+        def output_size(self, width: int, height: int) -> tuple[int, int]:
+            return engine.output_size(width, height)
+
+        def upscale(self, frames: np.ndarray, cancel: threading.Event | None = None) -> np.ndarray:
+            sizes.append(len(frames))
+            return engine.upscale(frames, cancel)
+
+    backend = LocalBackend(JobStore(tmp_path / "jobs.sqlite3"), work_root=tmp_path / "work",
+                           engine_factory=lambda _request: Recording())
+    job = backend.run(request)
+    assert job.state is JobState.COMPLETED
+    _assert_same_timeline(source, request.output, 4)
+    assert sum(sizes) == 13 and max(sizes) <= per_call
+    if per_call > 1:  # the decoder keeps ahead, so nearly every call is a full group
+        assert sizes.count(per_call) >= len(sizes) - 2
+
+
+
+def test_the_engine_streams_frames_one_per_core(clip_factory: ClipFactory, tmp_path: Path) -> None:
+    """The real engine with Winograd: frames stream through the cores, order and count kept."""
+    from vsr_desktop.core.cpu_convolution import nnpack_ready
+
+    if not nnpack_ready():
+        pytest.skip("this PyTorch build has no NNPACK")
+    source = clip_factory(frames=17, gop=17, width=64, height=48)
+    request = UpscaleRequest(source=source, output=tmp_path / "out.mp4", encode=FAST,
+                             cpu_convolution="winograd")
+    job = _backend(tmp_path).run(request)
+    assert job.state is JobState.COMPLETED
+    _assert_same_timeline(source, request.output, 4)
+    assert _packets(request.output, "audio") == _packets(source, "audio")

@@ -30,6 +30,10 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
                         help="denoise strength 0..1 (realesr-general-x4v3 only)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    parser.add_argument("--cpu-conv", default="auto", dest="cpu_convolution",
+                        choices=("auto", "onednn", "winograd"),
+                        help="CPU convolutions: winograd runs one frame per core in fp32 "
+                             "(auto: whichever a short probe finds faster here)")
     parser.add_argument("--tile", type=int, default=0,
                         help="tile size in pixels (0: whole frames, tiles after out-of-memory)")
     parser.add_argument("--download", action="store_true",
@@ -226,7 +230,8 @@ def _request_from_args(args: argparse.Namespace) -> Any:
         encode=EncodeSettings(codec=args.codec, crf=args.crf, bitrate=args.bitrate,
                               preset=args.preset, ten_bit=args.ten_bit),
         device=args.device, precision=args.precision, tile=args.tile,
-        batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
+        cpu_convolution=args.cpu_convolution, batch_size=args.batch_size,
+        chunk_seconds=args.chunk_seconds,
         overwrite=args.overwrite, allow_download=args.download,
     )
 
@@ -403,6 +408,7 @@ def _engine_for(args: argparse.Namespace) -> Any:
         source=Path("."), output=Path("."), model=args.model, outscale=args.scale,
         denoise_strength=args.denoise_strength, device=args.device,
         precision=args.precision, tile=args.tile, allow_download=args.download,
+        cpu_convolution=args.cpu_convolution,
     ))
 
 

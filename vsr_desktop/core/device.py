@@ -138,7 +138,7 @@ def choose_dtype(
 
     path = Path(cache_path) if cache_path is not None else default_cache_path()
     entry_key = cpu_cache_key(module)
-    cached = _read_cache(path).get(entry_key)
+    cached = read_probe_cache(path).get(entry_key)
     if isinstance(cached, dict) and cached.get("dtype") in ("float32", "bfloat16"):
         return torch.bfloat16 if cached["dtype"] == "bfloat16" else torch.float32
 
@@ -149,7 +149,7 @@ def choose_dtype(
         # Emulated bf16 is many times slower (measured 13x on AVX2): no need to measure.
         speedup, reason = 0.0, "no native bf16 on this CPU"
     dtype = torch.bfloat16 if speedup >= BF16_MIN_SPEEDUP else torch.float32
-    _write_cache_entry(
+    write_probe_cache_entry(
         path,
         entry_key,
         {"dtype": str(dtype).removeprefix("torch."), "speedup": round(speedup, 3), "why": reason},
@@ -266,7 +266,7 @@ def _cpu_features() -> list[str]:
     return [f for f in found if f and f != "DEFAULT"]
 
 
-def _read_cache(path: Path) -> dict[str, Any]:
+def read_probe_cache(path: Path) -> dict[str, Any]:
     """The cached entries, or {} when the file is missing, unreadable or corrupt."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -278,9 +278,9 @@ def _read_cache(path: Path) -> dict[str, Any]:
     return entries if isinstance(entries, dict) else {}
 
 
-def _write_cache_entry(path: Path, key: str, entry: dict[str, Any]) -> None:
+def write_probe_cache_entry(path: Path, key: str, entry: dict[str, Any]) -> None:
     """Add one entry atomically; a read-only cache dir only costs a re-probe next time."""
-    entries = _read_cache(path)
+    entries = read_probe_cache(path)
     entries[key] = entry
     payload = json.dumps({"version": _CACHE_VERSION, "entries": entries}, indent=1)
     with contextlib.suppress(OSError):

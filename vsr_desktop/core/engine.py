@@ -10,6 +10,10 @@ mod-pad, tile grid and rounding, so fp32 output matches it within 1/255) but not
 * channels_last end to end. A NumPy (N, H, W, 3) frame *is* a channels_last NCHW tensor, so no
   layout copy is needed, and oneDNN/cuDNN convolutions run ~1.8× faster in it on CPU.
 * fp16 on GPUs, and bf16 autocast on CPUs where a probe shows it pays (see ``device.py``).
+* fp32 on CPUs: several frames at once, one per core, through NNPACK's Winograd
+  convolutions, where timing the first frames of a size shows it beats oneDNN on all cores
+  (``cpu_convolution.py``). Single frames (previews) keep oneDNN's multi-threaded path,
+  which has the lower latency.
 * Tiles only when asked, or after an out-of-memory error: then the batch is halved, then the
   frame is split in tiles whose size halves on each further OOM. Tiles carry ``tile_pad`` pixels
   of context, so seams vanish once that covers the network's receptive field.
@@ -23,18 +27,32 @@ An Engine is not thread-safe: use one per worker thread.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsr_desktop.core.device import choose_dtype, describe_device, select_device
+from vsr_desktop.core.cpu_convolution import (
+    FRAMES_PER_CORE,
+    WinogradTrial,
+    nnpack_ready,
+    run_frames_in_parallel,
+    winograd_copy,
+)
+from vsr_desktop.core.device import choose_dtype, cpu_cache_key, describe_device, select_device
 from vsr_desktop.core.errors import CancelledError, EngineError
 from vsr_desktop.core.malloc_tuning import tune_malloc
+from vsr_desktop.core.upscaler import upscale_in_groups
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +60,8 @@ log = logging.getLogger(__name__)
 MIN_TILE = 32
 _MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _TORCH_INT = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
+CPU_CONVOLUTIONS = ("auto", "onednn", "winograd")
+T = TypeVar("T")
 
 
 def mod_scale_for(scale: int) -> int:
@@ -92,7 +112,9 @@ class Engine:
         outscale: final scale; None = the model's. Other values resize on the device.
         batch_size: frames per forward pass. 1 is best on CPU (batch 4 measured no faster);
             a GPU may gain from more on small frames.
-        cache_dir: where the CPU precision probe caches its decision (default: user cache).
+        cache_dir: where the CPU probes cache their decisions (default: user cache).
+        cpu_convolution: ``auto``, ``onednn`` or ``winograd`` (fp32 on CPU only): how CPU
+            convolutions run; ``auto`` asks a cached probe.
     """
 
     def __init__(
@@ -108,6 +130,7 @@ class Engine:
         outscale: float | None = None,
         batch_size: int = 1,
         cache_dir: str | Path | None = None,
+        cpu_convolution: str = "auto",
     ) -> None:
         if int(scale) != scale or scale < 1:
             raise EngineError(f"Invalid model scale {scale!r}", "The scale must be 1, 2, 3 or 4.")
@@ -138,11 +161,58 @@ class Engine:
         if self.device.type == "cuda":
             # Video frames all share one size, so cuDNN's autotuning is paid once.
             torch.backends.cudnn.benchmark = True
+        #: The Winograd copy of the network when CPU frames may run one per core, else None.
+        self._winograd: torch.nn.Module | None = None
+        self._trial: WinogradTrial | None = None
+        #: Frames upscaled at once on the CPU (one per core) when Winograd is on.
+        self.frame_workers = 1
+        self._setup_cpu_convolution(cpu_convolution, cache_path)
+
+    def _setup_cpu_convolution(self, requested: str, cache_path: Path | None) -> None:
+        key = requested.strip().lower()
+        if key not in CPU_CONVOLUTIONS:
+            raise EngineError(
+                f"Unknown CPU convolution {requested!r}", "Use auto, onednn or winograd."
+            )
+        if key == "onednn" or self.device.type != "cpu":
+            return
+        if self.dtype != torch.float32:
+            if key == "winograd":
+                raise EngineError(
+                    "Winograd convolutions run in fp32 only",
+                    "Use --precision fp32 with --cpu-conv winograd, or --cpu-conv auto.",
+                )
+            return
+        if not nnpack_ready():
+            if key == "winograd":
+                raise EngineError(
+                    "This PyTorch build has no working NNPACK (Winograd convolutions)",
+                    "Use --cpu-conv auto or onednn.",
+                )
+            return
+        winograd, replaced = winograd_copy(self.module)
+        if not replaced:
+            return
+        self._winograd = winograd
+        self.frame_workers = max(1, torch.get_num_threads())
+        self._trial = WinogradTrial(key, cpu_cache_key(self.module), cache_path)
+
+    @property
+    def frames_per_call(self) -> int:
+        """How many frames a caller should pass to :meth:`upscale` at once for full speed."""
+        if self._winograd is None:
+            return self.batch_size
+        return self.frame_workers * FRAMES_PER_CORE
 
     def describe(self) -> str:
         """One line for logs and the UI, e.g. ``CPU: AMD EPYC (2 threads, AVX2), fp32``."""
         name = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-        return f"{describe_device(self.device)}, {name.get(self.dtype, str(self.dtype))}"
+        text = f"{describe_device(self.device)}, {name.get(self.dtype, str(self.dtype))}"
+        if self._trial is not None and self._trial.forced:
+            text += f", Winograd, {self.frame_workers} frame(s) at once"
+        elif self._trial is not None:
+            text += f", Winograd ({self.frame_workers} frames at once) where faster than oneDNN"
+        return text
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the output for an input frame, truncated like RealESRGANer."""
@@ -168,6 +238,16 @@ class Engine:
         n, height, width, _ = frames.shape
         out_w, out_h = self.output_size(width, height)
         result = np.empty((n, out_h, out_w, 3), dtype=frames.dtype)
+        if self._winograd is not None and self._upscale_cpu_frames(frames, result, cancel):
+            return result
+        self._upscale_batches(frames, result, cancel)
+        return result
+
+    def _upscale_batches(
+        self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
+    ) -> None:
+        """The general path: ``batch_size`` frames per forward pass, fewer after an OOM."""
+        n = len(frames)
         start = 0
         while start < n:
             _check_cancel(cancel)
@@ -181,7 +261,75 @@ class Engine:
                 log.warning("Out of memory: batch size lowered to %d", self.batch_size)
                 continue
             start += count
-        return result
+
+    def upscale_stream(
+        self,
+        items: Iterable[T],
+        rgb: Callable[[T], np.ndarray],
+        cancel: threading.Event | None = None,
+    ) -> Iterator[tuple[T, np.ndarray]]:
+        """Upscale a stream of frames as they come; yields ``(item, upscaled)`` in order.
+
+        ``rgb(item)`` gives the (H, W, 3) frame of an item. Where frames run as Winograd, one
+        per core, each core takes the next frame as soon as it is free (at most two frames
+        per core in flight): no core waits for another's frame, as it would in groups. Until
+        a frame size is decided (see :class:`WinogradTrial`) and elsewhere, it goes in groups
+        of :attr:`frames_per_call` through :meth:`upscale`.
+        """
+        iterator = iter(items)
+        if self._trial is None or self.frame_workers == 1:
+            yield from upscale_in_groups(self, iterator, rgb, self.frames_per_call, cancel)
+            return
+        group = self.frame_workers
+        while True:
+            head = list(itertools.islice(iterator, group))
+            if not head:
+                return
+            size = tuple(rgb(head[0]).shape[:2])
+            decided = self._trial.decision((size[0], size[1]))
+            if decided is not None:
+                rest = itertools.chain(head, iterator)
+                if decided:
+                    yield from self._stream_frame_parallel(rest, rgb, cancel)
+                else:
+                    yield from upscale_in_groups(self, rest, rgb, self.frames_per_call, cancel)
+                return
+            yield from upscale_in_groups(self, head, rgb, group, cancel)  # a trial group
+
+    def _stream_frame_parallel(
+        self,
+        items: Iterator[T],
+        rgb: Callable[[T], np.ndarray],
+        cancel: threading.Event | None,
+    ) -> Iterator[tuple[T, np.ndarray]]:
+        workers = self.frame_workers
+        window: deque[tuple[T, Future[np.ndarray]]] = deque()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vsr-frame")
+        try:
+            for item in items:
+                _check_cancel(cancel)
+                frame = self._check_frames(rgb(item)[None])
+                window.append((item, pool.submit(self._winograd_frame, frame, cancel)))
+                if len(window) >= 2 * workers:
+                    first, future = window.popleft()
+                    yield first, future.result()
+            while window:
+                first, future = window.popleft()
+                yield first, future.result()
+        finally:
+            # Also on an error or an early close: drop what has not started, wait for the
+            # rest, so no worker writes after the caller has moved on.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _winograd_frame(self, frame: np.ndarray, cancel: threading.Event | None) -> np.ndarray:
+        """One (1, H, W, 3) frame through the Winograd network, in the calling thread."""
+        assert self._winograd is not None
+        _check_cancel(cancel)
+        out_w, out_h = self.output_size(frame.shape[2], frame.shape[1])
+        result = np.empty((1, out_h, out_w, 3), dtype=frame.dtype)
+        with torch.inference_mode():
+            self._upscale_batch(frame, result, cancel, self._winograd)
+        return result[0]
 
     @torch.inference_mode()
     def upscale_tensor(
@@ -221,11 +369,78 @@ class Engine:
         # torch.from_numpy rejects negative strides (e.g. a [..., ::-1] BGR→RGB view).
         return frames if frames.flags.c_contiguous else np.ascontiguousarray(frames)
 
+    def uses_winograd(self, width: int, height: int) -> bool | None:
+        """Whether full groups of frames of this size run as Winograd (None: not timed yet)."""
+        if self._trial is None:
+            return False
+        return self._trial.decision((height, width))
+
+    def _upscale_cpu_frames(
+        self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
+    ) -> bool:
+        """Upscale ``frames`` the way this size runs best; False leaves them to the caller.
+
+        While a size is undecided, groups of one frame per core run alternately with oneDNN
+        and Winograd, timed, until :class:`WinogradTrial` has its answer.
+        """
+        assert self._trial is not None
+        n, size = len(frames), (frames.shape[1], frames.shape[2])
+        decided = self._trial.decision(size)
+        if decided is False or (n == 1 and self.frame_workers > 1):
+            return False  # oneDNN on all cores: also the lower latency for a single frame
+        if decided:
+            self._upscale_frame_parallel(frames, result, cancel)
+            return True
+        group = self.frame_workers
+        if n < group:
+            return False  # only whole groups are timed; a part group runs the safe way
+        first = 0
+        while first < n:
+            last = first + group if n - first >= group else n
+            part, out = frames[first:last], result[first:last]
+            decided = self._trial.decision(size)
+            if decided is None and last - first == group:
+                method = self._trial.next_method(size)
+                start = time.perf_counter()
+                if method == "winograd":
+                    self._upscale_frame_parallel(part, out, cancel)
+                else:
+                    self._upscale_batches(part, out, cancel)
+                chosen = self._trial.record(size, method, (time.perf_counter() - start) / group)
+                if chosen is not None:
+                    log.info("%dx%d frames: %s", size[1], size[0],
+                             "Winograd, one frame per core" if chosen else "oneDNN, all cores")
+            elif decided:
+                self._upscale_frame_parallel(part, out, cancel)
+            else:
+                self._upscale_batches(part, out, cancel)
+            first = last
+        return True
+
+    def _upscale_frame_parallel(
+        self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
+    ) -> None:
+        """One frame per worker thread, each through the single-threaded Winograd network."""
+        module = self._winograd
+        assert module is not None
+
+        def one(index: int) -> None:
+            _check_cancel(cancel)
+            self._upscale_batch(
+                frames[index : index + 1], result[index : index + 1], cancel, module
+            )
+
+        run_frames_in_parallel(len(frames), self.frame_workers, one)
+
     def _input_dtype(self) -> torch.dtype:
         return torch.float32 if self._autocast else self._weights_dtype
 
     def _upscale_batch(
-        self, src: np.ndarray, dst: np.ndarray, cancel: threading.Event | None
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        cancel: threading.Event | None,
+        module: torch.nn.Module | None = None,
     ) -> None:
         """One batch: host → device, network, post-processing, device → ``dst``."""
         max_value = _MAX_VALUE[src.dtype]
@@ -242,7 +457,7 @@ class Engine:
                 x = raw.to(torch.float32, memory_format=torch.channels_last).div_(max_value)
                 x = x.to(self._input_dtype())
             del raw
-            y = self._resize(self._infer(x, cancel), dst.shape[1], dst.shape[2])
+            y = self._resize(self._infer(x, cancel, module), dst.shape[1], dst.shape[2])
             del x
             y.clamp_(0.0, 1.0).mul_(max_value).round_()
             target = torch.from_numpy(dst)
@@ -269,7 +484,12 @@ class Engine:
             )
         return y
 
-    def _infer(self, x: torch.Tensor, cancel: threading.Event | None) -> torch.Tensor:
+    def _infer(
+        self,
+        x: torch.Tensor,
+        cancel: threading.Event | None,
+        module: torch.nn.Module | None = None,
+    ) -> torch.Tensor:
         """Pad, run the network (tiling after OOM), crop: (B,3,H,W) → (B,3,H·s,W·s)."""
         height, width = x.shape[-2:]
         if self.pre_pad:
@@ -277,14 +497,16 @@ class Engine:
         if self.mod_scale > 1:
             x = _pad(x, (-x.shape[-2]) % self.mod_scale, (-x.shape[-1]) % self.mod_scale)
         s = self.model_scale
-        return self._run_network(x, cancel)[:, :, : height * s, : width * s]
+        return self._run_network(x, cancel, module)[:, :, : height * s, : width * s]
 
-    def _run_network(self, x: torch.Tensor, cancel: threading.Event | None) -> torch.Tensor:
+    def _run_network(
+        self, x: torch.Tensor, cancel: threading.Event | None, module: torch.nn.Module | None
+    ) -> torch.Tensor:
         while True:
             try:
                 if self.tile and self.tile < max(x.shape[-2:]):
-                    return self._tiled_forward(x, self.tile, cancel)
-                return self._forward(x)
+                    return self._tiled_forward(x, self.tile, cancel, module)
+                return self._forward(x, module)
             except RuntimeError as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -313,14 +535,14 @@ class Engine:
             with contextlib.suppress(AttributeError, RuntimeError):
                 torch.mps.empty_cache()
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, module: torch.nn.Module | None = None) -> torch.Tensor:
         ctx = (
             torch.autocast("cpu", dtype=torch.bfloat16)
             if self._autocast
             else contextlib.nullcontext()
         )
         with ctx:
-            y = self.module(x)
+            y = (module if module is not None else self.module)(x)
         s = self.model_scale
         if tuple(y.shape[-2:]) != (x.shape[-2] * s, x.shape[-1] * s):
             raise EngineError(
@@ -330,7 +552,11 @@ class Engine:
         return y
 
     def _tiled_forward(
-        self, x: torch.Tensor, tile: int, cancel: threading.Event | None
+        self,
+        x: torch.Tensor,
+        tile: int,
+        cancel: threading.Event | None,
+        module: torch.nn.Module | None = None,
     ) -> torch.Tensor:
         """Run tile by tile on the same grid as RealESRGANer.tile_process.
 
@@ -347,7 +573,7 @@ class Engine:
                 ya, xa = max(y0 - pad, 0), max(x0 - pad, 0)
                 yb, xb = min(y1 + pad, height), min(x1 + pad, width)
                 part = x[:, :, ya:yb, xa:xb].contiguous(memory_format=torch.channels_last)
-                res = self._forward(part)
+                res = self._forward(part, module)
                 if out is None:
                     out = torch.empty(
                         (batch, res.shape[1], height * s, width * s),

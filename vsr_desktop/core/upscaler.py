@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -16,3 +18,27 @@ class FrameUpscaler(Protocol):
     def upscale(
         self, frames: np.ndarray, cancel: threading.Event | None = None
     ) -> np.ndarray: ...
+
+
+T = TypeVar("T")
+
+
+def upscale_in_groups(
+    upscaler: FrameUpscaler,
+    items: Iterable[T],
+    rgb: Callable[[T], np.ndarray],
+    group: int,
+    cancel: threading.Event | None = None,
+) -> Iterator[tuple[T, np.ndarray]]:
+    """Upscale a stream ``group`` frames per call, yielding ``(item, upscaled)`` in order.
+
+    The way to stream through any :class:`FrameUpscaler`; the local Engine has its own
+    ``upscale_stream`` that keeps every core busy without waiting at group boundaries.
+    """
+    iterator = iter(items)
+    while True:
+        batch = list(itertools.islice(iterator, max(1, group)))
+        if not batch:
+            return
+        frames = rgb(batch[0])[None] if len(batch) == 1 else np.stack([rgb(i) for i in batch])
+        yield from zip(batch, upscaler.upscale(frames, cancel), strict=True)

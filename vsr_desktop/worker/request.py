@@ -33,6 +33,8 @@ class UpscaleRequest:
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     device: str = "auto"
     precision: str = "auto"
+    #: CPU convolutions: auto (probe), onednn, or winograd (one frame per core, fp32).
+    cpu_convolution: str = "auto"
     tile: int = 0
     batch_size: int = 1
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS
@@ -122,6 +124,7 @@ def build_engine(request: UpscaleRequest) -> FrameUpscaler:
     )
     return Engine(
         loaded.module, loaded.scale, device=request.device, precision=request.precision,
+        cpu_convolution=request.cpu_convolution,
         tile=request.tile, outscale=request.outscale, batch_size=request.batch_size,
     )
 

@@ -10,7 +10,7 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from vsr_desktop.core.media.decode import DecodedFrame, iter_frames
 from vsr_desktop.core.media.encode import ChunkEncoder, EncodeSettings
 from vsr_desktop.core.media.probe import MediaInfo
 from vsr_desktop.core.plan import Chunk
-from vsr_desktop.core.upscaler import FrameUpscaler
+from vsr_desktop.core.upscaler import FrameUpscaler, upscale_in_groups
 
 QUEUE_DEPTH = 4
 _END = object()
@@ -97,9 +97,13 @@ def upscale_chunk(
     """Write the upscaled chunk to `out_path` (atomically) and return it."""
     video = source.video
     out_w, out_h = encoded_size(engine, video.width, video.height)
+    # An engine that runs one frame per core wants that many frames per call.
+    batch_size = max(batch_size, int(getattr(engine, "frames_per_call", 1)))
     stop = threading.Event()
-    decoded: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
-    upscaled: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
+    # Deep enough that a whole batch is waiting when the engine asks for the next one.
+    depth = max(QUEUE_DEPTH, 2 * batch_size)
+    decoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    upscaled: queue.Queue[Any] = queue.Queue(maxsize=depth)
     tmp_path = partial_path(out_path)
     encoder = ChunkEncoder(
         tmp_path, settings, container_format=container_format, width=out_w, height=out_h,
@@ -128,25 +132,35 @@ def upscale_chunk(
     writer = _Stage("vsr-encode", encode, stop)
     decoder.start()
     writer.start()
+    def decoded_frames() -> Iterator[DecodedFrame]:
+        while True:
+            item = _get(decoded, stop)
+            if item is _END:
+                return
+            yield item
+
+    stream = getattr(engine, "upscale_stream", None)
+    results: Iterator[tuple[DecodedFrame, np.ndarray]] = (
+        stream(decoded_frames(), _rgb_of, cancel) if stream is not None
+        else upscale_in_groups(engine, decoded_frames(), _rgb_of, batch_size, cancel)
+    )
     done = 0
     try:
-        while True:
-            batch = _next_batch(decoded, stop, batch_size)
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("cancelled")
-            if not batch:
-                break
-            # A single frame is viewed, not copied (the usual batch on CPU).
-            frames = batch[0].rgb[None] if len(batch) == 1 else np.stack([f.rgb for f in batch])
-            result = engine.upscale(frames, cancel=cancel)
-            for frame, rgb in zip(batch, result, strict=True):
+        try:
+            for frame, rgb in results:
+                if cancel is not None and cancel.is_set():
+                    raise CancelledError("cancelled")
                 if not _put(upscaled, (frame.pts, rgb), stop):
                     break
-            done += len(batch)
-            if on_frames is not None:
-                on_frames(len(batch))
-            if stop.is_set():
-                break
+                done += 1
+                if on_frames is not None:
+                    on_frames(1)
+        finally:  # a generator's close() waits for an engine's workers before cleanup
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("cancelled")
         _put(upscaled, _END, stop)
         writer.join()
         decoder.join()
@@ -174,23 +188,5 @@ def upscale_chunk(
     return ChunkResult(path=out_path, frames=done)
 
 
-def _next_batch(
-    decoded: queue.Queue[Any], stop: threading.Event, batch_size: int
-) -> list[DecodedFrame]:
-    batch: list[DecodedFrame] = []
-    while len(batch) < batch_size:
-        item = _get(decoded, stop) if not batch else _get_nowait(decoded)
-        if item is _END or item is None:
-            if item is _END and batch:
-                # Put the end marker back so the next call sees it.
-                decoded.put(_END)
-            break
-        batch.append(item)
-    return batch
-
-
-def _get_nowait(q: queue.Queue[Any]) -> Any:
-    try:
-        return q.get(timeout=0.05)
-    except queue.Empty:
-        return None
+def _rgb_of(frame: DecodedFrame) -> np.ndarray:
+    return frame.rgb
