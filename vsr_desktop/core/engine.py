@@ -380,42 +380,56 @@ class Engine:
     ) -> bool:
         """Upscale ``frames`` the way this size runs best; False leaves them to the caller.
 
-        While a size is undecided, groups of one frame per core run alternately with oneDNN
-        and Winograd, timed, until :class:`WinogradTrial` has its answer.
+        A size not decided yet is decided first, by :meth:`_trial_group` on the first
+        frames (one per core); the rest then run the chosen way.
         """
         assert self._trial is not None
         n, size = len(frames), (frames.shape[1], frames.shape[2])
-        decided = self._trial.decision(size)
-        if decided is False or (n == 1 and self.frame_workers > 1):
-            return False  # oneDNN on all cores: also the lower latency for a single frame
-        if decided:
-            self._upscale_frame_parallel(frames, result, cancel)
-            return True
         group = self.frame_workers
-        if n < group:
-            return False  # only whole groups are timed; a part group runs the safe way
-        first = 0
-        while first < n:
-            last = first + group if n - first >= group else n
-            part, out = frames[first:last], result[first:last]
+        decided = self._trial.decision(size)
+        if decided is None and n >= group:
+            self._trial_group(frames[:group], result[:group], cancel)
             decided = self._trial.decision(size)
-            if decided is None and last - first == group:
-                method = self._trial.next_method(size)
-                start = time.perf_counter()
-                if method == "winograd":
-                    self._upscale_frame_parallel(part, out, cancel)
-                else:
-                    self._upscale_batches(part, out, cancel)
-                chosen = self._trial.record(size, method, (time.perf_counter() - start) / group)
-                if chosen is not None:
-                    log.info("%dx%d frames: %s", size[1], size[0],
-                             "Winograd, one frame per core" if chosen else "oneDNN, all cores")
-            elif decided:
-                self._upscale_frame_parallel(part, out, cancel)
-            else:
-                self._upscale_batches(part, out, cancel)
-            first = last
+            frames, result, n = frames[group:], result[group:], n - group
+            if n == 0:
+                return True
+        if decided is None or decided is False or (n == 1 and group > 1):
+            # oneDNN on all cores; for a single frame also the lower latency.
+            self._upscale_batches(frames, result, cancel)
+        else:
+            self._upscale_frame_parallel(frames, result, cancel)
         return True
+
+    def _trial_group(
+        self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
+    ) -> None:
+        """Time one group with oneDNN and Winograd alternately until the trial decides.
+
+        Every run is on the same frames and only the winner's output is kept, so a video's
+        pixels never depend on where a trial happened to fall (a resumed job stays
+        bit-identical to an uninterrupted one).
+        """
+        assert self._trial is not None
+        size = (frames.shape[1], frames.shape[2])
+        outputs: dict[str, np.ndarray] = {}
+        while (decided := self._trial.decision(size)) is None:
+            method = self._trial.next_method(size)
+            out = outputs.setdefault(method, np.empty_like(result))
+            start = time.perf_counter()
+            if method == "winograd":
+                self._upscale_frame_parallel(frames, out, cancel)
+            else:
+                self._upscale_batches(frames, out, cancel)
+            self._trial.record(size, method, (time.perf_counter() - start) / len(frames))
+        log.info("%dx%d frames: %s", size[1], size[0],
+                 "Winograd, one frame per core" if decided else "oneDNN, all cores")
+        winner = "winograd" if decided else "onednn"
+        if winner in outputs:
+            np.copyto(result, outputs[winner])
+        elif decided:  # decided elsewhere meanwhile (another engine on this CPU)
+            self._upscale_frame_parallel(frames, result, cancel)
+        else:
+            self._upscale_batches(frames, result, cancel)
 
     def _upscale_frame_parallel(
         self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
