@@ -176,12 +176,13 @@ class WinogradTrial:
     """Decides, per frame size, whether frames run as Winograd one per core, from real work.
 
     A synthetic probe on a small sample misjudged this (its per-call overheads are not those
-    of a video frame). Instead the first groups of frames of a new size (one frame per core
-    each) run alternately with oneDNN and with Winograd, ``TRIAL_ROUNDS`` times each, timed;
-    every group is real output, nothing is computed twice. Alternating spreads a shared
-    machine's slow moments over both. The answer is kept in this process and in the probe
-    cache on disk (per CPU, thread count, torch, architecture and frame size), so a machine
-    pays the trial once per frame size.
+    of a video frame). Instead the first group of frames of a new size (one frame per core)
+    runs alternately with oneDNN and with Winograd, ``TRIAL_ROUNDS`` times each, timed; the
+    engine keeps only the winner's output, so pixels never depend on where a trial fell.
+    Alternating spreads a shared machine's slow moments over both. The answer is kept in
+    this process and in the probe cache on disk (per CPU, thread count, torch, architecture
+    and frame size), so a machine pays the trial (three extra runs of one group) once per
+    frame size.
     """
 
     def __init__(self, requested: str, cache_key: str, cache_path: Path | None) -> None:
