@@ -114,7 +114,7 @@ class Engine:
             a GPU may gain from more on small frames.
         cache_dir: where the CPU probes cache their decisions (default: user cache).
         cpu_convolution: ``auto``, ``onednn`` or ``winograd`` (fp32 on CPU only): how CPU
-            convolutions run; ``auto`` asks a cached probe.
+            convolutions run; ``auto`` times both on the first frames of each size (cached).
     """
 
     def __init__(
@@ -238,9 +238,10 @@ class Engine:
         n, height, width, _ = frames.shape
         out_w, out_h = self.output_size(width, height)
         result = np.empty((n, out_h, out_w, 3), dtype=frames.dtype)
-        if self._winograd is not None and self._upscale_cpu_frames(frames, result, cancel):
-            return result
-        self._upscale_batches(frames, result, cancel)
+        if self._winograd is not None:
+            self._upscale_cpu_frames(frames, result, cancel)
+        else:
+            self._upscale_batches(frames, result, cancel)
         return result
 
     def _upscale_batches(
@@ -377,8 +378,8 @@ class Engine:
 
     def _upscale_cpu_frames(
         self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
-    ) -> bool:
-        """Upscale ``frames`` the way this size runs best; False leaves them to the caller.
+    ) -> None:
+        """Upscale ``frames`` the way this size runs best (fp32 on a CPU with NNPACK).
 
         A size not decided yet is decided first, by :meth:`_trial_group` on the first
         frames (one per core); the rest then run the chosen way.
@@ -392,13 +393,12 @@ class Engine:
             decided = self._trial.decision(size)
             frames, result, n = frames[group:], result[group:], n - group
             if n == 0:
-                return True
+                return
         if decided is None or decided is False or (n == 1 and group > 1):
             # oneDNN on all cores; for a single frame also the lower latency.
             self._upscale_batches(frames, result, cancel)
         else:
             self._upscale_frame_parallel(frames, result, cancel)
-        return True
 
     def _trial_group(
         self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
