@@ -394,11 +394,17 @@ class Engine:
             frames, result, n = frames[group:], result[group:], n - group
             if n == 0:
                 return
-        if decided is None or decided is False or (n == 1 and group > 1):
-            # oneDNN on all cores; for a single frame also the lower latency.
-            self._upscale_batches(frames, result, cancel)
-        else:
+        # A single frame goes to oneDNN on all cores: the lower latency.
+        self._upscale_with(bool(decided) and (n > 1 or group == 1), frames, result, cancel)
+
+    def _upscale_with(
+        self, winograd: bool, frames: np.ndarray, result: np.ndarray,
+        cancel: threading.Event | None,
+    ) -> None:
+        if winograd:
             self._upscale_frame_parallel(frames, result, cancel)
+        else:
+            self._upscale_batches(frames, result, cancel)
 
     def _trial_group(
         self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
@@ -416,20 +422,15 @@ class Engine:
             method = self._trial.next_method(size)
             out = outputs.setdefault(method, np.empty_like(result))
             start = time.perf_counter()
-            if method == "winograd":
-                self._upscale_frame_parallel(frames, out, cancel)
-            else:
-                self._upscale_batches(frames, out, cancel)
+            self._upscale_with(method == "winograd", frames, out, cancel)
             self._trial.record(size, method, (time.perf_counter() - start) / len(frames))
         log.info("%dx%d frames: %s", size[1], size[0],
                  "Winograd, one frame per core" if decided else "oneDNN, all cores")
         winner = "winograd" if decided else "onednn"
         if winner in outputs:
             np.copyto(result, outputs[winner])
-        elif decided:  # decided elsewhere meanwhile (another engine on this CPU)
-            self._upscale_frame_parallel(frames, result, cancel)
-        else:
-            self._upscale_batches(frames, result, cancel)
+        else:  # decided elsewhere meanwhile (another engine on this CPU)
+            self._upscale_with(decided, frames, result, cancel)
 
     def _upscale_frame_parallel(
         self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
