@@ -33,7 +33,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-conv", default="auto", dest="cpu_convolution",
                         choices=("auto", "onednn", "winograd"),
                         help="CPU convolutions: winograd runs one frame per core in fp32 "
-                             "(auto: whichever a short probe finds faster here)")
+                             "(auto: whichever is faster on the first frames of each size)")
     parser.add_argument("--tile", type=int, default=0,
                         help="tile size in pixels (0: whole frames, tiles after out-of-memory)")
     parser.add_argument("--download", action="store_true",

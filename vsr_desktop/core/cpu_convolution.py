@@ -190,6 +190,8 @@ class WinogradTrial:
         self._cache_key = cache_key
         self._cache_path = cache_path if cache_path is not None else default_cache_path()
         self._times: dict[tuple[int, int], dict[str, list[float]]] = {}
+        #: Keys already looked up on disk and not found: the file is read once per size.
+        self._not_on_disk: set[str] = set()
 
     def _key(self, size: tuple[int, int]) -> str:
         return f"{self._cache_key}|winograd-frames|{size[1]}x{size[0]}"
@@ -200,8 +202,11 @@ class WinogradTrial:
             return self.forced
         key = self._key(size)
         if key not in _decisions:
+            if key in self._not_on_disk:
+                return None
             cached = read_probe_cache(self._cache_path).get(key)
             if not (isinstance(cached, dict) and isinstance(cached.get("winograd"), bool)):
+                self._not_on_disk.add(key)
                 return None
             _decisions[key] = cached["winograd"]
         return _decisions[key]

@@ -286,8 +286,8 @@ class Engine:
             head = list(itertools.islice(iterator, group))
             if not head:
                 return
-            size = tuple(rgb(head[0]).shape[:2])
-            decided = self._trial.decision((size[0], size[1]))
+            height, width = rgb(head[0]).shape[:2]
+            decided = self._trial.decision((height, width))
             if decided is not None:
                 rest = itertools.chain(head, iterator)
                 if decided:
@@ -387,6 +387,9 @@ class Engine:
         assert self._trial is not None
         n, size = len(frames), (frames.shape[1], frames.shape[2])
         group = self.frame_workers
+        if n == 1 and group > 1:  # a preview region: oneDNN on all cores, the lower latency
+            self._upscale_batches(frames, result, cancel)
+            return
         decided = self._trial.decision(size)
         if decided is None and n >= group:
             self._trial_group(frames[:group], result[:group], cancel)

@@ -33,7 +33,7 @@ class UpscaleRequest:
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     device: str = "auto"
     precision: str = "auto"
-    #: CPU convolutions: auto (probe), onednn, or winograd (one frame per core, fp32).
+    #: CPU convolutions: auto (timed trial), onednn, or winograd (one frame per core, fp32).
     cpu_convolution: str = "auto"
     tile: int = 0
     batch_size: int = 1

@@ -132,6 +132,7 @@ def upscale_chunk(
     writer = _Stage("vsr-encode", encode, stop)
     decoder.start()
     writer.start()
+
     def decoded_frames() -> Iterator[DecodedFrame]:
         while True:
             item = _get(decoded, stop)
