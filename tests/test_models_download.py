@@ -6,7 +6,10 @@ import hashlib
 import http.server
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,11 @@ from vsr_desktop.core.errors import CancelledError, ModelError
 from vsr_desktop.core.models import ModelSpec, cached_model_path, download_model
 
 PAYLOAD = os.urandom(300_000)
+#: Run in a child process: take a download's lock file and keep it until killed.
+HOLD_LOCK = (
+    "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]);"
+    " lock.acquire(); print('held', flush=True); time.sleep(60)"
+)
 
 
 @dataclass
@@ -35,6 +43,7 @@ class FileServer:
     payload: bytes = PAYLOAD
     honor_range: bool = True
     cut_after: int | None = None  # send only this many body bytes, then close
+    slow_s: float = 0.0  # pause this long between 64 KiB pieces of the body
     status_override: int | None = None
     log: list[Served] = field(default_factory=list)
     url: str = ""
@@ -72,8 +81,11 @@ def _handler(state: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
             if state.cut_after is not None:
                 body = body[: state.cut_after]
                 self.close_connection = True
-            self.wfile.write(body)
-            self.wfile.flush()
+            for offset in range(0, len(body), 1 << 16):
+                if state.slow_s and offset:
+                    time.sleep(state.slow_s)
+                self.wfile.write(body[offset : offset + (1 << 16)])
+                self.wfile.flush()
             state.log.append(Served(range_header, status, len(body)))
 
         def log_message(self, format: str, *args: object) -> None:
@@ -104,6 +116,11 @@ def cache(tmp_path: Path) -> Path:
     path = tmp_path / "model-cache"
     path.mkdir()
     return path
+
+
+def leftovers(cache: Path) -> list[str]:
+    """What a failed download left in the cache, besides its (empty) lock file."""
+    return sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock"))
 
 
 def make_spec(
@@ -173,7 +190,7 @@ def test_sha256_mismatch_leaves_nothing_behind(server: FileServer, cache: Path) 
         download_model(spec, cache, url=server.url)
     assert "sha256" in info.value.message
     assert info.value.hint
-    assert list(cache.iterdir()) == []
+    assert leftovers(cache) == []
 
 
 @pytest.mark.parametrize("size_delta", [+10, -10])
@@ -184,7 +201,7 @@ def test_size_mismatch_leaves_nothing_behind(
     with pytest.raises(ModelError) as info:
         download_model(spec, cache, url=server.url)
     assert "bytes" in info.value.message
-    assert list(cache.iterdir()) == []
+    assert leftovers(cache) == []
 
 
 def test_cancel_keeps_the_part_for_a_later_resume(server: FileServer, cache: Path) -> None:
@@ -203,6 +220,56 @@ def test_cancel_keeps_the_part_for_a_later_resume(server: FileServer, cache: Pat
     assert not (cache / "test-model.pth").exists()
     assert download_model(spec, cache, url=server.url).read_bytes() == PAYLOAD
     assert server.log[-1].range_header == f"bytes={kept}-"
+
+
+def test_two_downloads_of_one_model_take_turns(server: FileServer, cache: Path) -> None:
+    """A second downloader (say the app while `vsr` runs) waits for the first and reuses its
+    file: one request in all, and never two writers appending to one .part."""
+    server.slow_s = 0.05  # about 0.25 s per download: long enough to overlap
+    spec = make_spec()
+    results: list[Path | BaseException] = []
+
+    def download() -> None:
+        try:
+            results.append(download_model(spec, cache, url=server.url))
+        except BaseException as exc:  # reported by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=download) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == [cache / "test-model.pth"] * 2
+    assert (cache / "test-model.pth").read_bytes() == PAYLOAD
+    assert server.log == [Served(None, 200, len(PAYLOAD))]
+
+
+def test_cancel_while_waiting_for_another_download(server: FileServer, cache: Path) -> None:
+    spec = make_spec()
+    cancel = threading.Event()
+    holder = subprocess.Popen(  # another process downloading the same model
+        [sys.executable, "-c", HOLD_LOCK, str(cache / "test-model.pth.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        timer = threading.Timer(0.3, cancel.set)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(CancelledError):
+            download_model(spec, cache, cancel=cancel, url=server.url)
+        timer.join()
+        assert 0.25 < time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert server.log == []
+    assert leftovers(cache) == []
+    # Once the other one has gone, a download goes ahead.
+    assert download_model(spec, cache, url=server.url).read_bytes() == PAYLOAD
 
 
 def test_trust_on_first_use_when_no_sha256_is_pinned(server: FileServer, cache: Path) -> None:

@@ -21,7 +21,7 @@ LICENSE_DIR = HERE / "licenses"
 BUNDLE_LICENSES = "vsr_desktop/resources/licenses"
 #: Distributions whose own licence files ship inside the bundle.
 THIRD_PARTY = ("torch", "torchvision", "av", "numpy", "pillow", "spandrel", "safetensors",
-               "platformdirs", "tqdm", "keyring", "PySide6_Essentials", "shiboken6",
+               "platformdirs", "filelock", "tqdm", "keyring", "PySide6_Essentials", "shiboken6",
                "boto3", "botocore", "SecretStorage", "jeepney")
 _LICENSE_WORDS = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
 

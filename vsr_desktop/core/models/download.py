@@ -3,6 +3,8 @@
 Why this shape: release files are tens of MB on flaky connections, so a partial download is
 kept as ``NAME.part`` and continued with an HTTP Range request; nothing ever appears under the
 final name unless its size and sha256 are right, and it appears atomically (``os.replace``).
+Two processes (say the app and a `vsr` run) asking for the same model take turns on a lock
+file, so they never append to one ``.part`` at once; the second finds the first's file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from vsr_desktop.core.errors import CancelledError, DiskFullError, ModelError
 from vsr_desktop.core.models.registry import ModelSpec
 
@@ -27,6 +31,9 @@ _CHUNK = 1 << 16
 _TIMEOUT_S = 30.0
 _USER_AGENT = "vsr-desktop-model-downloader"
 _TOFU_SUFFIX = ".sha256"
+_LOCK_SUFFIX = ".lock"
+#: How often a download waiting for another one's lock looks at its cancel flag.
+_LOCK_POLL_S = 0.2
 
 
 def default_cache_dir() -> Path:
@@ -146,16 +153,21 @@ def download_model(
     directory = _cache_dir(cache_dir)
     final = directory / spec.filename
     part = final.with_name(final.name + ".part")
-    expected_sha = _expected_sha256(spec, final)
-    existing = cached_model_path(spec, directory)
-    if existing is not None and expected_sha in (None, _sha256_of(existing)):
-        return existing
+    verified = _verified_cached(spec, directory)
+    if verified is not None:
+        return verified
     try:
         with _local_io():
             directory.mkdir(parents=True, exist_ok=True)
-        _fetch(spec, url or spec.url, part, progress, cancel)
-        with _local_io():
-            _verify_and_install(spec, part, final, expected_sha)
+        with _download_lock(final, cancel):
+            # Another process may have installed it while this one waited for the lock.
+            verified = _verified_cached(spec, directory)
+            if verified is not None:
+                return verified
+            expected_sha = _expected_sha256(spec, final)
+            _fetch(spec, url or spec.url, part, progress, cancel)
+            with _local_io():
+                _verify_and_install(spec, part, final, expected_sha)
     except _LocalIOError as exc:
         raise _disk_error(spec, directory, exc.error) from exc.error
     except (OSError, http.client.HTTPException) as exc:
@@ -164,6 +176,35 @@ def download_model(
             "check the internet connection and run the download again; it resumes where it stopped",
         ) from exc
     return final
+
+
+def _verified_cached(spec: ModelSpec, directory: Path) -> Path | None:
+    """The cached file when its size and (pinned or first-use) sha256 are right."""
+    existing = cached_model_path(spec, directory)
+    if existing is None:
+        return None
+    expected_sha = _expected_sha256(spec, directory / spec.filename)
+    return existing if expected_sha in (None, _sha256_of(existing)) else None
+
+
+@contextlib.contextmanager
+def _download_lock(final: Path, cancel: threading.Event | None) -> Iterator[None]:
+    """Hold ``final``'s lock file for the download; waiting for it honours ``cancel``."""
+    lock = FileLock(str(final) + _LOCK_SUFFIX)
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("model download cancelled")
+        try:
+            lock.acquire(timeout=_LOCK_POLL_S)
+            break
+        except Timeout:  # an OSError too: caught first, it only means "still busy"
+            continue
+        except OSError as exc:
+            raise _LocalIOError(exc) from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _verify_and_install(spec: ModelSpec, part: Path, final: Path, expected_sha: str | None) -> None:
