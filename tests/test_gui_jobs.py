@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtWidgets import QMessageBox
 
 from tests.conftest import ClipFactory
 from vsr_desktop.backends.local import LocalBackend, Progress, UpscaleRequest
@@ -376,12 +377,101 @@ def test_actions_follow_selection(
     panel.select_job(ids["completed"])
     assert panel.reveal_action.isEnabled()
     panel.show_log_action.trigger()
+    viewer = panel.log_dialog
+    assert viewer is not None and viewer.isVisible()
+    assert viewer.text.toPlainText() == "2026-01-01 start\n"
+    viewer.open_button.click()  # "Open in editor"
+    viewer.close()
     panel.open_output_action.trigger()
     assert opened == [log, done_output]
     panel.remove_action.trigger()
     assert panel.model.row_of(ids["completed"]) == -1
     assert [j.id for j in store.all_jobs()].count(ids["completed"]) == 0
     assert done_output.exists() and not log.exists()  # the output is the user's: kept
+
+
+def test_remove_asks_before_deleting_finished_chunks(
+    make_panel: PanelFactory, store_path: Path, tmp_path: Path
+) -> None:
+    """An interrupted job's finished chunks are its resume: Remove asks first; Cancel keeps
+    them, Remove deletes them. A job with nothing finished goes at once."""
+    store = JobStore(store_path)
+    work = tmp_path / "work" / "half"
+    work.mkdir(parents=True)
+    chunk = work / "chunk_0000.mp4"
+    chunk.write_bytes(b"finished chunk")
+    half = _add(store, "half", JobState.INTERRUPTED, 2.0, chunks_done=1, chunks_total=3,
+                work_dir=str(work))
+    empty = _add(store, "empty", JobState.FAILED, 1.0)
+    panel = make_panel()
+
+    panel.select_job(empty)
+    panel.remove_action.trigger()
+    assert panel.remove_box is None and panel.model.row_of(empty) == -1
+
+    panel.select_job(half)
+    panel.remove_action.trigger()
+    box = panel.remove_box
+    assert box is not None and box.isVisible()
+    assert "1 of 3 chunks" in box.informativeText()
+    assert box.defaultButton() is box.button(QMessageBox.StandardButton.Cancel)
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    assert panel.model.row_of(half) != -1 and chunk.exists()
+
+    panel.remove_action.trigger()
+    box = panel.remove_box
+    assert box is not None
+    remove = next(b for b in box.buttons() if b.text() == "Remove")
+    remove.click()
+    assert panel.model.row_of(half) == -1
+    assert [j.id for j in JobStore(store_path).all_jobs()] == []
+    assert not chunk.exists() and not work.exists()
+    assert "Removed “half”" in panel.status_label.text()
+
+
+def test_remove_asks_before_forgetting_an_undownloaded_cloud_output(
+    make_panel: PanelFactory, store_path: Path
+) -> None:
+    store = JobStore(store_path)
+    cloud = _add(store, "cloud", JobState.COMPLETED, 1.0, backend="aws",
+                 settings={"aws": {"downloaded": False}})
+    panel = make_panel()
+    panel.select_job(cloud)
+    panel.remove_action.trigger()
+    box = panel.remove_box
+    assert box is not None and "not been downloaded" in box.informativeText()
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    assert panel.model.row_of(cloud) != -1
+
+
+def test_log_viewer_follows_a_growing_log(
+    make_panel: PanelFactory, store_path: Path, tmp_path: Path, qtbot: Any
+) -> None:
+    """Show log opens the end of the log and picks up lines the job writes afterwards; a long
+    log shows only its last whole lines."""
+    store = JobStore(store_path)
+    log = tmp_path / "work" / "y" / "job.log"
+    log.parent.mkdir(parents=True)
+    old_lines = [f"2026-01-01 00:00:00 chunk {i} done (24 frames)" for i in range(3000)]
+    log.write_text("\n".join(old_lines) + "\n")
+    job = _add(store, "long", JobState.FAILED, 1.0, log_path=str(log), work_dir=str(log.parent))
+    panel = make_panel()
+    panel.select_job(job)
+    panel.show_log_action.trigger()
+    viewer = panel.log_dialog
+    assert viewer is not None
+    shown = viewer.text.toPlainText().splitlines()
+    assert shown[-1] == old_lines[-1] and shown[0] in old_lines  # whole lines only
+    assert 0 < len(shown) < len(old_lines)
+    assert "the end of" in viewer.status.text()
+    with log.open("a") as more:
+        more.write("2026-01-01 00:10:00 failed: chunk 7: disk full\n")
+    qtbot.waitUntil(lambda: viewer.text.toPlainText().endswith("disk full\n"), timeout=5000)
+    log.unlink()
+    viewer.refresh()
+    assert "Cannot read" in viewer.status.text()
+    viewer.close()
+    qtbot.waitUntil(lambda: panel.log_dialog is None, timeout=2000)
 
 
 def test_shutdown_mid_job_cancels_and_joins(

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMenu,
+    QMessageBox,
     QStyledItemDelegate,
     QStyleOptionViewItem,
     QTableView,
@@ -45,6 +46,7 @@ from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.gui.jobs.job_runner import JobRunner
 from vsr_desktop.gui.jobs.jobs_model import Column, JobsTableModel, Roles
+from vsr_desktop.gui.jobs.log_dialog import LogDialog
 from vsr_desktop.gui.jobs.progress_delegate import ProgressBarDelegate
 
 Opener = Callable[[Path], None]
@@ -97,6 +99,21 @@ def can_remove(job: JobRecord) -> bool:
     return job.state not in (JobState.QUEUED, JobState.RUNNING)
 
 
+def work_lost_on_remove(job: JobRecord) -> str:
+    """What removing ``job`` would throw away, said for a confirmation; "" when nothing.
+
+    Removing deletes the job's work folder: finished chunks of an unfinished job (its
+    resume), or the record of where a cloud job's undownloaded output is.
+    """
+    if can_download(job):
+        return ("Its output is still in the cloud and has not been downloaded. Without the "
+                "job in the list the app no longer fetches it: download it first.")
+    if job.state is not JobState.COMPLETED and job.chunks_done > 0:
+        return (f"{job.chunks_done} of {job.chunks_total} chunks are finished. Removing the "
+                "job deletes them: it can no longer be resumed, only started again.")
+    return ""
+
+
 class _ElideLeftDelegate(QStyledItemDelegate):
     """Paths lose their start, not their file name, when the column is narrow."""
 
@@ -130,6 +147,10 @@ class JobsPanel(QDockWidget):
         # Backends whose actions run off the GUI thread (cloud transfers and calls).
         self._remote_actions: dict[str, Any] = {}
         self.poller: Any = None
+        #: The open "Remove the job?" confirmation, if any (tests answer it).
+        self.remove_box: QMessageBox | None = None
+        #: The open log viewer, if any (one at a time).
+        self.log_dialog: LogDialog | None = None
 
         body = QWidget(self)
         layout = QVBoxLayout(body)
@@ -154,7 +175,10 @@ class JobsPanel(QDockWidget):
         self.reveal_action = self._action(
             "Reveal in folder", "Open the folder holding the output", self._reveal
         )
-        self.show_log_action = self._action("Show log", "Open the job's log file", self._show_log)
+        self.show_log_action = self._action(
+            "Show log", "Show the end of the job's log, following it while the job runs",
+            self._show_log,
+        )
         self.toolbar.addSeparator()
         self.remove_action = self._action(
             "Remove", "Remove the job from the list (keeps the output)", self._remove
@@ -408,15 +432,61 @@ class JobsPanel(QDockWidget):
         self._with_selected(lambda job: self._opener(Path(job.output).parent))
 
     def _show_log(self) -> None:
-        self._with_selected(lambda job: self._opener(Path(job.log_path)))
+        job = self.selected_job()
+        if job is None:
+            return
+        if self.log_dialog is not None:
+            self.log_dialog.close()
+        dialog = LogDialog(job.name, Path(job.log_path), self._opener, self)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.finished.connect(lambda _r: self._log_closed(dialog))
+        self.log_dialog = dialog
+        dialog.show()
+
+    def _log_closed(self, dialog: LogDialog) -> None:
+        if self.log_dialog is dialog:
+            self.log_dialog = None
 
     def _remove(self) -> None:
-        def act(job: JobRecord) -> None:
+        """Remove at once when nothing is lost, else after a confirmation (non-modal)."""
+        job = self.selected_job()
+        if job is None:
+            return
+        lost = work_lost_on_remove(job)
+        if not lost:
+            self._remove_job(job)
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, "Remove the job?",
+                          f"Remove “{job.name}” from the list?", parent=self)
+        box.setObjectName("removeConfirm")
+        box.setInformativeText(lost)
+        confirm = box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.finished.connect(lambda _result: self._remove_answered(box, confirm, job.id))
+        self.remove_box = box
+        box.open()
+
+    def _remove_answered(self, box: QMessageBox, confirm: Any, job_id: str) -> None:
+        self.remove_box = None
+        box.deleteLater()
+        job = self.model.job(job_id)  # as it is now: it may have been resumed meanwhile
+        if box.clickedButton() is not confirm or job is None:
+            return
+        if not can_remove(job) or self.runner.owns(job.id):
+            self._set_status(f"“{job.name}” is running again: cancel it before removing it.")
+            return
+        self._remove_job(job)
+
+    def _remove_job(self, job: JobRecord) -> None:
+        try:
             self.model.remove_job(job.id)
             _remove_work_files(job)
             self._set_status(f"Removed “{job.name}” from the list; its output was kept.")
-
-        self._with_selected(act)
+        except VsrError as exc:
+            self._set_status(exc.user_message())
+        self.model.refresh()
+        self._update_actions()
 
     # -- slots --------------------------------------------------------------------------
 
