@@ -24,10 +24,11 @@ from tests.aws_fixture import MotoServer
 from tests.cloud_infra import BUCKET, create_cloud_stack
 from tests.conftest import ClipFactory
 from vsr_desktop.backends.aws.backend import AwsBackend
-from vsr_desktop.core.errors import CancelledError
+from vsr_desktop.core.errors import CancelledError, ModelError
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.media import probe
 from vsr_desktop.core.media.encode import EncodeSettings
+from vsr_desktop.core.models import bundled_default_model_path, load_state_dict_file
 from vsr_desktop.worker.request import UpscaleRequest
 
 PART = 64 * 1024
@@ -113,6 +114,62 @@ def test_submit_run_poll_download(backend: AwsBackend, clip_factory: ClipFactory
     assert info.video.frame_count == 24 and (info.video.width, info.video.height) == (96, 64)
     assert _audio(path) == _audio(source)
     assert backend.aws_state(backend.store.get(job.id))["downloaded"] is True
+
+
+def _custom_x2_model(path: Path) -> Path:
+    """A model file of the user's own: the bundled compact network cut down to ×2 (its last
+    convolution keeps 3·2² outputs), so the output's size shows which model ran."""
+    from safetensors.torch import save_file
+
+    state = load_state_dict_file(bundled_default_model_path())
+    last = max((k for k in state if k.endswith(".bias")), key=lambda k: int(k.split(".")[1]))
+    prefix = last.removesuffix(".bias")
+    for name in (f"{prefix}.weight", f"{prefix}.bias"):
+        state[name] = state[name][:12].clone()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def test_a_model_file_given_by_path_goes_with_the_job(
+    backend: AwsBackend, clip_factory: ClipFactory, tmp_path: Path
+) -> None:
+    """Workers cannot read the user's disk: the app uploads the model file with the job and
+    every stage finds it in S3, even once the user's copy is gone."""
+    source = clip_factory(frames=12, gop=12, width=48, height=32)
+    model = _custom_x2_model(tmp_path / "my models" / "sharp_x2.safetensors")
+    (tmp_path / "out").mkdir()
+    request = UpscaleRequest(source=source, output=tmp_path / "out" / "mine.mp4",
+                             model=str(model), encode=EncodeSettings(preset="ultrafast"))
+    job = backend.submit(request)
+    s3 = backend.client("s3")
+    key = f"jobs/{job.id}/input/model/sharp_x2.safetensors"
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == model.read_bytes()
+    model.unlink()  # not on the worker's disk in any case
+    uri = job.work_dir
+    _workers("split", uri, [None])
+    _workers("upscale", uri, list(range(job.chunks_total)))
+    _workers("merge", uri, [None])
+    _wait(lambda: _execution_status(backend, job) == "SUCCEEDED", "the execution")
+    path = backend.download(backend.poll(backend.store.get(job.id)))
+    info = probe(path)
+    assert info.video.frame_count == 12
+    assert (info.video.width, info.video.height) == (96, 64)  # ×2: the user's model ran
+
+
+def test_an_ncnn_model_without_its_bin_is_refused_before_any_upload(
+    backend: AwsBackend, clip_factory: ClipFactory, tmp_path: Path
+) -> None:
+    param = tmp_path / "models" / "lonely.param"
+    param.parent.mkdir()
+    param.write_text("7767517\n")
+    request = UpscaleRequest(source=clip_factory(frames=4, width=48, height=32),
+                             output=tmp_path / "lonely.mp4", model=str(param))
+    with pytest.raises(ModelError, match=r"no lonely\.bin beside it"):
+        backend.submit(request)
+    assert backend.store.all_jobs() == []
+    listed = backend.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="jobs/")
+    assert listed.get("KeyCount", 0) == 0
 
 
 def test_interrupted_upload_resumes_on_resubmit(backend: AwsBackend, clip_factory: ClipFactory,

@@ -9,7 +9,8 @@ The request in job.json carries the user's local paths; a worker substitutes its
 ones, keeping the output's file name (hence container) and every setting except two that
 belong to the machine: `device` (a desktop's "mps" or "cpu" means nothing on a GPU worker, so
 it is "auto") and `allow_download` (a fresh worker fetches a model named in the request, with
-its checksum checked, instead of failing for lack of the user's cache).
+its checksum checked, instead of failing for lack of the user's cache). A model the user gave
+as a file travels with the job (`input/model/`) and the local request points at its copy.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
 from vsr_desktop.core.media.probe import MediaInfo, media_info_from_json, media_info_to_json
+from vsr_desktop.core.models.loading import is_model_file_reference
 from vsr_desktop.core.plan import Plan
 from vsr_desktop.core.upscaler import FrameUpscaler
 from vsr_desktop.worker import stages
@@ -36,6 +38,7 @@ from vsr_desktop.worker.request import (
     build_engine,
     request_from_dict,
     request_to_dict,
+    user_model_files,
 )
 from vsr_desktop.worker.s3_transfer import (
     JOB_FILE,
@@ -44,6 +47,7 @@ from vsr_desktop.worker.s3_transfer import (
     JobLocation,
     S3Job,
     chunk_name,
+    model_name,
     output_name,
     progress_name,
     source_name,
@@ -67,7 +71,8 @@ def resolve_job_uri(explicit: str | None) -> str:
 
 def stage_job_inputs(request: UpscaleRequest, location: JobLocation,
                      client: Any | None = None) -> S3Job:
-    """What the app uploads before it starts an execution: the source, then job.json.
+    """What the app uploads before it starts an execution: the source (and the user's own
+    model file, if the job names one), then job.json.
 
     job.json goes last, so a job whose description exists has its whole input in place.
     The AWS backend calls this; the tests use it to stage jobs exactly as the app will.
@@ -77,6 +82,8 @@ def stage_job_inputs(request: UpscaleRequest, location: JobLocation,
         raise InputError(f"{source} does not exist", "check the source path")
     job = S3Job(location, client)
     job.upload(source, source_name(source.suffix))
+    for path in user_model_files(request.model):
+        job.upload(path, model_name(path.name))
     job.put_json(JOB_FILE, request_to_dict(request))
     return job
 
@@ -161,12 +168,26 @@ def _chunk_suffix(request: UpscaleRequest) -> str:
     return _user_file(request.output).suffix
 
 
+def _uploaded_model_names(request: UpscaleRequest) -> list[str]:
+    """The model files the app uploaded with the job: [] when it names a registry model."""
+    if not is_model_file_reference(request.model):
+        return []
+    name = _user_file(Path(request.model))
+    if name.suffix.lower() == ".param":
+        return [name.name, name.with_suffix(".bin").name]
+    return [name.name]
+
+
 def _local_request(request: UpscaleRequest, root: Path) -> UpscaleRequest:
     """The request with this machine's paths (see the module docstring for what else)."""
     (root / "output").mkdir(parents=True, exist_ok=True)
-    return replace(request, source=root / _source_name(request),
-                   output=root / "output" / _output_file_name(request), device="auto",
-                   allow_download=True)
+    local = replace(request, source=root / _source_name(request),
+                    output=root / "output" / _output_file_name(request), device="auto",
+                    allow_download=True)
+    uploaded = _uploaded_model_names(request)
+    if uploaded:  # the user's own model: where _fetch_model puts it
+        local = replace(local, model=str(root / "model" / uploaded[0]))
+    return local
 
 
 def _fetch_source(job: S3Job, request: UpscaleRequest, local: UpscaleRequest,
@@ -175,11 +196,25 @@ def _fetch_source(job: S3Job, request: UpscaleRequest, local: UpscaleRequest,
                  "the app uploads the source when it submits the job; submit it again")
 
 
+def _fetch_model(job: S3Job, request: UpscaleRequest, local: UpscaleRequest,
+                 cancel: threading.Event | None) -> None:
+    """Download the user's own model file(s) next to where the local request looks."""
+    folder = Path(local.model).parent
+    for name in _uploaded_model_names(request):
+        job.download(model_name(name), folder / name, cancel,
+                     "the app uploads a model file given by path when it submits the job; "
+                     "submit it again")
+
+
 def _local_folder(job: S3Job, request: UpscaleRequest, media: MediaInfo, plan: Plan,
-                  root: Path, cancel: threading.Event | None) -> stages.WorkFolder:
-    """A work folder as `vsr worker plan` would have left it, with the source downloaded."""
+                  root: Path, cancel: threading.Event | None,
+                  with_model: bool = False) -> stages.WorkFolder:
+    """A work folder as `vsr worker plan` would have left it, with the source downloaded
+    (and, for stages that run the network, a model file the user gave by path)."""
     local = _local_request(request, root)
     _fetch_source(job, request, local, cancel)
+    if with_model:
+        _fetch_model(job, request, local, cancel)
     folder = stages.WorkFolder(root)
     stages.write_json_atomic(folder.job_file, request_to_dict(local))
     folder.media_file.write_text(media_info_to_json(replace(media, path=local.source)))
@@ -206,6 +241,7 @@ def split_from_s3(job_uri: str, cancel: threading.Event | None = None) -> Plan:
         progress.report("running", "downloading the source")
         local = _local_request(request, Path(tmp))
         _fetch_source(job, request, local, cancel)
+        _fetch_model(job, request, local, cancel)  # checked here: a missing one fails early
         plan = stages.plan_stage(local, Path(tmp) / "work")
         _check(cancel)
         folder = stages.WorkFolder(Path(tmp) / "work")
@@ -244,7 +280,7 @@ def upscale_from_s3(
 
     with _work_dir() as tmp, progress.reporting():
         progress.report("running", "downloading the source")
-        folder = _local_folder(job, request, media, plan, Path(tmp), cancel)
+        folder = _local_folder(job, request, media, plan, Path(tmp), cancel, with_model=True)
         stages.upscale_stage(folder.root, index, cancel=cancel, engine_factory=engine_factory,
                              on_progress=progress.mirror, publish=publish)
     return True

@@ -71,6 +71,11 @@ def source_name(suffix: str) -> str:
     return f"input/source{suffix.lower()}"
 
 
+def model_name(file_name: str) -> str:
+    """A model file the app uploaded with the job (the user's own, not a registry name)."""
+    return f"input/model/{file_name}"
+
+
 def chunk_name(index: int, suffix: str) -> str:
     return f"chunks/chunk_{index:05d}{suffix}"
 

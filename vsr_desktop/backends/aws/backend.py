@@ -27,7 +27,13 @@ from vsr_desktop.backends.aws.transfer import BytesProgress, download_file, uplo
 from vsr_desktop.core.errors import CancelledError, InputError
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.plan import plan_chunks
-from vsr_desktop.worker.request import UpscaleRequest, request_to_dict, validate_request
+from vsr_desktop.worker.request import (
+    UpscaleRequest,
+    request_to_dict,
+    user_model_files,
+    validate_request,
+)
+from vsr_desktop.worker.s3_transfer import model_name
 
 _EXECUTION_FINISHED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 _BATCH_FINISHED = {"SUCCEEDED", "FAILED"}
@@ -113,6 +119,7 @@ class AwsBackend:
                    ) -> JobRecord:
         """Check the request here and record the job; nothing is sent yet."""
         media = validate_request(request)
+        user_model_files(request.model)  # a .param without its .bin fails here, not on Batch
         plan = plan_chunks(media.video, request.chunk_seconds)
         stack = self.stack()
         job_id = JobStore.new_id()
@@ -149,8 +156,16 @@ class AwsBackend:
         try:
             s3.put_object(Bucket=where.bucket, Key=where.key("job.json"),
                           Body=json.dumps(request_to_dict(request)).encode())
+            # The user's own model file goes with the job: workers cannot read this disk.
+            for path in user_model_files(request.model):
+                with open(path, "rb") as model_file:
+                    s3.put_object(Bucket=where.bucket, Key=where.key(model_name(path.name)),
+                                  Body=model_file)
         except (ClientError, BotoCoreError) as exc:
             raise cloud_error("sending the job", exc) from exc
+        except OSError as exc:
+            raise InputError(f"cannot read the model file: {exc}",
+                             "check the model file, then retry the job") from exc
 
         def progress(done: int, total: int) -> None:
             self.store.update(job.id, phase=f"uploading {done * 100 // max(total, 1)}%")

@@ -294,13 +294,20 @@ def resolve_model(
     return _check_matches(model_from_state_dict(blended, name, path), spec)
 
 
+def is_model_file_reference(name_or_path: str) -> bool:
+    """True when a model is given as a file (a path, or a name with a model suffix)."""
+    if name_or_path in MODEL_REGISTRY:
+        return False
+    return any(sep in name_or_path for sep in ("/", "\\")) or name_or_path.lower().endswith(
+        MODEL_SUFFIXES
+    )
+
+
 def _registry_spec(name_or_path: str) -> ModelSpec | None:
     """The registry entry for a name (case-insensitive), or None for anything else."""
     if name_or_path in MODEL_REGISTRY:
         return MODEL_REGISTRY[name_or_path]
-    if any(sep in name_or_path for sep in ("/", "\\")) or name_or_path.lower().endswith(
-        MODEL_SUFFIXES
-    ):
+    if is_model_file_reference(name_or_path):
         return None
     try:
         return get_spec(name_or_path)
