@@ -23,12 +23,12 @@ import pytest
 from tests.aws_fixture import MotoServer
 from tests.cloud_infra import BUCKET, create_cloud_stack
 from tests.conftest import ClipFactory
+from tests.model_files import custom_x2_model
 from vsr_desktop.backends.aws.backend import AwsBackend
 from vsr_desktop.core.errors import CancelledError, ModelError
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.media import probe
 from vsr_desktop.core.media.encode import EncodeSettings
-from vsr_desktop.core.models import bundled_default_model_path, load_state_dict_file
 from vsr_desktop.worker.request import UpscaleRequest
 
 PART = 64 * 1024
@@ -116,28 +116,13 @@ def test_submit_run_poll_download(backend: AwsBackend, clip_factory: ClipFactory
     assert backend.aws_state(backend.store.get(job.id))["downloaded"] is True
 
 
-def _custom_x2_model(path: Path) -> Path:
-    """A model file of the user's own: the bundled compact network cut down to ×2 (its last
-    convolution keeps 3·2² outputs), so the output's size shows which model ran."""
-    from safetensors.torch import save_file
-
-    state = load_state_dict_file(bundled_default_model_path())
-    last = max((k for k in state if k.endswith(".bias")), key=lambda k: int(k.split(".")[1]))
-    prefix = last.removesuffix(".bias")
-    for name in (f"{prefix}.weight", f"{prefix}.bias"):
-        state[name] = state[name][:12].clone()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    return path
-
-
 def test_a_model_file_given_by_path_goes_with_the_job(
     backend: AwsBackend, clip_factory: ClipFactory, tmp_path: Path
 ) -> None:
     """Workers cannot read the user's disk: the app uploads the model file with the job and
     every stage finds it in S3, even once the user's copy is gone."""
     source = clip_factory(frames=12, gop=12, width=48, height=32)
-    model = _custom_x2_model(tmp_path / "my models" / "sharp_x2.safetensors")
+    model = custom_x2_model(tmp_path / "my models" / "sharp_x2.safetensors")
     (tmp_path / "out").mkdir()
     request = UpscaleRequest(source=source, output=tmp_path / "out" / "mine.mp4",
                              model=str(model), encode=EncodeSettings(preset="ultrafast"))

@@ -17,6 +17,7 @@ import av
 import pytest
 
 from tests.conftest import ClipFactory
+from tests.model_files import custom_x2_model
 from tests.ssh_fixture import SshServer
 from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
 from vsr_desktop.backends.slurm_remote import SshLogin, SshTransport
@@ -125,6 +126,37 @@ def test_submit_over_ssh_runs_on_the_cluster_and_downloads(
     # Downloaded once: a finished row is not fetched again.
     output.unlink()
     assert backend.poll(job).state is JobState.COMPLETED and not output.exists()
+
+
+@pytest.mark.slurm
+def test_a_model_file_of_the_app_side_goes_to_the_cluster(
+    slurm_cluster, ssh_server: SshServer, clip_factory: ClipFactory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """The cluster cannot read the app's disk: a model given as a file is uploaded with the
+    job and the scripts name the cluster's copy (the ×2 output shows it ran)."""
+    cluster_root = tmp_path / "cluster-only"
+    app = tmp_path / "app"
+    model = custom_x2_model(app / "models" / "sharp_x2.safetensors")
+    target = SlurmTarget(workdir_root=PurePosixPath(cluster_root), max_parallel=2,
+                         vsr_command=VSR, ssh=ssh_server.login(),
+                         env=_remote_env(slurm_cluster))
+    backend = SlurmBackend(JobStore(tmp_path / "jobs.sqlite3"), target)
+    source = clip_factory(frames=12, gop=12, width=48, height=32)
+    output = app / "mine.mp4"
+    job = backend.submit(UpscaleRequest(source=source, output=output, model=str(model),
+                                        encode=EncodeSettings(preset="ultrafast")))
+    model_bytes = model.read_bytes()
+    model.unlink()  # whatever runs on the cluster must use its own copy
+    workdir = cluster_root / job.id
+    copy = workdir / "input" / "model" / "sharp_x2.safetensors"
+    assert copy.read_bytes() == model_bytes
+    scripts = "".join((workdir / n).read_text() for n in ("split.sh", "upscale.sh", "merge.sh"))
+    assert str(app) not in scripts and str(copy) in scripts
+    job = _wait(backend, job, lambda j: j.state.is_finished)
+    assert job.state is JobState.COMPLETED, job.message
+    info = probe(output)
+    assert info.video.frame_count == 12 and (info.video.width, info.video.height) == (96, 64)
 
 
 @pytest.mark.slurm

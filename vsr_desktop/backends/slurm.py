@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
@@ -27,7 +27,7 @@ from vsr_desktop.backends.slurm_remote import LocalTransport, SshLogin, SshTrans
 from vsr_desktop.core.errors import JobError
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.plan import plan_chunks
-from vsr_desktop.worker.request import UpscaleRequest, validate_request
+from vsr_desktop.worker.request import UpscaleRequest, user_model_files, validate_request
 from vsr_desktop.worker.stages import read_progress
 
 # Slurm job states (squeue %T / scontrol JobState) grouped the way the app shows them.
@@ -107,15 +107,24 @@ class SlurmBackend:
         transport = self.transport(job)
         workdir = self.workdir(job)
         remote = _slurm_settings(job)
+        models = user_model_files(request.model)  # a model given as a file of this machine
         if remote.get("ssh"):
             assert isinstance(transport, SshTransport)
             source, output = _remote_paths(workdir, request.source.name, request.output.name)
             transport.mkdirs(workdir / "logs", source.parent, output.parent)
             self.store.update(job.id, phase="uploading the source")
             transport.upload(request.source, source)
+            if models:  # the cluster cannot read this disk: the model goes with the job
+                model_dir = workdir / "input" / "model"
+                transport.mkdirs(model_dir)
+                for path in models:
+                    transport.upload(path, model_dir / path.name)
+                request = replace(request, model=str(model_dir / models[0].name))
             vsr = tuple(remote.get("vsr_command") or self.target.vsr_command)
         else:
             source, output = request.source.resolve(), request.output.resolve()
+            if models:  # the nodes start in other folders: name it absolutely
+                request = replace(request, model=str(models[0].resolve()))
             transport.mkdirs(workdir / "logs")
             vsr = self.target.vsr_command
         _forget_unfinished_progress(transport, workdir)
