@@ -11,7 +11,7 @@ from skimage.data import astronaut
 from torch import nn
 
 from tests.test_engine import compact_x4, max_diff, tiny_rrdb_x2
-from vsr_desktop.core import cpu_convolution
+from vsr_desktop.core import cpu_convolution, engine
 from vsr_desktop.core.cpu_convolution import (
     WinogradConv2d,
     nnpack_ready,
@@ -20,6 +20,7 @@ from vsr_desktop.core.cpu_convolution import (
 )
 from vsr_desktop.core.engine import Engine
 from vsr_desktop.core.errors import CancelledError, EngineError
+from vsr_desktop.core.system_memory import available_memory_bytes
 
 pytestmark = pytest.mark.skipif(not nnpack_ready(), reason="this PyTorch build has no NNPACK")
 
@@ -174,6 +175,45 @@ def test_auto_keeps_onednn_when_winograd_is_not_faster(
 
     eng._winograd = Forbidden()
     assert eng.upscale(frames).shape == (3, 160, 224, 3)
+
+
+def test_available_memory_is_read_from_the_system() -> None:
+    available = available_memory_bytes()
+    assert available is not None and available > 0
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        total = next(int(line.split()[1]) * 1024 for line in meminfo
+                     if line.startswith("MemTotal:"))
+    assert available <= total
+
+
+def test_frames_too_large_for_memory_run_one_at_a_time_untried(
+    frames: np.ndarray, tmp_path, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``auto``, frames whose parallel working set would not fit in half the memory
+    available run through oneDNN, with no trial and nothing cached; a forced choice stands."""
+    monkeypatch.setattr(cpu_convolution, "_decisions", {})
+    per_frame = 40 * 56 * cpu_convolution.WINOGRAD_BYTES_PER_PIXEL
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: per_frame)  # < 2 frames' worth
+    eng = Engine(compact_x4(), 4, device="cpu", precision="fp32", cache_dir=tmp_path)
+    if eng.frame_workers < 2:
+        pytest.skip("one core: frames never run in parallel here")
+
+    class Forbidden(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise AssertionError("the Winograd network ran although it does not fit")
+
+    eng._winograd = Forbidden()
+    with caplog.at_level("WARNING", logger="vsr_desktop.core.engine"):
+        assert eng.uses_winograd(56, 40) is False
+        streamed = [rgb for _, rgb in eng.upscale_stream(list(frames), lambda frame: frame)]
+        eng.upscale(frames)
+    onednn = Engine(compact_x4(), 4, device="cpu", precision="fp32", cpu_convolution="onednn")
+    assert max_diff(np.stack(streamed), onednn.upscale(frames)) == 0
+    assert not (tmp_path / "precision.json").exists() or "winograd-frames" not in (
+        tmp_path / "precision.json").read_text()
+    warnings = [r.getMessage() for r in caplog.records if "would need" in r.getMessage()]
+    assert len(warnings) == 1 and "56x40 frames: oneDNN" in warnings[0]  # said once per size
+    assert winograd_engine(compact_x4(), 4).uses_winograd(56, 40) is True  # forced: as asked
 
 
 def test_stream_keeps_order_and_items(frames: np.ndarray) -> None:

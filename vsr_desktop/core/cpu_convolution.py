@@ -40,6 +40,13 @@ TRIAL_ROUNDS = 2
 #: Frames per core in one call: a call waits for its slowest frame, so more per call means
 #: less idle time at that barrier (at the cost of a little memory).
 FRAMES_PER_CORE = 2
+#: Peak memory of one frame in flight on the Winograd path, per input pixel: NNPACK's
+#: transform workspace plus activations (measured 3.8–4.5 KB at 320×180 and 640×360 with the
+#: compact model; oneDNN's one frame at a time needs 1.2–1.7 KB).
+WINOGRAD_BYTES_PER_PIXEL = 4608
+#: Frames run in parallel only while their estimate stays within this share of the memory
+#: available: the rest is for the decoder, the encoder, the app and everything else.
+WINOGRAD_MEMORY_SHARE = 0.5
 
 _ready_lock = threading.Lock()
 _ready: bool | None = None

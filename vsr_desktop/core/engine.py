@@ -44,6 +44,8 @@ import torch.nn.functional as F
 
 from vsr_desktop.core.cpu_convolution import (
     FRAMES_PER_CORE,
+    WINOGRAD_BYTES_PER_PIXEL,
+    WINOGRAD_MEMORY_SHARE,
     WinogradTrial,
     nnpack_ready,
     run_frames_in_parallel,
@@ -52,6 +54,7 @@ from vsr_desktop.core.cpu_convolution import (
 from vsr_desktop.core.device import choose_dtype, cpu_cache_key, describe_device, select_device
 from vsr_desktop.core.errors import CancelledError, EngineError
 from vsr_desktop.core.malloc_tuning import tune_malloc
+from vsr_desktop.core.system_memory import available_memory_bytes
 from vsr_desktop.core.upscaler import upscale_in_groups
 
 log = logging.getLogger(__name__)
@@ -166,6 +169,8 @@ class Engine:
         self._trial: WinogradTrial | None = None
         #: Frames upscaled at once on the CPU (one per core) when Winograd is on.
         self.frame_workers = 1
+        #: Frame sizes already reported as too large for frames in parallel.
+        self._memory_limited: set[tuple[int, int]] = set()
         self._setup_cpu_convolution(cpu_convolution, cache_path)
 
     def _setup_cpu_convolution(self, requested: str, cache_path: Path | None) -> None:
@@ -287,7 +292,7 @@ class Engine:
             if not head:
                 return
             height, width = rgb(head[0]).shape[:2]
-            decided = self._trial.decision((height, width))
+            decided = self._decision((height, width))
             if decided is not None:
                 rest = itertools.chain(head, iterator)
                 if decided:
@@ -374,7 +379,29 @@ class Engine:
         """Whether full groups of frames of this size run as Winograd (None: not timed yet)."""
         if self._trial is None:
             return False
-        return self._trial.decision((height, width))
+        return self._decision((height, width))
+
+    def _decision(self, size: tuple[int, int]) -> bool | None:
+        """The trial's answer for (height, width); False, untried, under ``auto`` when that
+        many frames at once would not fit in the memory available now."""
+        assert self._trial is not None
+        if self._trial.forced is None and not self._fits_in_memory(size):
+            return False
+        return self._trial.decision(size)
+
+    def _fits_in_memory(self, size: tuple[int, int]) -> bool:
+        need = self.frame_workers * size[0] * size[1] * WINOGRAD_BYTES_PER_PIXEL
+        available = available_memory_bytes()
+        if available is None or need <= available * WINOGRAD_MEMORY_SHARE:
+            return True
+        if size not in self._memory_limited:
+            self._memory_limited.add(size)
+            log.warning(
+                "%dx%d frames: oneDNN, one frame at a time (%d frames at once would need "
+                "about %.1f GB; %.1f GB is available)", size[1], size[0], self.frame_workers,
+                need / 1e9, available / 1e9,
+            )
+        return False
 
     def _upscale_cpu_frames(
         self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
@@ -390,7 +417,7 @@ class Engine:
         if n == 1 and group > 1:  # a preview region: oneDNN on all cores, the lower latency
             self._upscale_batches(frames, result, cancel)
             return
-        decided = self._trial.decision(size)
+        decided = self._decision(size)
         if decided is None and n >= group:
             self._trial_group(frames[:group], result[:group], cancel)
             decided = self._trial.decision(size)
