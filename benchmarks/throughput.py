@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
 import subprocess
@@ -44,7 +45,8 @@ class SizeResult:
 
     @property
     def c_over_a(self) -> float:
-        return self.pipeline_fps / self.reference_fps
+        """nan when the reference was not run (``--no-reference``)."""
+        return self.pipeline_fps / self.reference_fps if self.reference_fps > 0 else math.nan
 
     @property
     def c_over_b(self) -> float:
@@ -183,7 +185,7 @@ def measure_size(folder: Path, width: int, height: int, frames: int, device: str
     """
     clip = make_bench_clip(folder, width, height, frames)
     decoded = decode_all(clip)
-    best = SizeResult(width, height, frames, 0.0, 0.0, 0.0)
+    best = SizeResult(width, height, frames, 0.0 if reference else math.nan, 0.0, 0.0)
     for round_ in range(repeats):
         ref = (reference_in_fresh_process(clip, folder / f"ref_{width}.mp4", device)
                if reference else float("nan"))
