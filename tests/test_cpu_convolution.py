@@ -20,7 +20,6 @@ from vsr_desktop.core.cpu_convolution import (
 )
 from vsr_desktop.core.engine import Engine
 from vsr_desktop.core.errors import CancelledError, EngineError
-from vsr_desktop.core.system_memory import available_memory_bytes
 
 pytestmark = pytest.mark.skipif(not nnpack_ready(), reason="this PyTorch build has no NNPACK")
 
@@ -175,15 +174,6 @@ def test_auto_keeps_onednn_when_winograd_is_not_faster(
 
     eng._winograd = Forbidden()
     assert eng.upscale(frames).shape == (3, 160, 224, 3)
-
-
-def test_available_memory_is_read_from_the_system() -> None:
-    available = available_memory_bytes()
-    assert available is not None and available > 0
-    with open("/proc/meminfo", encoding="ascii") as meminfo:
-        total = next(int(line.split()[1]) * 1024 for line in meminfo
-                     if line.startswith("MemTotal:"))
-    assert available <= total
 
 
 def test_frames_too_large_for_memory_run_one_at_a_time_untried(
