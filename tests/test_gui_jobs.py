@@ -442,6 +442,16 @@ def test_remove_asks_before_forgetting_an_undownloaded_cloud_output(
     assert box is not None and "not been downloaded" in box.informativeText()
     box.button(QMessageBox.StandardButton.Cancel).click()
     assert panel.model.row_of(cloud) != -1
+    # A Slurm job over SSH whose output is still only on the cluster: the same question.
+    cluster = _add(store, "cluster", JobState.COMPLETED, 2.0, backend="slurm",
+                   settings={"slurm": {"ssh": {"host": "me@login"}, "fetched": False}})
+    panel.model.refresh()
+    panel.select_job(cluster)
+    panel.remove_action.trigger()
+    box = panel.remove_box
+    assert box is not None and "still on the cluster" in box.informativeText()
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    assert panel.model.row_of(cluster) != -1
 
 
 def test_log_viewer_follows_a_growing_log(

@@ -42,6 +42,14 @@ def test_send_to_slurm_runs_and_the_row_follows(
         row = model.row_of(job.id)
         assert model.index(row, Column.BACKEND).data() == "Slurm"
         assert model.index(row, Column.STATE).data() == "Completed"
+        # Remove frees the job's folder on the cluster; the output stays.
+        panel = window.jobs_panel
+        assert Path(job.work_dir).is_dir()
+        panel.select_job(job.id)
+        panel.remove_action.trigger()
+        assert model.row_of(job.id) == -1
+        assert not Path(job.work_dir).exists() and output.exists()
+        assert "deleted its folder" in panel.status_label.text()
     finally:
         window.shutdown()
 

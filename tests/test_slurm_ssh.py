@@ -89,6 +89,36 @@ def test_transport_files_streams_and_errors(ssh_server: SshServer, tmp_path: Pat
         bad.run(["true"])
 
 
+@pytest.mark.parametrize("over_ssh", [True, False], ids=["ssh", "shared-folder"])
+def test_removing_a_job_deletes_only_its_own_folder_on_the_cluster(
+    ssh_server: SshServer, tmp_path: Path, over_ssh: bool
+) -> None:
+    root = tmp_path / "cluster-jobs"
+    ssh = ssh_server.login() if over_ssh else None
+    backend = SlurmBackend(JobStore(tmp_path / "jobs.sqlite3"),
+                           SlurmTarget(workdir_root=PurePosixPath(root), ssh=ssh))
+    settings = {"slurm": {"ssh": ssh.to_dict(), "env": {}}} if ssh else {}
+
+    def job_in(folder: Path, job_id: str) -> JobRecord:
+        (folder / "chunks").mkdir(parents=True)
+        (folder / "chunks" / "chunk_00000.mp4").write_bytes(b"chunk")
+        (folder / "split.sh").write_text("#!/bin/sh\n")
+        return JobRecord(id=job_id, name="clip.mp4", backend="slurm", source="/a/clip.mp4",
+                         output="/a/out.mp4", settings=settings, work_dir=str(folder))
+
+    job = job_in(root / "0123abcd", "0123abcd")
+    neighbour = root / "other-job"
+    neighbour.mkdir()
+    backend.remove_work_folder(job)
+    assert not (root / "0123abcd").exists()
+    assert neighbour.is_dir()
+    backend.remove_work_folder(job)  # already gone: nothing to do, no error
+    stray = job_in(root / "shared-results", "4567ef01")  # a folder not named after its job
+    with pytest.raises(JobError, match="not a job folder"):
+        backend.remove_work_folder(stray)
+    assert (root / "shared-results" / "split.sh").exists()
+
+
 @pytest.mark.slurm
 def test_submit_over_ssh_runs_on_the_cluster_and_downloads(
     slurm_cluster, ssh_server: SshServer, clip_factory: ClipFactory,  # type: ignore[no-untyped-def]

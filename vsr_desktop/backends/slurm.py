@@ -97,6 +97,15 @@ class SlurmBackend:
         return PurePosixPath(job.work_dir) if _slurm_settings(job).get("ssh") \
             else Path(job.work_dir)
 
+    def remove_work_folder(self, job: JobRecord) -> None:
+        """Delete the job's own folder on the cluster (source copy, scripts, chunks, logs,
+        output): what *Remove* in the jobs panel frees. Only a folder named after the job."""
+        workdir = self.workdir(job)
+        if workdir.name != job.id or not workdir.is_absolute() or len(workdir.parts) < 3:
+            raise JobError(f"{workdir} is not a job folder of this app",
+                           "nothing was deleted; remove the folder by hand if it is one")
+        self.transport(job).remove_tree(workdir)
+
     # ------------------------------------------------------------------ submit
     def submit(self, request: UpscaleRequest, job: JobRecord | None = None) -> JobRecord:
         """Submit the three jobs (or resubmit an existing record: finished chunks are kept)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class Transport(Protocol):
 
     def remove(self, paths: Sequence[PurePath]) -> None: ...
 
+    def remove_tree(self, path: PurePath) -> None: ...
+
     def tail(self, path: PurePath, lines: int = 5) -> str: ...
 
     def job_files(self, workdir: PurePath, into: Path) -> Path: ...
@@ -116,6 +119,15 @@ class LocalTransport:
     def remove(self, paths: Sequence[PurePath]) -> None:
         for path in paths:
             Path(path).unlink(missing_ok=True)
+
+    def remove_tree(self, path: PurePath) -> None:
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise JobError(f"cannot delete {path}: {exc.strerror or exc}",
+                           "delete the folder by hand") from exc
 
     def tail(self, path: PurePath, lines: int = 5) -> str:
         try:
@@ -190,6 +202,9 @@ class SshTransport:
     def remove(self, paths: Sequence[PurePath]) -> None:
         if paths:
             self._ssh("rm -f " + " ".join(_q(p) for p in paths))
+
+    def remove_tree(self, path: PurePath) -> None:
+        self._ssh(f"rm -rf -- {_q(path)}")
 
     def tail(self, path: PurePath, lines: int = 5) -> str:
         result = self._ssh(f"tail -n {int(lines)} {_q(path)}", check=False)

@@ -102,9 +102,15 @@ def can_remove(job: JobRecord) -> bool:
 def work_lost_on_remove(job: JobRecord) -> str:
     """What removing ``job`` would throw away, said for a confirmation; "" when nothing.
 
-    Removing deletes the job's work folder: finished chunks of an unfinished job (its
-    resume), or the record of where a cloud job's undownloaded output is.
+    Removing deletes the job's work folder (on the cluster too, for a Slurm job): finished
+    chunks of an unfinished job (its resume), an undownloaded cluster output, or the record
+    of where a cloud job's undownloaded output is.
     """
+    cluster = job.settings.get("slurm")
+    if (job.state is JobState.COMPLETED and isinstance(cluster, dict) and cluster.get("ssh")
+            and not cluster.get("fetched")):
+        return ("Its output is still on the cluster and has not been downloaded. Removing the "
+                "job deletes its folder there, output included.")
     if can_download(job):
         return ("Its output is still in the cloud and has not been downloaded. Without the "
                 "job in the list the app no longer fetches it: download it first.")
@@ -482,7 +488,18 @@ class JobsPanel(QDockWidget):
         try:
             self.model.remove_job(job.id)
             _remove_work_files(job)
-            self._set_status(f"Removed “{job.name}” from the list; its output was kept.")
+            status = f"Removed “{job.name}” from the list; its output was kept."
+            remote = self._remote_for(job)
+            if remote is not None and hasattr(remote, "remove_work_folder"):
+                try:  # a cluster job's folder: source copy, scripts, chunks, logs
+                    remote.remove_work_folder(job)
+                    status = (f"Removed “{job.name}” from the list and deleted its folder "
+                              f"{job.work_dir} on the cluster; its output was kept.")
+                except VsrError as exc:
+                    status = (f"Removed “{job.name}” from the list, but its folder "
+                              f"{job.work_dir} on the cluster was not deleted: "
+                              f"{exc.user_message()}")
+            self._set_status(status)
         except VsrError as exc:
             self._set_status(exc.user_message())
         self.model.refresh()
