@@ -123,6 +123,33 @@ def test_cancel_leaves_nothing_and_resume_finishes(clip_factory: ClipFactory,
     _assert_same_timeline(source, output, 4)
 
 
+def test_cancel_while_merging_keeps_every_chunk_and_resume_only_merges(
+    clip_factory: ClipFactory, tmp_path: Path
+) -> None:
+    source = clip_factory(frames=24, gop=8, width=64, height=48)
+    output = tmp_path / "out.mp4"
+    backend = _backend(tmp_path)
+    cancel = threading.Event()
+    request = UpscaleRequest(source=source, output=output, encode=FAST, chunk_seconds=0.3)
+
+    def cancel_when_merging(event: Progress) -> None:
+        if event.phase == "merging":
+            cancel.set()
+
+    with pytest.raises(CancelledError):
+        backend.run(request, progress=cancel_when_merging, cancel=cancel)
+    assert not output.exists()
+    assert not list(tmp_path.glob("*.partial*"))
+    job = backend.store.all_jobs()[0]
+    assert job.state is JobState.CANCELLED
+    assert set(backend.store.finished_chunks(job.id)) == {0, 1, 2}  # nothing to redo
+    phases: list[str] = []
+    resumed = backend.run(request, progress=lambda event: phases.append(event.phase))
+    assert resumed.state is JobState.COMPLETED
+    assert "upscaling" not in phases and "merging" in phases
+    _assert_same_timeline(source, output, 4)
+
+
 def test_bad_requests_touch_nothing(clip_factory: ClipFactory, tmp_path: Path) -> None:
     source = clip_factory(frames=8, gop=8, width=48, height=32)
     backend = _backend(tmp_path)

@@ -7,13 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import av
+import pytest
 
 from tests.conftest import ClipFactory
+from vsr_desktop.core.errors import CancelledError
 from vsr_desktop.core.media import probe
+from vsr_desktop.worker import stages
 
 
 def worker(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -48,6 +52,13 @@ def test_plan_parallel_chunks_merge(clip_factory: ClipFactory, tmp_path: Path) -
     assert again.returncode == 0 and "already done" in again.stderr
     status = json.loads(worker("status", "--workdir", work).stdout)
     assert status["chunks_done"] == 3 and status["frames_done"] == 24
+    # A merge stopped (SIGTERM sets the same event) leaves no file under either name.
+    stopped = threading.Event()
+    stopped.set()
+    with pytest.raises(CancelledError):
+        stages.merge_stage(work, cancel=stopped)
+    assert not output.exists() and not list(tmp_path.glob("*.partial*"))
+    assert json.loads((work / "progress" / "merge.json").read_text())["state"] == "cancelled"
     merged = worker("merge", "--workdir", work)
     assert merged.returncode == 0, merged.stderr
     info = probe(output)

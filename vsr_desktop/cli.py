@@ -355,19 +355,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"chunk {index} {'done' if did else 'was already done'}", file=sys.stderr)
         return 0
     if args.worker_command == "merge":
-        if args.workdir is not None:
-            warnings = stages.merge_stage(args.workdir)
-        else:
-            from vsr_desktop.worker import s3_job
+        cancel = threading.Event()
+        _install_sigint(cancel)
+        try:
+            if args.workdir is not None:
+                warnings = stages.merge_stage(args.workdir, cancel=cancel)
+            else:
+                from vsr_desktop.worker import s3_job
 
-            cancel = threading.Event()
-            _install_sigint(cancel)
-            try:
                 warnings = s3_job.merge_from_s3(s3_job.resolve_job_uri(args.job_uri),
                                                 cancel=cancel)
-            except CancelledError:
-                print("merge stopped; run it again", file=sys.stderr)
-                return 143
+        except CancelledError:
+            print("merge stopped; run it again", file=sys.stderr)
+            return 143
         for warning in warnings:
             print(f"note: {warning}", file=sys.stderr)
         return 0

@@ -152,7 +152,7 @@ class LocalBackend:
             if request.output.exists() and not request.overwrite:
                 raise InputError(f"{request.output} appeared while the job ran",
                                  "move it away and resume the job")
-            warnings = merge_job(info, plan, paths, request.output.expanduser())
+            warnings = merge_job(info, plan, paths, request.output.expanduser(), cancel)
         except CancelledError:
             self.store.update(job.id, state=JobState.CANCELLED, phase="",
                               message="cancelled; resume to continue from the last chunk")

@@ -7,6 +7,7 @@ complete, so a crash, a cancel or a full disk never leaves a truncated file unde
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,9 +19,12 @@ from vsr_desktop.worker.upscale_chunk import partial_path
 
 
 def merge_job(
-    source: MediaInfo, plan: Plan, chunk_paths: Sequence[Path], output: Path
+    source: MediaInfo, plan: Plan, chunk_paths: Sequence[Path], output: Path,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
-    """Merge chunk files (in plan order) into `output`; returns warnings for the user."""
+    """Merge chunk files (in plan order) into `output`; returns warnings for the user.
+
+    A set ``cancel`` stops it (CancelledError) with nothing left under either name."""
     if len(chunk_paths) != len(plan.chunks):
         raise ValueError("one chunk file per planned chunk is required")
     files = [
@@ -29,7 +33,7 @@ def merge_job(
     ]
     tmp = partial_path(output)
     try:
-        warnings = merge_chunks(files, source, tmp, container_for(output))
+        warnings = merge_chunks(files, source, tmp, container_for(output), cancel)
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

@@ -315,4 +315,5 @@ def merge_from_s3(job_uri: str, cancel: threading.Event | None = None) -> list[s
             _check(cancel)
             job.upload(path, output_name(_output_file_name(request)))
 
-        return stages.merge_stage(folder.root, on_progress=progress.mirror, publish=publish)
+        return stages.merge_stage(folder.root, on_progress=progress.mirror, publish=publish,
+                                  cancel=cancel)

@@ -199,6 +199,7 @@ def merge_stage(
     *,
     on_progress: ProgressHook | None = None,
     publish: Callable[[Path], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
     """Join every chunk into the output (temp name, then rename); all chunks must be done.
 
@@ -217,7 +218,7 @@ def merge_stage(
     progress.write("running", force=True)
     try:
         warnings = merge_job(media, plan, [folder.chunk_file(c.index, suffix)
-                                           for c in plan.chunks], request.output)
+                                           for c in plan.chunks], request.output, cancel)
         if publish is not None:
             publish(request.output)
     except CancelledError:

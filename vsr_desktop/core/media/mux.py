@@ -9,17 +9,21 @@ from __future__ import annotations
 import contextlib
 import heapq
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from vsr_desktop.core.errors import MediaError
+from vsr_desktop.core.errors import CancelledError, MediaError
 from vsr_desktop.core.media.encode import raise_for_os_error
 from vsr_desktop.core.media.probe import MediaInfo
 
 log = logging.getLogger(__name__)
+
+#: A cancelled merge stops within this many packets (a few seconds of video at most).
+_CANCEL_CHECK_PACKETS = 64
 
 _MUXER_OPTIONS: dict[str, dict[str, str]] = {
     "mp4": {"movflags": "+faststart"},
@@ -94,10 +98,13 @@ def merge_chunks(
     source: MediaInfo,
     output: Path,
     container_format: str,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
     """Write `output` from the chunk files plus the source's copied streams.
 
-    Returns warnings (streams that the output container cannot hold, for instance).
+    Returns warnings (streams that the output container cannot hold, for instance). A set
+    ``cancel`` stops it within ``_CANCEL_CHECK_PACKETS`` packets (CancelledError); the
+    caller removes the unfinished file.
     """
     import av
 
@@ -134,7 +141,10 @@ def merge_chunks(
         side_iter = (
             (_packet_seconds(p), 1, p) for p in _source_packets(source.path, list(copied))
         )
-        for _, kind, packet in heapq.merge(video_iter, side_iter, key=lambda t: (t[0], t[1])):
+        merged = heapq.merge(video_iter, side_iter, key=lambda t: (t[0], t[1]))
+        for count, (_, kind, packet) in enumerate(merged):
+            if cancel is not None and count % _CANCEL_CHECK_PACKETS == 0 and cancel.is_set():
+                raise CancelledError("merge cancelled")
             target = vout if kind == 0 else copied[packet.stream.index]
             time_base: Fraction = packet.time_base
             packet.stream = target
