@@ -21,7 +21,6 @@ from PySide6.QtGui import (
     QMouseEvent,
     QPainter,
     QPaintEvent,
-    QPen,
     QResizeEvent,
     QShowEvent,
     QWheelEvent,
@@ -29,6 +28,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QWidget
 
 from vsr_desktop.core.preview import Region
+from vsr_desktop.gui.preview import overlays
 from vsr_desktop.gui.preview.renderer import PreviewResult
 from vsr_desktop.gui.preview.view_state import ViewState
 
@@ -384,7 +384,7 @@ class ComparisonView(QWidget):
         painter = QPainter(self)
         painter.fillRect(self.rect(), BACKGROUND)
         if self._source is None or self._message:
-            self._draw_message(painter, self._message or "")
+            overlays.draw_message(painter, self.rect(), self._message or "")
             painter.end()
             return
         panes = self.pane_rects()
@@ -394,28 +394,29 @@ class ComparisonView(QWidget):
             self._draw_side(
                 painter, pane, QRect(split, 0, pane.width() - split, pane.height()), before=False
             )
-            self._draw_divider(painter, split)
-            self._label(painter, "Before", pane)
-            self._label(painter, "After", pane, left=False)
+            overlays.draw_divider(painter, split, self.height())
+            overlays.label(painter, "Before", pane)
+            overlays.label(painter, "After", pane, left=False)
             after_area = QRect(split, 0, pane.width() - split, pane.height())
         elif self._mode == "side-by-side":
             self._draw_side(painter, panes[0], panes[0], before=True)
             self._draw_side(painter, panes[1], panes[1], before=False)
-            self._label(painter, "Before", panes[0])
-            self._label(painter, "After", panes[1])
+            overlays.label(painter, "Before", panes[0])
+            overlays.label(painter, "After", panes[1])
             after_area = panes[1]
         else:
             before = self._showing_before
             self._draw_side(painter, panes[0], panes[0], before=before)
-            self._label(painter, "Before" if before else "After", panes[0])
-            self._footer(painter, panes[0], "Hold Space to see before")
+            overlays.label(painter, "Before" if before else "After", panes[0])
+            overlays.footer(painter, panes[0], "Hold Space to see before")
             after_area = panes[0]
-        if self.overview_enabled:
-            self._draw_overview(painter, panes[0])
+        if self.overview_enabled and self._source is not None and self._output_size:
+            overlays.draw_overview(painter, panes[0], self._source, self._output_size,
+                                   self._state.visible_image_rect())
         if self._busy:
-            self._draw_busy(painter, after_area)
+            overlays.draw_busy(painter, after_area, self._phase)
         if self._error:
-            self._footer(painter, self.rect(), self._error, error=True)
+            overlays.footer(painter, self.rect(), self._error, error=True)
         painter.end()
 
     def _draw_side(self, painter: QPainter, pane: QRect, clip: QRect, *, before: bool) -> None:
@@ -462,101 +463,3 @@ class ComparisonView(QWidget):
         )
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
         painter.drawImage(target, image, source)
-
-    def _draw_divider(self, painter: QPainter, x: int) -> None:
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.fillRect(QRect(x - 1, 0, 2, self.height()), QColor(255, 255, 255, 230))
-        centre = QPointF(x, self.height() / 2)
-        painter.setPen(QPen(QColor(40, 40, 40), 1))
-        painter.setBrush(QColor(255, 255, 255, 235))
-        painter.drawEllipse(centre, 13, 13)
-        painter.setBrush(QColor(40, 40, 40))
-        for sign in (-1, 1):
-            tip = centre + QPointF(sign * 9, 0)
-            painter.drawPolygon([tip, tip + QPointF(-sign * 5, -5), tip + QPointF(-sign * 5, 5)])
-        painter.restore()
-
-    def _badge(
-        self, painter: QPainter, text: str, anchor: QPointF, align: str, fill: QColor | None = None
-    ) -> None:
-        """A caption on a dark rounded box; `align` says which edge `anchor` is: left/right/mid."""
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        metrics = painter.fontMetrics()
-        box = QRectF(0, 0, metrics.horizontalAdvance(text) + 16, metrics.height() + 8)
-        shift = {"left": 0.0, "right": box.width(), "mid": box.width() / 2}[align]
-        box.moveTopLeft(QPointF(anchor.x() - shift, anchor.y()))
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(fill if fill is not None else QColor(0, 0, 0, 170))
-        painter.drawRoundedRect(box, 4, 4)
-        painter.setPen(QColor(255, 255, 255))
-        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
-        painter.restore()
-
-    def _label(self, painter: QPainter, text: str, pane: QRect, *, left: bool = True) -> None:
-        anchor = QPointF(pane.left() + 10 if left else pane.right() - 10, pane.top() + 10)
-        self._badge(painter, text, anchor, "left" if left else "right")
-
-    def _footer(self, painter: QPainter, area: QRect, text: str, error: bool = False) -> None:
-        bottom = area.bottom() - painter.fontMetrics().height() - 18
-        fill = QColor(150, 30, 30, 220) if error else QColor(0, 0, 0, 150)
-        self._badge(painter, text, QPointF(area.center().x(), bottom), "mid", fill)
-
-    def _draw_busy(self, painter: QPainter, area: QRect) -> None:
-        """A spinner badge on the "after" side while its upscaled region is on its way."""
-        if area.width() < 40:
-            return
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        text = "Upscaling…"
-        metrics = painter.fontMetrics()
-        box = QRectF(0, 0, metrics.horizontalAdvance(text) + 44, metrics.height() + 12)
-        box.moveCenter(QPointF(area.center().x(), area.top() + 60))
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(0, 0, 0, 180))
-        painter.drawRoundedRect(box, box.height() / 2, box.height() / 2)
-        spinner = QRectF(box.left() + 10, box.center().y() - 7, 14, 14)
-        painter.setPen(
-            QPen(QColor(90, 170, 255), 2.5, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap)
-        )
-        painter.drawArc(spinner, -self._phase * 30 * 16, 270 * 16)
-        painter.setPen(QColor(255, 255, 255))
-        painter.drawText(box.adjusted(30, 0, -8, 0), Qt.AlignmentFlag.AlignVCenter, text)
-        painter.restore()
-
-    def _draw_overview(self, painter: QPainter, pane: QRect) -> None:
-        """When zoomed past the pane, a thumbnail shows where the visible part lies."""
-        if self._source is None or self._output_size is None:
-            return
-        visible = self._state.visible_image_rect()
-        out_w, out_h = self._output_size
-        if visible.width() >= out_w - 1 and visible.height() >= out_h - 1:
-            return
-        scale = min(160 / out_w, 100 / out_h)
-        thumb = QRectF(
-            pane.left() + 10, pane.bottom() - 10 - out_h * scale, out_w * scale, out_h * scale
-        )
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        painter.setOpacity(0.85)
-        painter.drawImage(thumb, self._source)
-        painter.setOpacity(1.0)
-        painter.setPen(QPen(QColor(255, 255, 255), 1))
-        painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.drawRect(thumb)
-        painter.setPen(QPen(QColor(90, 170, 255), 2))
-        painter.drawRect(
-            QRectF(
-                thumb.left() + visible.left() * scale,
-                thumb.top() + visible.top() * scale,
-                visible.width() * scale,
-                visible.height() * scale,
-            )
-        )
-        painter.restore()
-
-    def _draw_message(self, painter: QPainter, text: str) -> None:
-        painter.setPen(QColor(220, 220, 220))
-        area = self.rect().adjusted(24, 24, -24, -24)
-        painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
