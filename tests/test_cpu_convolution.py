@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from skimage.data import astronaut
+from spandrel.architectures.ESRGAN import ESRGAN
 from torch import nn
 
 from tests.test_engine import compact_x4, max_diff, tiny_rrdb_x2
@@ -176,15 +177,26 @@ def test_auto_keeps_onednn_when_winograd_is_not_faster(
     assert eng.upscale(frames).shape == (3, 160, 224, 3)
 
 
+def test_memory_estimate_follows_the_network() -> None:
+    """The compact model's estimate sits in its measured range (3.8–4.5 KB per input pixel);
+    an RRDB ×4, which convolves 64 channels at the output resolution, needs far more."""
+    compact, _ = winograd_copy(compact_x4())
+    per_pixel = cpu_convolution.winograd_frame_bytes_per_pixel(compact, 4)
+    assert 3500 < per_pixel < 5000
+    torch.manual_seed(2)
+    rrdb, _ = winograd_copy(ESRGAN(in_nc=3, out_nc=3, num_filters=64, num_blocks=1, scale=4))
+    assert cpu_convolution.winograd_frame_bytes_per_pixel(rrdb, 4) > 5 * per_pixel
+
+
 def test_frames_too_large_for_memory_run_one_at_a_time_untried(
     frames: np.ndarray, tmp_path, monkeypatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With ``auto``, frames whose parallel working set would not fit in half the memory
     available run through oneDNN, with no trial and nothing cached; a forced choice stands."""
     monkeypatch.setattr(cpu_convolution, "_decisions", {})
-    per_frame = 40 * 56 * cpu_convolution.WINOGRAD_BYTES_PER_PIXEL
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda: per_frame)  # < 2 frames' worth
     eng = Engine(compact_x4(), 4, device="cpu", precision="fp32", cache_dir=tmp_path)
+    per_frame = 40 * 56 * eng.winograd_bytes_per_pixel
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: per_frame)  # < 2 frames' worth
     if eng.frame_workers < 2:
         pytest.skip("one core: frames never run in parallel here")
 

@@ -40,9 +40,12 @@ TRIAL_ROUNDS = 2
 #: Frames per core in one call: a call waits for its slowest frame, so more per call means
 #: less idle time at that barrier (at the cost of a little memory).
 FRAMES_PER_CORE = 2
-#: Peak memory of one frame in flight on the Winograd path, per input pixel: NNPACK's
-#: transform workspace plus activations (measured 3.8–4.5 KB at 320×180 and 640×360 with the
-#: compact model; oneDNN's one frame at a time needs 1.2–1.7 KB).
+#: Measured peak of one Winograd frame in flight over :func:`winograd_frame_bytes_per_pixel`'s
+#: estimate (allocator slack, the network's other tensors): compact model 3.8–4.5 KB measured
+#: vs 2.0 KB estimated per input pixel; for RRDB x4plus the same factor over-estimates
+#: (53 KB vs 33 KB measured). oneDNN, one frame at a time, needs 1.2–1.7 KB and 12–13 KB.
+WINOGRAD_ESTIMATE_FACTOR = 2.25
+#: Used when a network cannot be traced on a small input (the compact model's figure).
 WINOGRAD_BYTES_PER_PIXEL = 4608
 #: Frames run in parallel only while their estimate stays within this share of the memory
 #: available: the rest is for the decoder, the encoder, the app and everything else.
@@ -151,6 +154,46 @@ def winograd_copy(module: nn.Module) -> tuple[nn.Module, int]:
 
     swap(clone)
     return clone, replaced
+
+
+def winograd_frame_bytes_per_pixel(module: nn.Module, scale: int, probe: int = 32) -> float:
+    """Peak memory of one frame through ``module`` (a :func:`winograd_copy`), per input pixel.
+
+    Traced on a ``probe``×``probe`` input: the convolution whose transform workspace (input
+    and output tiles, 64 values per 6×6 tile and channel) plus input and output activations
+    is largest sets the peak, plus the float and integer output; scaled by the measured
+    :data:`WINOGRAD_ESTIMATE_FACTOR`. A deep ×4 network that convolves at the output
+    resolution (RRDB) needs about seven times what the compact one does.
+    """
+    shapes: list[tuple[torch.Size, torch.Size]] = []
+
+    def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        shapes.append((inputs[0].shape, output.shape))
+
+    hooks = [m.register_forward_hook(record) for m in module.modules()
+             if isinstance(m, WinogradConv2d)]
+    try:
+        with torch.inference_mode():
+            module(torch.zeros(1, 3, probe, probe))
+    except RuntimeError:
+        return float(WINOGRAD_BYTES_PER_PIXEL)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not shapes:
+        return float(WINOGRAD_BYTES_PER_PIXEL)
+    worst = max(_convolution_bytes(inp, out) for inp, out in shapes)
+    output = scale * scale * 3 * (4 + 4 + 2)  # float result, its clamped copy, the frame
+    return WINOGRAD_ESTIMATE_FACTOR * (worst / (probe * probe) + output)
+
+
+def _convolution_bytes(input_shape: torch.Size, output_shape: torch.Size) -> float:
+    _, c_in, height, width = input_shape
+    c_out, out_h, out_w = output_shape[1], output_shape[2], output_shape[3]
+    tiles = out_h * out_w / 36  # F(6×6, 3×3): one 8×8 tile per 6×6 outputs
+    workspace = tiles * 64 * (c_in + c_out) * 4
+    activations = (c_in * height * width + c_out * out_h * out_w) * 4
+    return workspace + activations
 
 
 def run_frames_in_parallel(

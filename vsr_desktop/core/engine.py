@@ -44,12 +44,12 @@ import torch.nn.functional as F
 
 from vsr_desktop.core.cpu_convolution import (
     FRAMES_PER_CORE,
-    WINOGRAD_BYTES_PER_PIXEL,
     WINOGRAD_MEMORY_SHARE,
     WinogradTrial,
     nnpack_ready,
     run_frames_in_parallel,
     winograd_copy,
+    winograd_frame_bytes_per_pixel,
 )
 from vsr_desktop.core.device import choose_dtype, cpu_cache_key, describe_device, select_device
 from vsr_desktop.core.errors import CancelledError, EngineError
@@ -171,6 +171,7 @@ class Engine:
         self.frame_workers = 1
         #: Frame sizes already reported as too large for frames in parallel.
         self._memory_limited: set[tuple[int, int]] = set()
+        self._frame_bytes_per_pixel: float | None = None  # traced on first need
         self._setup_cpu_convolution(cpu_convolution, cache_path)
 
     def _setup_cpu_convolution(self, requested: str, cache_path: Path | None) -> None:
@@ -389,8 +390,18 @@ class Engine:
             return False
         return self._trial.decision(size)
 
+    @property
+    def winograd_bytes_per_pixel(self) -> float:
+        """Estimated peak memory of one frame in flight on the Winograd path, per input
+        pixel, for this network (traced once on a small input)."""
+        if self._frame_bytes_per_pixel is None:
+            assert self._winograd is not None
+            self._frame_bytes_per_pixel = winograd_frame_bytes_per_pixel(
+                self._winograd, self.model_scale)
+        return self._frame_bytes_per_pixel
+
     def _fits_in_memory(self, size: tuple[int, int]) -> bool:
-        need = self.frame_workers * size[0] * size[1] * WINOGRAD_BYTES_PER_PIXEL
+        need = self.frame_workers * size[0] * size[1] * self.winograd_bytes_per_pixel
         available = available_memory_bytes()
         if available is None or need <= available * WINOGRAD_MEMORY_SHARE:
             return True
