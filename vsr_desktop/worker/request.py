@@ -147,7 +147,8 @@ def build_engine(request: UpscaleRequest) -> FrameUpscaler:
     return Engine(
         loaded.module, loaded.scale, device=request.device, precision=request.precision,
         cpu_convolution=request.cpu_convolution,
-        tile=request.tile, outscale=request.outscale, batch_size=request.batch_size,
+        tile=request.tile, batch_size=request.batch_size,
+        outscale=request.outscale if request.outscale is not None else loaded.output_scale,
     )
 
 

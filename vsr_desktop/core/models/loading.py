@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,10 @@ class LoadedModel:
     source: Path | None
     # Input sides must be a multiple of this (RRDBNet x2 pads internally anyway).
     size_multiple: int = 1
+    #: The output scale the file's author meant when it differs from the network's: an ncnn
+    #: x2 graph is the x4 network plus a bicubic ×0.5 (kept as "vsr.ncnn_graph_scale" when
+    #: imported). None: the network's own scale. An explicit --scale wins over it.
+    output_scale: float | None = None
 
 
 def bundled_default_model_path() -> Path:
@@ -173,7 +177,30 @@ def load_model_file(path: Path | str, name: str | None = None) -> LoadedModel:
     """Load a .pth/.pt/.ckpt/.safetensors (or ncnn .param) model file safely."""
     source = Path(path).expanduser()
     state = load_state_dict_file(source)
-    return model_from_state_dict(state, name or source.stem, source)
+    model = model_from_state_dict(state, name or source.stem, source)
+    graph_scale = _ncnn_graph_scale(source)
+    if graph_scale is not None and graph_scale != model.scale:
+        model = replace(model, output_scale=graph_scale)
+    return model
+
+
+def _ncnn_graph_scale(source: Path) -> float | None:
+    """An ncnn graph's own output scale: from the .param, or from an imported file's metadata."""
+    suffix = source.suffix.lower()
+    if suffix == ".param":
+        from vsr_desktop.core.models.ncnn_import import ncnn_graph_scale
+
+        return ncnn_graph_scale(source)
+    if suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(source), framework="pt") as handle:
+            value = (handle.metadata() or {}).get("vsr.ncnn_graph_scale")
+        return float(value) if value else None
+    except Exception:  # unreadable metadata never blocks a model that loaded
+        return None
 
 
 def blend_state_dicts(

@@ -340,6 +340,20 @@ def _to_torch(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     }
 
 
+def ncnn_graph_scale(param_path: Path | str) -> float | None:
+    """The scale an ncnn graph outputs when it ends in a resize (the x2/x3 animevideov3
+    graphs are the x4 network and a bicubic ×0.5 / ×0.75), else None. Reads the .param only.
+    """
+    try:
+        layers = parse_param(Path(param_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    shuffles = [layer for layer in layers if layer.type == "PixelShuffle"]
+    if not layers or layers[-1].type != "Interp" or not shuffles:
+        return None
+    return shuffles[-1].int_param(0, 1) * layers[-1].float_param(1, 1.0)
+
+
 def import_ncnn(
     param_path: Path | str, bin_path: Path | str | None = None
 ) -> dict[str, torch.Tensor]:
