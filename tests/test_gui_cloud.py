@@ -164,7 +164,10 @@ def test_estimate_fills_in_and_submit_uploads_with_progress(
             Bucket=BUCKET, Key=f"jobs/{job.id}/input/source.mp4")["Body"].read()
         assert stored == source.read_bytes()
         assert len(seen) > 2 and seen[-1][0] == 100  # several 64 KiB parts
-        assert all(text == f"Running — uploading {pct}%" for pct, text in seen)
+        # The row reads the store, which the upload thread may already have moved one part
+        # further by the time the GUI thread handles the signal: never behind, though.
+        shown = [(pct, text.removeprefix("Running — uploading ")) for pct, text in seen]
+        assert all(rest.endswith("%") and int(rest[:-1]) >= pct for pct, rest in shown), seen
         assert AwsBackend.aws_state(job)["price_per_gpu_hour"] > 0  # from the estimate
         model = window.jobs_panel.model
         model.refresh()
