@@ -169,8 +169,9 @@ class Engine:
         self._trial: WinogradTrial | None = None
         #: Frames upscaled at once on the CPU (one per core) when Winograd is on.
         self.frame_workers = 1
-        #: Frame sizes already reported as too large for frames in parallel.
-        self._memory_limited: set[tuple[int, int]] = set()
+        #: Whether frames of a size fit in memory several at once: read once per size, so
+        #: groups after the first neither re-read the system's figures nor switch paths.
+        self._fits_by_size: dict[tuple[int, int], bool] = {}
         self._frame_bytes_per_pixel: float | None = None  # traced on first need
         self._setup_cpu_convolution(cpu_convolution, cache_path)
 
@@ -401,18 +402,21 @@ class Engine:
         return self._frame_bytes_per_pixel
 
     def _fits_in_memory(self, size: tuple[int, int]) -> bool:
+        known = self._fits_by_size.get(size)
+        if known is not None:
+            return known
         need = self.frame_workers * size[0] * size[1] * self.winograd_bytes_per_pixel
         available = available_memory_bytes()
-        if available is None or need <= available * WINOGRAD_MEMORY_SHARE:
-            return True
-        if size not in self._memory_limited:
-            self._memory_limited.add(size)
+        fits = available is None or need <= available * WINOGRAD_MEMORY_SHARE
+        if not fits:
+            assert available is not None
             log.warning(
                 "%dx%d frames: oneDNN, one frame at a time (%d frames at once would need "
                 "about %.1f GB; %.1f GB is available)", size[1], size[0], self.frame_workers,
                 need / 1e9, available / 1e9,
             )
-        return False
+        self._fits_by_size[size] = fits
+        return fits
 
     def _upscale_cpu_frames(
         self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None

@@ -1,7 +1,7 @@
 """How much memory the machine can give us now, without a dependency such as psutil.
 
 Why: running several CPU frames at once multiplies the working set (see
-``cpu_convolution.WINOGRAD_BYTES_PER_PIXEL``); on a laptop a large frame size could push the
+``cpu_convolution.winograd_frame_bytes_per_pixel``); on a laptop a large frame size could push the
 machine into swap or the OOM killer, so the engine asks before it does.
 """
 
