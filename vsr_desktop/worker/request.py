@@ -108,20 +108,19 @@ def user_model_files(model: str) -> list[Path]:
     Remote workers cannot read the user's disk, so the cloud backend uploads these with the
     job: the file itself, and for an ncnn ``.param`` the ``.bin`` beside it.
     """
-    from vsr_desktop.core.models.loading import is_model_file_reference
+    from vsr_desktop.core.models.loading import is_model_file_reference, model_file_set
 
     if not is_model_file_reference(model):
         return []
     path = Path(model).expanduser()
     if not path.is_file():
         raise ModelError(f"model file {model} does not exist", "check the path")
-    if path.suffix.lower() != ".param":
-        return [path]
-    weights = path.with_suffix(".bin")
-    if not weights.is_file():
-        raise ModelError(f"the ncnn model {path.name} has no {weights.name} beside it",
-                         "keep the .param and .bin files of a model in one folder")
-    return [path, weights]
+    files = model_file_set(path)
+    for companion in files[1:]:
+        if not companion.is_file():
+            raise ModelError(f"the ncnn model {path.name} has no {companion.name} beside it",
+                             "keep the .param and .bin files of a model in one folder")
+    return files
 
 
 def _can_write_in(folder: Path) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 
 from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
 from vsr_desktop.core.media.probe import MediaInfo, media_info_from_json, media_info_to_json
-from vsr_desktop.core.models.loading import is_model_file_reference
+from vsr_desktop.core.models.loading import is_model_file_reference, model_file_set
 from vsr_desktop.core.plan import Plan
 from vsr_desktop.core.upscaler import FrameUpscaler
 from vsr_desktop.worker import stages
@@ -172,10 +172,7 @@ def _uploaded_model_names(request: UpscaleRequest) -> list[str]:
     """The model files the app uploaded with the job: [] when it names a registry model."""
     if not is_model_file_reference(request.model):
         return []
-    name = _user_file(Path(request.model))
-    if name.suffix.lower() == ".param":
-        return [name.name, name.with_suffix(".bin").name]
-    return [name.name]
+    return [path.name for path in model_file_set(_user_file(Path(request.model)))]
 
 
 def _local_request(request: UpscaleRequest, root: Path) -> UpscaleRequest:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vsr_desktop.core.errors import ModelError
 from vsr_desktop.core.models.download import cached_model_path, download_model
@@ -328,6 +328,14 @@ def is_model_file_reference(name_or_path: str) -> bool:
     return any(sep in name_or_path for sep in ("/", "\\")) or name_or_path.lower().endswith(
         MODEL_SUFFIXES
     )
+
+
+ModelPath = TypeVar("ModelPath", bound=PurePath)
+
+
+def model_file_set(path: ModelPath) -> list[ModelPath]:
+    """A model file and what must travel with it: an ncnn ``.param`` needs its ``.bin``."""
+    return [path, path.with_suffix(".bin")] if path.suffix.lower() == ".param" else [path]
 
 
 def _registry_spec(name_or_path: str) -> ModelSpec | None:
