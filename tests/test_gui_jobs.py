@@ -436,22 +436,22 @@ def test_remove_asks_before_forgetting_an_undownloaded_cloud_output(
     cloud = _add(store, "cloud", JobState.COMPLETED, 1.0, backend="aws",
                  settings={"aws": {"downloaded": False}})
     panel = make_panel()
-    panel.select_job(cloud)
-    panel.remove_action.trigger()
-    box = panel.remove_box
-    assert box is not None and "not been downloaded" in box.informativeText()
-    box.button(QMessageBox.StandardButton.Cancel).click()
-    assert panel.model.row_of(cloud) != -1
+    _remove_asks_then_cancel(panel, cloud, "not been downloaded")
     # A Slurm job over SSH whose output is still only on the cluster: the same question.
     cluster = _add(store, "cluster", JobState.COMPLETED, 2.0, backend="slurm",
                    settings={"slurm": {"ssh": {"host": "me@login"}, "fetched": False}})
     panel.model.refresh()
-    panel.select_job(cluster)
+    _remove_asks_then_cancel(panel, cluster, "still on the cluster")
+
+
+def _remove_asks_then_cancel(panel: JobsPanel, job_id: str, says: str) -> None:
+    """Remove on the job opens a confirmation saying ``says``; Cancel keeps the row."""
+    panel.select_job(job_id)
     panel.remove_action.trigger()
     box = panel.remove_box
-    assert box is not None and "still on the cluster" in box.informativeText()
+    assert box is not None and says in box.informativeText()
     box.button(QMessageBox.StandardButton.Cancel).click()
-    assert panel.model.row_of(cluster) != -1
+    assert panel.model.row_of(job_id) != -1
 
 
 def test_log_viewer_follows_a_growing_log(

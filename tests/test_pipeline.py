@@ -7,6 +7,7 @@ Each invariant from the design is checked on real encoded files: frame count, ti
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from tests.conftest import ClipFactory
 from vsr_desktop.backends.local import LocalBackend, Progress, UpscaleRequest
 from vsr_desktop.core.errors import CancelledError, DiskFullError, InputError
-from vsr_desktop.core.jobs import JobState, JobStore
+from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.media import EncodeSettings, probe
 
 FAST = EncodeSettings(preset="ultrafast")
@@ -97,57 +98,53 @@ def test_upscaled_frames_are_sharper_than_bicubic(clip_factory: ClipFactory,
     assert np.abs(up - bicubic).mean() < 20  # same picture, not noise
 
 
-def test_cancel_leaves_nothing_and_resume_finishes(clip_factory: ClipFactory,
-                                                   tmp_path: Path) -> None:
+def _run_cancelled_when(
+    clip_factory: ClipFactory, tmp_path: Path, stop: Callable[[Progress], bool]
+) -> tuple[LocalBackend, UpscaleRequest, JobRecord]:
+    """Run a 3-chunk job that cancels at the first progress event ``stop`` picks; check that
+    nothing is left under the output's names and the job reads cancelled."""
     source = clip_factory(frames=24, gop=8, width=64, height=48)
     output = tmp_path / "out.mp4"
     backend = _backend(tmp_path)
     cancel = threading.Event()
     request = UpscaleRequest(source=source, output=output, encode=FAST, chunk_seconds=0.3)
 
-    def cancel_in_second_chunk(event: Progress) -> None:
-        if event.frames_done >= 10:
+    def cancel_when(event: Progress) -> None:
+        if stop(event):
             cancel.set()
 
     with pytest.raises(CancelledError):
-        backend.run(request, progress=cancel_in_second_chunk, cancel=cancel)
+        backend.run(request, progress=cancel_when, cancel=cancel)
     assert not output.exists()
     assert not list(tmp_path.glob("*.partial*"))
     job = backend.store.all_jobs()[0]
     assert job.state is JobState.CANCELLED
+    return backend, request, job
+
+
+def test_cancel_leaves_nothing_and_resume_finishes(clip_factory: ClipFactory,
+                                                   tmp_path: Path) -> None:
+    backend, request, job = _run_cancelled_when(  # in the second chunk
+        clip_factory, tmp_path, lambda event: event.frames_done >= 10)
     # Progress events are throttled: under load the cancel may land in chunk 1 or 2.
     finished = set(backend.store.finished_chunks(job.id))
     assert {0} <= finished < {0, 1, 2}
     resumed = backend.run(request)
     assert resumed.id == job.id and resumed.state is JobState.COMPLETED
-    _assert_same_timeline(source, output, 4)
+    _assert_same_timeline(request.source, request.output, 4)
 
 
 def test_cancel_while_merging_keeps_every_chunk_and_resume_only_merges(
     clip_factory: ClipFactory, tmp_path: Path
 ) -> None:
-    source = clip_factory(frames=24, gop=8, width=64, height=48)
-    output = tmp_path / "out.mp4"
-    backend = _backend(tmp_path)
-    cancel = threading.Event()
-    request = UpscaleRequest(source=source, output=output, encode=FAST, chunk_seconds=0.3)
-
-    def cancel_when_merging(event: Progress) -> None:
-        if event.phase == "merging":
-            cancel.set()
-
-    with pytest.raises(CancelledError):
-        backend.run(request, progress=cancel_when_merging, cancel=cancel)
-    assert not output.exists()
-    assert not list(tmp_path.glob("*.partial*"))
-    job = backend.store.all_jobs()[0]
-    assert job.state is JobState.CANCELLED
+    backend, request, job = _run_cancelled_when(
+        clip_factory, tmp_path, lambda event: event.phase == "merging")
     assert set(backend.store.finished_chunks(job.id)) == {0, 1, 2}  # nothing to redo
     phases: list[str] = []
     resumed = backend.run(request, progress=lambda event: phases.append(event.phase))
     assert resumed.state is JobState.COMPLETED
     assert "upscaling" not in phases and "merging" in phases
-    _assert_same_timeline(source, output, 4)
+    _assert_same_timeline(request.source, request.output, 4)
 
 
 def test_bad_requests_touch_nothing(clip_factory: ClipFactory, tmp_path: Path) -> None:

@@ -35,6 +35,14 @@ def _remote_env(cluster) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {k: v for k, v in cluster.env().items() if os.environ.get(k) != v}
 
 
+def _ssh_backend(cluster, ssh_server: SshServer, tmp_path: Path,  # type: ignore[no-untyped-def]
+                 cluster_root: Path) -> SlurmBackend:
+    """The backend as the app makes it for a login host in front of the test cluster."""
+    target = SlurmTarget(workdir_root=PurePosixPath(cluster_root), max_parallel=2,
+                         vsr_command=VSR, ssh=ssh_server.login(), env=_remote_env(cluster))
+    return SlurmBackend(JobStore(tmp_path / "jobs.sqlite3"), target)
+
+
 def _audio(path: Path) -> list[bytes]:
     with av.open(str(path)) as container:
         return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
@@ -127,10 +135,7 @@ def test_submit_over_ssh_runs_on_the_cluster_and_downloads(
     cluster_root = tmp_path / "cluster-only"  # the app side never names this folder
     app = tmp_path / "app"
     app.mkdir()
-    target = SlurmTarget(workdir_root=PurePosixPath(cluster_root), max_parallel=2,
-                         vsr_command=VSR, ssh=ssh_server.login(),
-                         env=_remote_env(slurm_cluster))
-    backend = SlurmBackend(JobStore(tmp_path / "jobs.sqlite3"), target)
+    backend = _ssh_backend(slurm_cluster, ssh_server, tmp_path, cluster_root)
     source = clip_factory(frames=24, gop=8, width=48, height=32)
     output = app / "out.mp4"
     job = backend.submit(UpscaleRequest(source=source, output=output, outscale=2,
@@ -168,10 +173,7 @@ def test_a_model_file_of_the_app_side_goes_to_the_cluster(
     cluster_root = tmp_path / "cluster-only"
     app = tmp_path / "app"
     model = custom_x2_model(app / "models" / "sharp_x2.safetensors")
-    target = SlurmTarget(workdir_root=PurePosixPath(cluster_root), max_parallel=2,
-                         vsr_command=VSR, ssh=ssh_server.login(),
-                         env=_remote_env(slurm_cluster))
-    backend = SlurmBackend(JobStore(tmp_path / "jobs.sqlite3"), target)
+    backend = _ssh_backend(slurm_cluster, ssh_server, tmp_path, cluster_root)
     source = clip_factory(frames=12, gop=12, width=48, height=32)
     output = app / "mine.mp4"
     job = backend.submit(UpscaleRequest(source=source, output=output, model=str(model),
