@@ -255,3 +255,29 @@ def test_stream_cancel_and_early_close_leave_no_worker_running(frames: np.ndarra
     next(stream)
     stream.close()  # the consumer stops early: workers are joined, nothing left behind
     assert not [t for t in threading.enumerate() if t.name.startswith("vsr-frame")]
+
+
+def test_frame_workers_run_torch_inline_and_the_caller_keeps_its_threads(
+    frames: np.ndarray,
+) -> None:
+    """Each worker already has a core: an OpenMP team per worker would spin on the others'."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        eng = winograd_engine(compact_x4(), 4)
+        assert eng.frame_workers == 2
+        seen: dict[str, int] = {}
+
+        def record(_module: nn.Module, _inputs: object) -> None:
+            seen[threading.current_thread().name] = torch.get_num_threads()
+
+        assert eng._winograd is not None
+        eng._winograd.register_forward_pre_hook(record)
+        out = [rgb for _, rgb in eng.upscale_stream([frames[i % 3] for i in range(6)],
+                                                     lambda f: f)]
+        assert len(out) == 6
+        assert seen and all(name.startswith("vsr-frame") for name in seen)
+        assert set(seen.values()) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -32,6 +32,7 @@ from vsr_desktop.core.device import (
     read_probe_cache,
     write_probe_cache_entry,
 )
+from vsr_desktop.core.openmp_threads import run_torch_inline_in_this_thread
 
 #: Frame-parallel Winograd is chosen when it is faster; both are within 1/255 of the reference.
 WINOGRAD_MIN_SPEEDUP = 1.0
@@ -196,6 +197,12 @@ def _convolution_bytes(input_shape: torch.Size, output_shape: torch.Size) -> flo
     return workspace + activations
 
 
+def frame_worker_pool(workers: int) -> ThreadPoolExecutor:
+    """Threads that each run whole frames, with torch's parallel loops inline in each."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vsr-frame",
+                              initializer=run_torch_inline_in_this_thread)
+
+
 def run_frames_in_parallel(
     count: int, workers: int, run_one: Callable[[int], None]
 ) -> None:
@@ -214,7 +221,7 @@ def run_frames_in_parallel(
             task(index)
         return
     pool_size = min(workers, count)
-    with ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="vsr-frame") as pool:
+    with frame_worker_pool(pool_size) as pool:
         futures = [pool.submit(task, index) for index in range(count)]
         errors = [f.exception() for f in futures]
     for error in errors:

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
@@ -46,6 +46,7 @@ from vsr_desktop.core.cpu_convolution import (
     FRAMES_PER_CORE,
     WINOGRAD_MEMORY_SHARE,
     WinogradTrial,
+    frame_worker_pool,
     nnpack_ready,
     run_frames_in_parallel,
     winograd_copy,
@@ -312,7 +313,7 @@ class Engine:
     ) -> Iterator[tuple[T, np.ndarray]]:
         workers = self.frame_workers
         window: deque[tuple[T, Future[np.ndarray]]] = deque()
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vsr-frame")
+        pool = frame_worker_pool(workers)
         try:
             for item in items:
                 _check_cancel(cancel)

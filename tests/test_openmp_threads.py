@@ -1,0 +1,44 @@
+"""torch's parallel loops inline in one worker thread, every other thread untouched."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from vsr_desktop.core.openmp_threads import run_torch_inline_in_this_thread
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def in_new_thread(work) -> object:
+    box: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: box.update(result=work()))
+    thread.start()
+    thread.join()
+    return box["result"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenMP lookup via /proc")
+def test_only_the_calling_thread_goes_single_threaded(two_threads: None) -> None:
+    def worker() -> tuple[bool, int, float]:
+        took = run_torch_inline_in_this_thread()
+        x = torch.arange(200_000, dtype=torch.float32)
+        return took, torch.get_num_threads(), float(torch.nn.functional.prelu(
+            x - 100_000, torch.tensor([0.5])).sum())
+
+    took, threads_in_worker, total = in_new_thread(worker)  # type: ignore[misc]
+    assert took and threads_in_worker == 1
+    x = torch.arange(200_000, dtype=torch.float32)
+    assert total == float(torch.nn.functional.prelu(x - 100_000, torch.tensor([0.5])).sum())
+    assert torch.get_num_threads() == 2  # the caller keeps its count
+    assert in_new_thread(torch.get_num_threads) == 2  # and so do threads started later
