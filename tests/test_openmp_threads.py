@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 import torch
@@ -20,8 +21,11 @@ def two_threads() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def in_new_thread(work) -> object:
-    box: dict[str, object] = {}
+T = TypeVar("T")
+
+
+def in_new_thread(work: Callable[[], T]) -> T:
+    box: dict[str, T] = {}
     thread = threading.Thread(target=lambda: box.update(result=work()))
     thread.start()
     thread.join()
@@ -36,7 +40,7 @@ def test_only_the_calling_thread_goes_single_threaded(two_threads: None) -> None
         return took, torch.get_num_threads(), float(torch.nn.functional.prelu(
             x - 100_000, torch.tensor([0.5])).sum())
 
-    took, threads_in_worker, total = in_new_thread(worker)  # type: ignore[misc]
+    took, threads_in_worker, total = in_new_thread(worker)
     assert took and threads_in_worker == 1
     x = torch.arange(200_000, dtype=torch.float32)
     assert total == float(torch.nn.functional.prelu(x - 100_000, torch.tensor([0.5])).sum())
