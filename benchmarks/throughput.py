@@ -218,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--frames", type=int, default=12, help="frames of the 640×360 clip")
-    parser.add_argument("--small-frames", type=int, default=24, help="frames of the 320×180 clip")
+    parser.add_argument("--small-frames", type=int, default=48, help="frames of the 320×180 clip")
     parser.add_argument("--rss-frames", type=int, default=24, help="short clip for the RSS test")
     parser.add_argument("--no-reference", action="store_true")
-    parser.add_argument("--repeats", type=int, default=2,
+    parser.add_argument("--repeats", type=int, default=3,
                         help="rounds of (a), (b), (c); the best of each is reported")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
