@@ -18,11 +18,12 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ class SizeResult:
     reference_fps: float
     engine_fps: float
     pipeline_fps: float
+    #: Every round's (a, b, c) in fps, in the order they ran.
+    rounds: list[tuple[float, float, float]] = field(default_factory=list)
 
     @property
     def c_over_a(self) -> float:
@@ -51,6 +54,16 @@ class SizeResult:
     @property
     def c_over_b(self) -> float:
         return self.pipeline_fps / self.engine_fps
+
+    @property
+    def median_c_over_a(self) -> float:
+        """The median of each round's own ratio: its (a), (b), (c) ran minutes apart, so a
+        slow or fast spell of the host moves them together, unlike the best-of figures."""
+        return statistics.median(c / a if a > 0 else math.nan for a, _, c in self.rounds)
+
+    @property
+    def median_c_over_b(self) -> float:
+        return statistics.median(c / b for _, b, c in self.rounds)
 
 
 def make_bench_clip(folder: Path, width: int, height: int, frames: int) -> Path:
@@ -196,7 +209,8 @@ def measure_size(folder: Path, width: int, height: int, frames: int, device: str
             print(f"  round {round_ + 1}: (a) {ref:.3f} | (b) {engine:.3f} | (c) {pipeline:.3f}"
                   f" fps | c/a {pipeline / ref:.2f} | c/b {pipeline / engine:.2f}", flush=True)
         best = SizeResult(width, height, frames, max(best.reference_fps, ref),
-                          max(best.engine_fps, engine), max(best.pipeline_fps, pipeline))
+                          max(best.engine_fps, engine), max(best.pipeline_fps, pipeline),
+                          [*best.rounds, (ref, engine, pipeline)])
     return best
 
 
@@ -240,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{w}x{h} ×4, {n} frames, best of {args.repeats}: "
                   f"(a) reference {r.reference_fps:.3f} fps | "
                   f"(b) engine {r.engine_fps:.3f} fps | (c) pipeline {r.pipeline_fps:.3f} fps"
-                  f" | c/a {r.c_over_a:.2f} | c/b {r.c_over_b:.2f}", flush=True)
+                  f" | c/a {r.c_over_a:.2f} | c/b {r.c_over_b:.2f}"
+                  f" | median of the rounds' ratios: c/a {r.median_c_over_a:.2f}"
+                  f", c/b {r.median_c_over_b:.2f}", flush=True)
         short = make_bench_clip(folder, 320, 180, args.rss_frames)
         long = make_bench_clip(folder, 320, 180, args.rss_frames * 4)
         rss_short = peak_rss_mb(short, folder, device)
@@ -250,8 +266,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rss_frames * 4} frames {rss_long:.0f} MB ({growth:+.1%})")
     if args.json is not None:
         args.json.write_text(json.dumps({
-            "environment": env, "sizes": [vars(r) | {"c_over_a": r.c_over_a,
-                                                    "c_over_b": r.c_over_b} for r in results],
+            "environment": env, "sizes": [vars(r) | {
+                "c_over_a": r.c_over_a, "c_over_b": r.c_over_b,
+                "median_c_over_a": r.median_c_over_a, "median_c_over_b": r.median_c_over_b,
+            } for r in results],
             "rss_mb": {"short": rss_short, "long": rss_long, "growth": growth},
         }, indent=2))
     return 0
