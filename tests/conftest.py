@@ -58,6 +58,24 @@ def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def gui_thread_gc(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In Qt tests, cyclic garbage is collected on the GUI thread only, as in the app.
+
+    Otherwise a worker thread (a cloud task in boto3, say) could collect a cycle holding a
+    Qt object left by an earlier test and destroy it off its thread: a segfault.
+    """
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    from vsr_desktop.gui.gui_thread_gc import GuiThreadGarbageCollector
+
+    request.getfixturevalue("qapp")
+    collector = GuiThreadGarbageCollector()
+    yield
+    collector.stop()  # the test's leftovers are collected here, on the GUI thread
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_threads() -> Iterator[None]:
     """Fail any test that leaves one of its threads running."""
     before = set(threading.enumerate())

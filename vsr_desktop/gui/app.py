@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from vsr_desktop import __version__
     from vsr_desktop.gui.errors import install_excepthook
+    from vsr_desktop.gui.gui_thread_gc import install_gui_thread_gc
     from vsr_desktop.gui.main_window import MainWindow
     from vsr_desktop.resources import sample_clip_path
 
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationName("vsr_desktop")
     app.setApplicationVersion(__version__)
     install_excepthook()
+    install_gui_thread_gc(app)
     window = MainWindow()
     first_run = not window.app_settings.recent_files
     files = list(args.files) or ([sample_clip_path()] if first_run else

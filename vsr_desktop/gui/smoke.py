@@ -213,6 +213,7 @@ def _run_steps(timeout_s: float, clip: Path | None, reporter: _Reporter) -> int:
     from PySide6.QtWidgets import QApplication
 
     from vsr_desktop import __version__
+    from vsr_desktop.gui.gui_thread_gc import install_gui_thread_gc
     from vsr_desktop.gui.main_window import MainWindow
     from vsr_desktop.resources import sample_clip_path
 
@@ -220,6 +221,7 @@ def _run_steps(timeout_s: float, clip: Path | None, reporter: _Reporter) -> int:
     reporter.say(f"vsr-desktop {__version__}, python {sys.version.split()[0]}, "
                  f"frozen={getattr(sys, 'frozen', False)}, clip={clip}")
     _app = QApplication.instance() or QApplication(sys.argv[:1])  # kept alive for the run
+    install_gui_thread_gc(_app)
     with tempfile.TemporaryDirectory(prefix="vsr-smoke-") as tmp:
         window: MainWindow | None = None
         try:
