@@ -36,42 +36,51 @@ def run_torch_inline_in_this_thread() -> bool:
     Meant as a worker pool's initializer. True when it took effect (torch then reports one
     thread here); other threads keep their counts either way.
     """
-    torch.get_num_threads()  # torch's per-thread set-up first, or it would undo ours later
-    setter = _openmp_thread_count_setter()
+    global _setter, _looked_up
+    # torch's per-thread set-up first, or it would undo ours later.
+    if torch.get_num_threads() == 1:
+        return True  # nothing to do (and nothing to tell the runtimes apart by)
+    with _lock:
+        if not _looked_up:
+            _looked_up = True
+            _setter = _find_torch_runtime_setter()
+            return _setter is not None
+        setter = _setter
     if setter is None:
         return False
     setter(1)
     return torch.get_num_threads() == 1
 
 
-def _openmp_thread_count_setter() -> Callable[[int], None] | None:
-    global _setter, _looked_up
-    with _lock:
-        if not _looked_up:
-            _looked_up = True
-            _setter = _load_setter()
-        return _setter
+def _find_torch_runtime_setter() -> Callable[[int], None] | None:
+    """The ``omp_set_num_threads`` that torch obeys, tried on the calling thread.
 
-
-def _load_setter() -> Callable[[int], None] | None:
+    Other packages bring their own copies (ncnn's wheel has a libgomp of its own, loaded in
+    the same process); setting one of those changes nothing for torch, so each candidate is
+    tried until torch reports one thread.
+    """
     for path in _openmp_library_paths():
         try:
-            function = ctypes.CDLL(path).omp_set_num_threads
+            setter = ctypes.CDLL(path).omp_set_num_threads
         except (OSError, AttributeError):
             continue
-        function.argtypes = [ctypes.c_int]
-        function.restype = None
-        return function  # type: ignore[no-any-return]
+        setter.argtypes = [ctypes.c_int]
+        setter.restype = None
+        before = torch.get_num_threads()
+        setter(1)
+        if torch.get_num_threads() == 1:
+            return setter  # type: ignore[no-any-return]
+        setter(before)  # not torch's runtime: leave that one as it was
     return None
 
 
 def _openmp_library_paths() -> list[str]:
-    """The OpenMP runtime this process loaded (Linux: from its memory map), else torch's own.
-
-    The loaded copy comes first: opening a second copy from another path would set the
-    thread count of a runtime torch does not use.
+    """OpenMP runtimes this process loaded (Linux: from its memory map; torch's own first),
+    else torch's bundled one. Loaded copies only: opening another copy from a new path would
+    set a runtime torch does not use.
     """
-    loaded = _loaded_openmp_libraries()
+    torch_dir = str(Path(torch.__file__).parent)
+    loaded = sorted(_loaded_openmp_libraries(), key=lambda p: not p.startswith(torch_dir))
     if loaded:
         return loaded
     lib_dir = Path(torch.__file__).parent / "lib"
