@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-frames", type=int, default=24, help="short clip for the RSS test")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="rounds of (a), (b), (c); the best of each is reported")
+                        help="rounds of (a), (b), (c); every round, the best of each and the"
+                             " median of the rounds' ratios are reported")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     from vsr_desktop.core.device import select_device

@@ -24,6 +24,9 @@ def two_threads() -> Iterator[None]:
 
 
 T = TypeVar("T")
+#: The loaded OpenMP runtime is read from /proc/self/maps, which only Linux has.
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the loaded runtime is read from /proc/self/maps")
 
 
 def in_new_thread(work: Callable[[], T]) -> T:
@@ -34,7 +37,7 @@ def in_new_thread(work: Callable[[], T]) -> T:
     return box["result"]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenMP lookup via /proc")
+@linux_only
 def test_only_the_calling_thread_goes_single_threaded(two_threads: None) -> None:
     def worker() -> tuple[bool, int, float]:
         took = run_torch_inline_in_this_thread()
@@ -68,7 +71,7 @@ print(runtimes, seen["took"], seen["threads"], torch.get_num_threads())
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenMP lookup via /proc")
+@linux_only
 def test_torch_runtime_is_found_among_other_packages_copies() -> None:
     pytest.importorskip("ncnn")
     result = subprocess.run([sys.executable, "-c", _WITH_ANOTHER_RUNTIME_FIRST],
