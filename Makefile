@@ -16,15 +16,18 @@ run: $(STAMP)
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(VENV)/bin/vsr-desktop; \
 	else $(VENV)/bin/vsr demo -o out; fi
 
-## Lint, type-check and run the whole test suite
+## Lint, check the layering contracts, type-check and run the whole test suite
 test: $(STAMP)
 	$(VENV)/bin/ruff check vsr_desktop tests benchmarks tools
+	$(VENV)/bin/ruff format --check vsr_desktop tests benchmarks tools
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vsr_desktop tests benchmarks tools
 	$(VENV)/bin/ruff format --check vsr_desktop tests benchmarks tools
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
 ## Throughput benchmark (reference vs engine vs pipeline); figures go to docs/benchmarks.md

@@ -27,12 +27,21 @@ def startup_seconds(runs: int = 3) -> list[float]:
     times = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as home:
-            env = {**os.environ, "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home,
-                   "XDG_CACHE_HOME": home, "QT_QPA_PLATFORM": "offscreen"}
+            env = {
+                **os.environ,
+                "XDG_CONFIG_HOME": home,
+                "XDG_DATA_HOME": home,
+                "XDG_CACHE_HOME": home,
+                "QT_QPA_PLATFORM": "offscreen",
+            }
             start = time.perf_counter()
             result = subprocess.run(
                 [sys.executable, "-m", "vsr_desktop.gui.app", "--quit-after", "0.2"],
-                capture_output=True, text=True, env=env, timeout=120)
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
             wall = time.perf_counter() - start
             found = re.search(r"window shown after ([\d.]+) s", result.stderr)
             times.append(float(found.group(1)) if found else wall)
@@ -74,8 +83,10 @@ def summarize(name: str, samples: list[float]) -> str:
     if not samples:
         return f"{name:28} no samples"
     p99 = statistics.quantiles(samples, n=100)[98] if len(samples) > 2 else max(samples)
-    return (f"{name:28} ticks {len(samples):5d}  max late {max(samples):7.1f} ms  "
-            f"p99 {p99:6.1f} ms  over 100 ms: {sum(s > 100 for s in samples)}")
+    return (
+        f"{name:28} ticks {len(samples):5d}  max late {max(samples):7.1f} ms  "
+        f"p99 {p99:6.1f} ms  over 100 ms: {sum(s > 100 for s in samples)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
     starts = startup_seconds()
-    print(f"window shown after: {', '.join(f'{t:.2f}' for t in starts)} s "
-          f"(median {statistics.median(starts):.2f} s)", flush=True)
+    print(
+        f"window shown after: {', '.join(f'{t:.2f}' for t in starts)} s "
+        f"(median {statistics.median(starts):.2f} s)",
+        flush=True,
+    )
 
     from PySide6.QtWidgets import QApplication
 
@@ -111,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
                 if index is not None:
                     window.preview.set_frame(index)
 
-        print(summarize("scrubbing, renders in flight", probe.run_for(app, 10.0, scrub)),
-              flush=True)
+        print(
+            summarize("scrubbing, renders in flight", probe.run_for(app, 10.0, scrub)), flush=True
+        )
         window.start_jobs()
         print(summarize("job running", probe.run_for(app, args.job_seconds)), flush=True)
+        window.shutdown(cancel_jobs=True)  # a scratch job: no "keep for later" question
         window.close()
-        window.shutdown()
     return 0
 
 

@@ -24,12 +24,17 @@ def one_trip(url: str, rgb: np.ndarray, raw: bool, model: str) -> tuple[float, f
     """(round trip ms, server inference ms) for one region."""
     body, headers = wire.encode_request(rgb, raw)
     started = time.perf_counter()
-    request = urllib.request.Request(f"{url}/invocations?model={model}", data=body,
-                                     headers=headers, method="POST")
+    request = urllib.request.Request(
+        f"{url}/invocations?model={model}", data=body, headers=headers, method="POST"
+    )
     with urllib.request.urlopen(request, timeout=600) as reply:
         data = reply.read()
-        wire.decode_reply(data, reply.headers["Content-Type"], reply.headers.get("X-Width"),
-                          reply.headers.get("X-Height"))
+        wire.decode_reply(
+            data,
+            reply.headers["Content-Type"],
+            reply.headers.get("X-Width"),
+            reply.headers.get("X-Height"),
+        )
         infer = float(reply.headers["X-Inference-Ms"])
     return (time.perf_counter() - started) * 1000, infer
 
@@ -54,13 +59,14 @@ def main() -> None:
             rgb = np.ascontiguousarray(photo[:size, :size])
             for raw in (False, True):
                 one_trip(server.url, rgb, raw, args.model)  # warm-up
-                trips = [one_trip(server.url, rgb, raw, args.model)
-                         for _ in range(args.repeat)]
+                trips = [one_trip(server.url, rgb, raw, args.model) for _ in range(args.repeat)]
                 rtt = statistics.median(t for t, _ in trips)
                 infer = statistics.median(i for _, i in trips)
                 name = "raw" if raw else "png"
-                print(f"{size:>4}×{size:<4}  {name:6}  {rtt:22.0f}  {infer:12.0f}  "
-                      f"{rtt - infer:11.0f}")
+                print(
+                    f"{size:>4}×{size:<4}  {name:6}  {rtt:22.0f}  {infer:12.0f}  "
+                    f"{rtt - infer:11.0f}"
+                )
 
 
 if __name__ == "__main__":

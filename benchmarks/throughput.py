@@ -91,14 +91,18 @@ def run_reference(clip: Path, out: Path, device: str) -> float:
 
     half = device.startswith("cuda")
     upsampler = make_reference_upsampler(
-        load_state_dict_file(bundled_default_model_path()), "compact", 4, half=half,
+        load_state_dict_file(bundled_default_model_path()),
+        "compact",
+        4,
+        half=half,
         device=device,
     )
     info = probe(clip)
     start = time.perf_counter()
     with av.open(str(clip)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=info.video.average_rate,
-                                options=ENCODE.codec_options())
+        stream = dst.add_stream(
+            "libx264", rate=info.video.average_rate, options=ENCODE.codec_options()
+        )
         stream.width, stream.height = info.video.width * 4, info.video.height * 4
         stream.pix_fmt = "yuv420p"
         for frame in src.decode(video=0):
@@ -118,16 +122,18 @@ def reference_in_fresh_process(clip: Path, out: Path, device: str) -> float:
         "from pathlib import Path; from benchmarks.throughput import run_reference;"
         f"print(run_reference(Path({str(clip)!r}), Path({str(out)!r}), {device!r}))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     return float(result.stdout.strip().splitlines()[-1])
 
 
 def run_engine(frames: list[np.ndarray], device: str) -> float:
     """Our engine alone: the model's share of the pipeline's work, with no I/O."""
-    from vsr_desktop.backends.local import UpscaleRequest, build_engine
+    from vsr_desktop.core.job_spec import EngineSettings
+    from vsr_desktop.worker.job_setup import build_engine
 
-    engine: Any = build_engine(UpscaleRequest(source=Path("."), output=Path("."), device=device))
+    engine: Any = build_engine(EngineSettings(device=device))
     print(f"engine: {engine.describe()}", flush=True)
     # Fed as the pipeline feeds it: a stream of frames (one per core at once where the
     # engine runs them so). Warm-up first: on a CPU the first groups of a new frame size are
@@ -144,17 +150,21 @@ def run_engine(frames: list[np.ndarray], device: str) -> float:
 
 def run_pipeline(clip: Path, out: Path, work: Path, device: str) -> float:
     """Our whole job: probe, plan, model load, concurrent chunk pipeline, merge with audio."""
-    from vsr_desktop.backends.local import LocalBackend, UpscaleRequest, build_engine
+    from vsr_desktop.backends.local import LocalBackend
+    from vsr_desktop.core.job_spec import EngineSettings, JobSpec
     from vsr_desktop.core.jobs import JobStore
+    from vsr_desktop.worker.job_setup import build_engine
 
-    request = UpscaleRequest(source=clip, output=out, encode=ENCODE, device=device,
-                             overwrite=True)
-    engine = build_engine(request)  # loaded up front in both (b) and (c): not timed
-    backend = LocalBackend(JobStore(work / "jobs.sqlite3"), work_root=work,
-                           engine_factory=lambda _request: engine)
+    request = JobSpec(
+        source=clip, output=out, encode=ENCODE, engine=EngineSettings(device=device), overwrite=True
+    )
+    engine = build_engine(request.engine)  # loaded up front in both (b) and (c): not timed
+    backend = LocalBackend(
+        JobStore(work / "jobs.sqlite3"), work_root=work, engine_factory=lambda _request: engine
+    )
     frames = probe(clip).video.frame_count
     start = time.perf_counter()
-    backend.run(request)
+    backend.submit(request)
     return frames / (time.perf_counter() - start)
 
 
@@ -184,13 +194,21 @@ def peak_rss_mb(clip: Path, folder: Path, device: str) -> float:
         f" Path({str(folder)!r}) / 'rss-work', {device!r});"
         "print(own_peak_rss_mb())"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def measure_size(folder: Path, width: int, height: int, frames: int, device: str,
-                 reference: bool, repeats: int = 1) -> SizeResult:
+def measure_size(
+    folder: Path,
+    width: int,
+    height: int,
+    frames: int,
+    device: str,
+    reference: bool,
+    repeats: int = 1,
+) -> SizeResult:
     """(a), (b) and (c) in turn, ``repeats`` rounds; the best of each is kept.
 
     Best-of-N treats all three alike: a shared host's slow spells (measured ±20 % within
@@ -200,17 +218,30 @@ def measure_size(folder: Path, width: int, height: int, frames: int, device: str
     decoded = decode_all(clip)
     best = SizeResult(width, height, frames, 0.0 if reference else math.nan, 0.0, 0.0)
     for round_ in range(repeats):
-        ref = (reference_in_fresh_process(clip, folder / f"ref_{width}.mp4", device)
-               if reference else float("nan"))
+        ref = (
+            reference_in_fresh_process(clip, folder / f"ref_{width}.mp4", device)
+            if reference
+            else float("nan")
+        )
         engine = run_engine(decoded, device)
-        pipeline = run_pipeline(clip, folder / f"ours_{width}.mp4",
-                                folder / f"work_{width}_{round_}", device)
+        pipeline = run_pipeline(
+            clip, folder / f"ours_{width}.mp4", folder / f"work_{width}_{round_}", device
+        )
         if repeats > 1:
-            print(f"  round {round_ + 1}: (a) {ref:.3f} | (b) {engine:.3f} | (c) {pipeline:.3f}"
-                  f" fps | c/a {pipeline / ref:.2f} | c/b {pipeline / engine:.2f}", flush=True)
-        best = SizeResult(width, height, frames, max(best.reference_fps, ref),
-                          max(best.engine_fps, engine), max(best.pipeline_fps, pipeline),
-                          [*best.rounds, (ref, engine, pipeline)])
+            print(
+                f"  round {round_ + 1}: (a) {ref:.3f} | (b) {engine:.3f} | (c) {pipeline:.3f}"
+                f" fps | c/a {pipeline / ref:.2f} | c/b {pipeline / engine:.2f}",
+                flush=True,
+            )
+        best = SizeResult(
+            width,
+            height,
+            frames,
+            max(best.reference_fps, ref),
+            max(best.engine_fps, engine),
+            max(best.pipeline_fps, pipeline),
+            [*best.rounds, (ref, engine, pipeline)],
+        )
     return best
 
 
@@ -235,9 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-frames", type=int, default=48, help="frames of the 320×180 clip")
     parser.add_argument("--rss-frames", type=int, default=24, help="short clip for the RSS test")
     parser.add_argument("--no-reference", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="rounds of (a), (b), (c); every round, the best of each and the"
-                             " median of the rounds' ratios are reported")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="rounds of (a), (b), (c); every round, the best of each and the"
+        " median of the rounds' ratios are reported",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     from vsr_desktop.core.device import select_device
@@ -252,27 +287,44 @@ def main(argv: list[str] | None = None) -> int:
         for (w, h), n in (((640, 360), args.frames), ((320, 180), args.small_frames)):
             r = measure_size(folder, w, h, n, device, not args.no_reference, args.repeats)
             results.append(r)
-            print(f"{w}x{h} ×4, {n} frames, best of {args.repeats}: "
-                  f"(a) reference {r.reference_fps:.3f} fps | "
-                  f"(b) engine {r.engine_fps:.3f} fps | (c) pipeline {r.pipeline_fps:.3f} fps"
-                  f" | c/a {r.c_over_a:.2f} | c/b {r.c_over_b:.2f}"
-                  f" | median of the rounds' ratios: c/a {r.median_c_over_a:.2f}"
-                  f", c/b {r.median_c_over_b:.2f}", flush=True)
+            print(
+                f"{w}x{h} ×4, {n} frames, best of {args.repeats}: "
+                f"(a) reference {r.reference_fps:.3f} fps | "
+                f"(b) engine {r.engine_fps:.3f} fps | (c) pipeline {r.pipeline_fps:.3f} fps"
+                f" | c/a {r.c_over_a:.2f} | c/b {r.c_over_b:.2f}"
+                f" | median of the rounds' ratios: c/a {r.median_c_over_a:.2f}"
+                f", c/b {r.median_c_over_b:.2f}",
+                flush=True,
+            )
         short = make_bench_clip(folder, 320, 180, args.rss_frames)
         long = make_bench_clip(folder, 320, 180, args.rss_frames * 4)
         rss_short = peak_rss_mb(short, folder, device)
         rss_long = peak_rss_mb(long, folder, device)
     growth = rss_long / rss_short - 1
-    print(f"peak RSS: {args.rss_frames} frames {rss_short:.0f} MB, "
-          f"{args.rss_frames * 4} frames {rss_long:.0f} MB ({growth:+.1%})")
+    print(
+        f"peak RSS: {args.rss_frames} frames {rss_short:.0f} MB, "
+        f"{args.rss_frames * 4} frames {rss_long:.0f} MB ({growth:+.1%})"
+    )
     if args.json is not None:
-        args.json.write_text(json.dumps({
-            "environment": env, "sizes": [vars(r) | {
-                "c_over_a": r.c_over_a, "c_over_b": r.c_over_b,
-                "median_c_over_a": r.median_c_over_a, "median_c_over_b": r.median_c_over_b,
-            } for r in results],
-            "rss_mb": {"short": rss_short, "long": rss_long, "growth": growth},
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "environment": env,
+                    "sizes": [
+                        vars(r)
+                        | {
+                            "c_over_a": r.c_over_a,
+                            "c_over_b": r.c_over_b,
+                            "median_c_over_a": r.median_c_over_a,
+                            "median_c_over_b": r.median_c_over_b,
+                        }
+                        for r in results
+                    ],
+                    "rss_mb": {"short": rss_short, "long": rss_long, "growth": growth},
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 PY=${PYTHON:-python3}
 # Qt offscreen (tests) and a real window under Xvfb (screenshots); imagemagick for captures;
-# openssh for the Slurm-over-SSH tests (a private sshd on 127.0.0.1, see tests/ssh_fixture.py);
+# openssh for the Slurm-over-SSH tests (a private sshd on 127.0.0.1, see tests/helpers/ssh_fixture.py);
 # nsis and desktop-file-utils so the packaging tests compile the Windows installer script and
 # validate the Linux .desktop file instead of skipping.
 APT_PACKAGES=(ca-certificates libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6

@@ -13,9 +13,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from tests.aws_fixture import aws, moto_server  # noqa: F401 - moto server fixtures
-from tests.slurm_fixture import slurm_cluster  # noqa: F401 - the session fixture
-from tests.ssh_fixture import ssh_server  # noqa: F401 - a private sshd
+from tests.helpers.aws_fixture import aws, moto_server  # noqa: F401 - moto server fixtures
+from tests.helpers.slurm_fixture import slurm_cluster  # noqa: F401 - the session fixture
+from tests.helpers.ssh_fixture import ssh_server  # noqa: F401 - a private sshd
 from vsr_desktop.core.media.synth import ClipSpec, make_clip
 
 ClipFactory = Callable[..., Path]
@@ -50,8 +50,12 @@ def clip_factory(tmp_path_factory: pytest.TempPathFactory, photo: np.ndarray) ->
 def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own data/cache/config dirs: the user's real ones are never touched."""
     home = tmp_path / "userdirs"
-    for var, sub in (("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache"),
-                     ("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state")):
+    for var, sub in (
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_STATE_HOME", "state"),
+    ):
         (home / sub).mkdir(parents=True)
         monkeypatch.setenv(var, str(home / sub))
     return home

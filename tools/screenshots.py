@@ -56,8 +56,8 @@ def main() -> int:
         pump(120, lambda: any(j.frames_done >= 20 for j in window.store.all_jobs()))
         pump(1.0)
         window.grab().save(str(OUT / "jobs_running.png"))
+        window.shutdown(cancel_jobs=True)  # a scratch job: no "keep for later" question
         window.close()
-        window.shutdown()
     print(f"saved screenshots in {OUT}")
     return 0
 

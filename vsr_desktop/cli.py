@@ -22,40 +22,65 @@ CODEC_CHOICES = ("h264", "h265", "av1", "prores", "vp9")
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="realesr-animevideov3",
-                        help="model name from `vsr models list`, or a .pth/.safetensors file")
-    parser.add_argument("--scale", type=float, default=None,
-                        help="output scale (default: the model's own, e.g. 4)")
-    parser.add_argument("--denoise", type=float, default=None, dest="denoise_strength",
-                        help="denoise strength 0..1 (realesr-general-x4v3 only)")
+    parser.add_argument(
+        "--model",
+        default="realesr-animevideov3",
+        help="model name from `vsr models list`, or a .pth/.safetensors file",
+    )
+    parser.add_argument(
+        "--scale", type=float, default=None, help="output scale (default: the model's own, e.g. 4)"
+    )
+    parser.add_argument(
+        "--denoise",
+        type=float,
+        default=None,
+        dest="denoise_strength",
+        help="denoise strength 0..1 (realesr-general-x4v3 only)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
-    parser.add_argument("--cpu-conv", default="auto", dest="cpu_convolution",
-                        choices=("auto", "onednn", "winograd"),
-                        help="CPU convolutions: winograd runs one frame per core in fp32 "
-                             "(auto: whichever is faster on the first frames of each size)")
-    parser.add_argument("--tile", type=int, default=0,
-                        help="tile size in pixels (0: whole frames, tiles after out-of-memory)")
-    parser.add_argument("--download", action="store_true",
-                        help="download the model if it is not cached yet")
+    parser.add_argument(
+        "--cpu-conv",
+        default="auto",
+        dest="cpu_convolution",
+        choices=("auto", "onednn", "winograd"),
+        help="CPU convolutions: winograd runs one frame per core in fp32 "
+        "(auto: whichever is faster on the first frames of each size)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=0,
+        help="tile size in pixels (0: whole frames, tiles after out-of-memory)",
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="download the model if it is not cached yet"
+    )
 
 
-def _add_job_options(parser: argparse.ArgumentParser) -> None:
+def _add_job_options(parser: argparse.ArgumentParser, input_required: bool = True) -> None:
     """Input, output, model and encoder choices: shared by `upscale` and `worker plan`."""
-    parser.add_argument("input", type=Path)
-    parser.add_argument("-o", "--output", type=Path, default=None,
-                        help="output file (default: INPUT_upscaled.mp4 beside the input)")
+    parser.add_argument("input", type=Path, nargs=None if input_required else "?")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="output file (default: INPUT_upscaled.mp4 beside the input)",
+    )
     _add_engine_options(parser)
     parser.add_argument("--codec", default="h264", choices=CODEC_CHOICES)
     parser.add_argument("--crf", type=int, default=None, help="quality: lower is better")
-    parser.add_argument("--bitrate", type=int, default=None,
-                        help="bits per second instead of CRF")
+    parser.add_argument("--bitrate", type=int, default=None, help="bits per second instead of CRF")
     parser.add_argument("--preset", default=None, help="encoder speed preset")
-    parser.add_argument("--ten-bit", action="store_true", default=None,
-                        help="force 10-bit output")
+    parser.add_argument("--ten-bit", action="store_true", default=None, help="force 10-bit output")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--chunk-seconds", type=float, default=60.0,
-                        help="chunk length: the unit of progress and resume")
+    parser.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=60.0,
+        help="chunk length: the unit of progress and resume",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
@@ -63,8 +88,14 @@ def _add_worker_parser(sub: Any) -> None:
     worker = sub.add_parser("worker", help="stages of a distributed job (Slurm, AWS Batch)")
     wsub = worker.add_subparsers(dest="worker_command", required=True)
     plan = wsub.add_parser("plan", help="probe the source and cut the chunk plan")
-    _add_job_options(plan)
+    _add_job_options(plan, input_required=False)
     plan.add_argument("--workdir", type=Path, required=True, help="shared work folder")
+    plan.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        help="the job spec file the app wrote (instead of INPUT and options)",
+    )
     job_uri_help = "s3://BUCKET/jobs/JOB_ID of an AWS job (default: $VSR_JOB_URI)"
     split = wsub.add_parser("split", help="AWS: probe the job's source in S3 and upload the plan")
     split.add_argument("--job-uri", default=None, help=job_uri_help)
@@ -72,13 +103,18 @@ def _add_worker_parser(sub: Any) -> None:
     up_where = up.add_mutually_exclusive_group()
     up_where.add_argument("--workdir", type=Path, default=None, help="shared work folder (Slurm)")
     up_where.add_argument("--job-uri", default=None, help=job_uri_help)
-    up.add_argument("--chunk", type=int, default=None,
-                    help="chunk index (default: $VSR_CHUNK_INDEX, $SLURM_ARRAY_TASK_ID or "
-                         "$AWS_BATCH_JOB_ARRAY_INDEX)")
+    up.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="chunk index (default: $VSR_CHUNK_INDEX, $SLURM_ARRAY_TASK_ID or "
+        "$AWS_BATCH_JOB_ARRAY_INDEX)",
+    )
     merge = wsub.add_parser("merge", help="join the chunks and the source's audio")
     merge_where = merge.add_mutually_exclusive_group()
-    merge_where.add_argument("--workdir", type=Path, default=None,
-                             help="shared work folder (Slurm)")
+    merge_where.add_argument(
+        "--workdir", type=Path, default=None, help="shared work folder (Slurm)"
+    )
     merge_where.add_argument("--job-uri", default=None, help=job_uri_help)
     status = wsub.add_parser("status", help="progress of every chunk, as JSON")
     status.add_argument("--workdir", type=Path, required=True)
@@ -86,7 +122,8 @@ def _add_worker_parser(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="vsr", description="Upscale video with Real-ESRGAN models.")
+        prog="vsr", description="Upscale video with Real-ESRGAN models."
+    )
     parser.add_argument("--version", action="version", version=f"vsr {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("upscale", help="upscale a whole video")
     _add_job_options(up)
     up.add_argument("--quiet", action="store_true", help="no progress bar")
+    up.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over instead of resuming an unfinished run of the same job",
+    )
 
     pv = sub.add_parser("preview", help="write a before/after picture of one frame")
     pv.add_argument("input", type=Path)
@@ -112,12 +154,33 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("param", type=Path)
     imp.add_argument("-o", "--output", type=Path, default=None)
 
-    jobs = sub.add_parser("jobs", help="list, show, resume or remove jobs")
+    jobs = sub.add_parser(
+        "jobs", help="list, show, cancel, resume, retry or remove jobs (on any backend)"
+    )
     jsub = jobs.add_subparsers(dest="jobs_command", required=True)
-    jsub.add_parser("list")
-    for name in ("show", "resume", "remove"):
-        cmd = jsub.add_parser(name)
+    jsub.add_parser("list", help="every job, newest first")
+    helps = {
+        "show": "every field of one job, refreshed from where it runs",
+        "cancel": "stop a job wherever it runs (finished chunks stay)",
+        "resume": "continue from the finished chunks",
+        "retry": "start a stopped job over from nothing",
+        "fetch": "bring a finished remote job's output to its local path",
+        "remove": "delete a stopped job's work files and its record (never the output)",
+    }
+    for name, text in helps.items():
+        cmd = jsub.add_parser(name, help=text)
         cmd.add_argument("job_id")
+        if name in ("resume", "retry"):
+            cmd.add_argument(
+                "--overwrite",
+                action="store_true",
+                help="replace an output file that appeared meanwhile",
+            )
+            cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name == "resume":
+            cmd.add_argument(
+                "--restart", action="store_true", help="start over (e.g. after the source changed)"
+            )
 
     _add_worker_parser(sub)
 
@@ -125,26 +188,52 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = slurm.add_subparsers(dest="slurm_command", required=True)
     submit = ssub.add_parser("submit", help="split → array of chunk tasks → merge")
     _add_job_options(submit)
-    submit.add_argument("--workdir", type=Path, required=True,
-                        help="a folder every node sees (shared filesystem); with --ssh, an "
-                             "absolute path on the cluster")
-    submit.add_argument("--ssh", default=None, metavar="USER@HOST",
-                        help="submit through this login host over SSH: the source goes up "
-                             "with the job and the output comes back when it ends")
+    submit.add_argument(
+        "--workdir",
+        type=Path,
+        required=True,
+        help="a folder every node sees (shared filesystem); with --ssh, an "
+        "absolute path on the cluster",
+    )
+    submit.add_argument(
+        "--ssh",
+        default=None,
+        metavar="USER@HOST",
+        help="submit through this login host over SSH: the source goes up "
+        "with the job and the output comes back when it ends",
+    )
     submit.add_argument("--ssh-port", type=int, default=None)
     submit.add_argument("--ssh-key", default=None, metavar="PATH", help="ssh -i key")
-    submit.add_argument("--ssh-option", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra `ssh -o` option (repeatable)")
-    submit.add_argument("--ssh-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="set on the login host before each Slurm command, e.g. "
-                             "SLURM_CONF=/etc/slurm-alt/slurm.conf (repeatable)")
-    submit.add_argument("--remote-vsr", default="vsr", metavar="CMD",
-                        help="how the cluster runs vsr with --ssh (default: vsr), e.g. "
-                             "'/shared/vsr-venv/bin/vsr' or 'apptainer exec --nv vsr.sif vsr'")
+    submit.add_argument(
+        "--ssh-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra `ssh -o` option (repeatable)",
+    )
+    submit.add_argument(
+        "--ssh-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set on the login host before each Slurm command, e.g. "
+        "SLURM_CONF=/etc/slurm-alt/slurm.conf (repeatable)",
+    )
+    submit.add_argument(
+        "--remote-vsr",
+        default="vsr",
+        metavar="CMD",
+        help="how the cluster runs vsr with --ssh (default: vsr), e.g. "
+        "'/shared/vsr-venv/bin/vsr' or 'apptainer exec --nv vsr.sif vsr'",
+    )
     submit.add_argument("--partition", default=None)
     submit.add_argument("--gpus-per-task", type=int, default=0)
-    submit.add_argument("--max-parallel", type=int, default=4,
-                        help="chunk tasks running at once (sbatch --array %%K)")
+    submit.add_argument(
+        "--max-parallel",
+        type=int,
+        default=4,
+        help="chunk tasks running at once (sbatch --array %%K)",
+    )
     for name in ("status", "cancel"):
         cmd = ssub.add_parser(name)
         cmd.add_argument("job_id")
@@ -153,20 +242,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cloud_parser(sub, _add_job_options)
 
-    serve = sub.add_parser("serve", help="preview inference server (SageMaker's /ping, "
-                                         "/invocations)")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (the container uses 0.0.0.0)")
+    serve = sub.add_parser(
+        "serve", help="preview inference server (SageMaker's /ping, /invocations)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (the container uses 0.0.0.0)"
+    )
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--max-bytes", type=int, default=16 * 1024 * 1024,
-                       help="largest request body; bigger ones get 413 unread")
-    serve.add_argument("--max-pixels", type=int, default=1024 * 1024,
-                       help="largest region, in input pixels")
+    serve.add_argument(
+        "--max-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        help="largest request body; bigger ones get 413 unread",
+    )
+    serve.add_argument(
+        "--max-pixels", type=int, default=1024 * 1024, help="largest region, in input pixels"
+    )
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     serve.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     serve.add_argument("--tile", type=int, default=0)
-    serve.add_argument("--download", action="store_true",
-                       help="download a requested model that is not cached yet")
+    serve.add_argument(
+        "--download", action="store_true", help="download a requested model that is not cached yet"
+    )
 
     demo = sub.add_parser("demo", help="upscale the bundled sample clip (what `make run` does)")
     demo.add_argument("-o", "--output-dir", type=Path, default=Path("out"))
@@ -188,12 +285,17 @@ class _ProgressBar:
         from tqdm import tqdm
 
         if self._bar is None:
-            self._bar = tqdm(total=event.frames_total, unit="frame", dynamic_ncols=True,
-                             initial=event.frames_done)
+            self._bar = tqdm(
+                total=event.frames_total,
+                unit="frame",
+                dynamic_ncols=True,
+                initial=event.frames_done,
+            )
         self._bar.n = event.frames_done
         self._bar.set_postfix_str(
-            f"{event.phase} chunks {event.chunks_done}/{event.chunks_total} "
-            f"{event.fps:.2f} fps", refresh=False)
+            f"{event.phase} chunks {event.chunks_done}/{event.chunks_total} {event.fps:.2f} fps",
+            refresh=False,
+        )
         self._bar.refresh()
 
     def close(self) -> None:
@@ -218,21 +320,51 @@ def _default_output(source: Path) -> Path:
     return source.with_name(f"{source.stem}_upscaled.mp4")
 
 
-def _request_from_args(args: argparse.Namespace) -> Any:
-    from vsr_desktop.core.media.encode import EncodeSettings
-    from vsr_desktop.worker.request import UpscaleRequest
+def _engine_settings_from_args(args: argparse.Namespace) -> Any:
+    from vsr_desktop.core.job_spec import EngineSettings
 
+    return EngineSettings(
+        model=args.model,
+        outscale=args.scale,
+        denoise_strength=args.denoise_strength,
+        device=args.device,
+        precision=args.precision,
+        tile=args.tile,
+        cpu_convolution=args.cpu_convolution,
+        allow_download=args.download,
+        batch_size=getattr(args, "batch_size", 1),
+    )
+
+
+def _spec_from_args(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from vsr_desktop.core.job_spec import JobSpec
+    from vsr_desktop.core.media.encode import EncodeSettings
+
+    if getattr(args, "spec", None) is not None:
+        try:
+            return JobSpec.from_json(args.spec.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InputError(f"cannot read the job spec {args.spec} ({exc.strerror})") from exc
+    if args.input is None:
+        raise InputError("no input given", "pass INPUT (or --spec FILE)")
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
-    return UpscaleRequest(
-        source=args.input, output=args.output or _default_output(args.input),
-        model=args.model, outscale=args.scale, denoise_strength=args.denoise_strength,
-        encode=EncodeSettings(codec=args.codec, crf=args.crf, bitrate=args.bitrate,
-                              preset=args.preset, ten_bit=args.ten_bit),
-        device=args.device, precision=args.precision, tile=args.tile,
-        cpu_convolution=args.cpu_convolution, batch_size=args.batch_size,
+    engine = _engine_settings_from_args(args)
+    return JobSpec(
+        source=args.input,
+        output=args.output or _default_output(args.input),
+        engine=replace(engine, batch_size=args.batch_size),
+        encode=EncodeSettings(
+            codec=args.codec,
+            crf=args.crf,
+            bitrate=args.bitrate,
+            preset=args.preset,
+            ten_bit=args.ten_bit,
+        ),
         chunk_seconds=args.chunk_seconds,
-        overwrite=args.overwrite, allow_download=args.download,
+        overwrite=args.overwrite,
     )
 
 
@@ -240,11 +372,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from vsr_desktop.backends.local import LocalBackend
     from vsr_desktop.core.jobs import JobStore
 
-    return _run_job(_request_from_args(args), LocalBackend(JobStore()), quiet=args.quiet)
+    backend = LocalBackend(JobStore())
+    job = backend.prepare(_spec_from_args(args), restart=args.restart)
+    return _run_job(job, backend, quiet=args.quiet)
 
 
 def _slurm_backend(workdir: Path, args: argparse.Namespace | None = None) -> Any:
-    """For status/cancel (no args) the job record says how to reach the cluster."""
+    """The backend for `vsr slurm submit`'s target; the job's spec keeps that target, so
+    status, cancel, resume and remove later rebuild it from the record alone."""
     import shlex
     from pathlib import PurePosixPath
 
@@ -256,20 +391,27 @@ def _slurm_backend(workdir: Path, args: argparse.Namespace | None = None) -> Any
     extra: dict[str, Any] = {}
     if ssh_host and args is not None:
         if not PurePosixPath(workdir).is_absolute():
-            raise InputError(f"--workdir {workdir} must be an absolute path on the cluster",
-                             "e.g. --workdir /shared/vsr-jobs")
-        extra = {"workdir_root": PurePosixPath(workdir),
-                 "ssh": SshLogin(host=ssh_host, port=args.ssh_port, key=args.ssh_key,
-                                 options=tuple(args.ssh_option)),
-                 "vsr_command": tuple(shlex.split(args.remote_vsr)),
-                 "env": dict(_name_value(item, "--ssh-env") for item in args.ssh_env)}
-    target = SlurmTarget(**{
-        "workdir_root": workdir.resolve(),
-        "partition": getattr(args, "partition", None),
-        "gpus_per_task": getattr(args, "gpus_per_task", 0),
-        "max_parallel": getattr(args, "max_parallel", 4),
-        **extra,
-    })
+            raise InputError(
+                f"--workdir {workdir} must be an absolute path on the cluster",
+                "e.g. --workdir /shared/vsr-jobs",
+            )
+        extra = {
+            "workdir_root": PurePosixPath(workdir),
+            "ssh": SshLogin(
+                host=ssh_host, port=args.ssh_port, key=args.ssh_key, options=tuple(args.ssh_option)
+            ),
+            "vsr_command": tuple(shlex.split(args.remote_vsr)),
+            "env": dict(_name_value(item, "--ssh-env") for item in args.ssh_env),
+        }
+    target = SlurmTarget(
+        **{
+            "workdir_root": workdir.resolve(),
+            "partition": getattr(args, "partition", None),
+            "gpus_per_task": getattr(args, "gpus_per_task", 0),
+            "max_parallel": getattr(args, "max_parallel", 4),
+            **extra,
+        }
+    )
     return SlurmBackend(JobStore(), target)
 
 
@@ -285,23 +427,31 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
     if args.slurm_command == "submit":
         backend = _slurm_backend(args.workdir, args)
-        job = backend.submit(_request_from_args(args))
+        job = backend.submit(_spec_from_args(args))
         ids = backend.job_ids(job)
         print(job.id)
-        print(f"submitted job {job.id}: Slurm jobs split {ids.split}, "
-              f"array {ids.array} ({ids.chunks} chunks), merge {ids.merge}", file=sys.stderr)
+        print(
+            f"submitted job {job.id}: Slurm jobs split {ids.split}, "
+            f"array {ids.array} ({ids.chunks} chunks), merge {ids.merge}",
+            file=sys.stderr,
+        )
         return 0
-    job = JobStore().get(args.job_id)
+    from vsr_desktop.backends.registry import default_registry
+
+    store = JobStore()
+    job = store.get(args.job_id)
     if job.backend != "slurm":
-        raise InputError(f"job {job.id} is not a Slurm job", "use `vsr jobs` for local jobs")
-    backend = _slurm_backend(Path(job.work_dir).parent)
+        raise InputError(f"job {job.id} is not a Slurm job", "use `vsr jobs` for it")
+    backend = default_registry(store).for_job(job)
     if args.slurm_command == "cancel":
-        backend.cancel(job)
-        print(f"cancelled {job.id}", file=sys.stderr)
+        job = backend.cancel(job)
+        print(f"cancelled {job.id} ({job.state.value})", file=sys.stderr)
         return 0
     job = backend.poll(job)
-    print(f"{job.id}  {job.state.value}  {job.phase}  chunks {job.chunks_done}/"
-          f"{job.chunks_total}  frames {job.frames_done}/{job.frames_total}  {job.message}")
+    print(
+        f"{job.id}  {job.state.value}  {job.phase}  chunks {job.chunks_done}/"
+        f"{job.chunks_total}  frames {job.frames_done}/{job.frames_total}  {job.message}"
+    )
     return 0
 
 
@@ -313,7 +463,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from vsr_desktop.worker import stages
 
     if args.worker_command == "plan":
-        plan = stages.plan_stage(_request_from_args(args), args.workdir)
+        plan = stages.plan_stage(_spec_from_args(args), args.workdir)
         print(len(plan.chunks))
         return 0
     if args.worker_command == "split":
@@ -331,11 +481,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.worker_command == "upscale":
         index = args.chunk
         if index is None:
-            env = (os.environ.get("VSR_CHUNK_INDEX") or os.environ.get("SLURM_ARRAY_TASK_ID")
-                   or os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX"))
+            env = (
+                os.environ.get("VSR_CHUNK_INDEX")
+                or os.environ.get("SLURM_ARRAY_TASK_ID")
+                or os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+            )
             if env is None:
-                raise InputError("no chunk index given",
-                                 "pass --chunk N (or run as a Slurm/AWS Batch array task)")
+                raise InputError(
+                    "no chunk index given",
+                    "pass --chunk N (or run as a Slurm/AWS Batch array task)",
+                )
             if not env.strip().isdigit():
                 raise InputError(f"chunk index {env!r} is not a number", "pass --chunk N")
             index = int(env)
@@ -347,8 +502,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             else:
                 from vsr_desktop.worker import s3_job
 
-                did = s3_job.upscale_from_s3(s3_job.resolve_job_uri(args.job_uri), index,
-                                             cancel=cancel)
+                did = s3_job.upscale_from_s3(
+                    s3_job.resolve_job_uri(args.job_uri), index, cancel=cancel
+                )
         except CancelledError:
             print(f"chunk {index} stopped; run it again to redo it", file=sys.stderr)
             return 143
@@ -363,8 +519,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             else:
                 from vsr_desktop.worker import s3_job
 
-                warnings = s3_job.merge_from_s3(s3_job.resolve_job_uri(args.job_uri),
-                                                cancel=cancel)
+                warnings = s3_job.merge_from_s3(s3_job.resolve_job_uri(args.job_uri), cancel=cancel)
         except CancelledError:
             print("merge stopped; run it again", file=sys.stderr)
             return 143
@@ -376,19 +531,32 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_job(request: Any, backend: Any, quiet: bool) -> int:
-    """Run a job with a progress bar; Ctrl-C cancels and leaves it resumable."""
-    job = backend.prepare(request)
+def _run_job(
+    job: Any,
+    backend: Any,
+    quiet: bool,
+    *,
+    resume: bool = False,
+    restart: bool = False,
+    overwrite: bool = False,
+) -> int:
+    """Run (or resume) a job in this process with a progress bar; Ctrl-C or SIGTERM cancels
+    cooperatively and leaves it resumable."""
     done = backend.store.finished_chunks(job.id)
-    if done:
+    if done and not restart:
         print(f"resuming job {job.id}: {len(done)} chunk(s) already done", file=sys.stderr)
     else:
-        print(f"job {job.id}: {request.source} → {request.output}", file=sys.stderr)
+        print(f"job {job.id}: {job.source} → {job.output}", file=sys.stderr)
     cancel = threading.Event()
     _install_sigint(cancel)
     bar = _ProgressBar(quiet)
     try:
-        result = backend.run(request, progress=bar, cancel=cancel, job=job)
+        if resume:
+            result = backend.resume(
+                job, progress=bar, cancel=cancel, restart=restart, overwrite=overwrite
+            )
+        else:
+            result = backend.run(job, progress=bar, cancel=cancel, restart=restart)
     except CancelledError:
         bar.close()
         print(f"cancelled; resume with `vsr jobs resume {job.id}`", file=sys.stderr)
@@ -402,14 +570,11 @@ def _run_job(request: Any, backend: Any, quiet: bool) -> int:
 
 
 def _engine_for(args: argparse.Namespace) -> Any:
-    from vsr_desktop.backends.local import UpscaleRequest, build_engine
+    from vsr_desktop.worker.job_setup import build_engine, check_engine_settings
 
-    return build_engine(UpscaleRequest(
-        source=Path("."), output=Path("."), model=args.model, outscale=args.scale,
-        denoise_strength=args.denoise_strength, device=args.device,
-        precision=args.precision, tile=args.tile, allow_download=args.download,
-        cpu_convolution=args.cpu_convolution,
-    ))
+    settings = _engine_settings_from_args(args)
+    check_engine_settings(settings)
+    return build_engine(settings)
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -434,8 +599,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     if args.models_command == "list":
         for spec in models.MODEL_REGISTRY.values():
-            here = "bundled" if spec.name == models.DEFAULT_MODEL_NAME else (
-                "cached" if models.cached_model_path(spec) else "not downloaded")
+            here = (
+                "bundled"
+                if spec.name == models.DEFAULT_MODEL_NAME
+                else ("cached" if models.cached_model_path(spec) else "not downloaded")
+            )
             print(f"{spec.name:32} x{spec.scale}  {spec.arch:16} {here:15} {spec.description}")
         return 0
     if args.models_command == "download":
@@ -443,52 +611,105 @@ def cmd_models(args: argparse.Namespace) -> int:
 
         spec = models.get_spec(args.name)
         with tqdm(total=spec.size_bytes, unit="B", unit_scale=True) as bar:
+
             def progress(done: int, total: int) -> None:
                 bar.total = total
                 bar.n = done
                 bar.refresh()
+
             path = models.download_model(spec, progress=progress)
         print(f"saved {path}", file=sys.stderr)
         return 0
     out = args.output or args.param.with_suffix(".safetensors")
     loaded = models.import_ncnn_to_file(args.param, out)
-    scale = (f"x{loaded.scale} network, x{loaded.output_scale:g} output (its graph ends in a "
-             "resize; --scale overrides)" if loaded.output_scale else f"x{loaded.scale}")
+    scale = (
+        f"x{loaded.scale} network, x{loaded.output_scale:g} output (its graph ends in a "
+        "resize; --scale overrides)"
+        if loaded.output_scale
+        else f"x{loaded.scale}"
+    )
     print(f"imported {loaded.arch} {scale} → {out}", file=sys.stderr)
     return 0
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from vsr_desktop.core.jobs import JobStore
+    """Every job, whatever its backend, through the backend registry."""
+    from vsr_desktop.backends.registry import default_registry
+    from vsr_desktop.core.jobs import JobState, JobStore
 
     store = JobStore()
     if args.jobs_command == "list":
         for job in store.all_jobs():
-            print(f"{job.id}  {job.state.value:11} {job.progress:6.1%}  {job.backend:6} "
-                  f"{job.name} → {job.output}")
+            _print_line(
+                f"{job.id}  {job.state.value:11} {job.progress:6.1%}  {job.backend:6} "
+                f"{job.name} → {job.output}"
+            )
         return 0
     job = store.get(args.job_id)
+    backend = default_registry(store).for_job(job)
     if args.jobs_command == "show":
+        job = backend.poll(job)
         for key, value in vars(job).items():
-            print(f"{key:13} {value.value if hasattr(value, 'value') else value}")
+            if key == "spec":
+                value = value.to_json() if value is not None else None
+            _print_line(f"{key:13} {value.value if hasattr(value, 'value') else value}")
+        return 0
+    if args.jobs_command == "cancel":
+        job = backend.cancel(job)
+        print(f"cancel sent to job {job.id} ({job.state.value})", file=sys.stderr)
         return 0
     if args.jobs_command == "remove":
-        store.delete(job.id)
+        lost = backend.work_lost_on_remove(job)
+        backend.remove(job)
+        print(f"removed job {job.id}" + (f" ({lost})" if lost else ""), file=sys.stderr)
         return 0
-    return _resume(job, store)
+    if args.jobs_command == "fetch":
+        return _fetch(backend, job)
+    job = backend.poll(job)
+    restart = args.jobs_command == "retry" or bool(getattr(args, "restart", False))
+    if not backend.runs_in_process:  # it decides what a resume of a finished job means
+        job = backend.resume(job, restart=restart, overwrite=args.overwrite)
+        print(f"job {job.id}: {job.state.value} {job.message}".rstrip(), file=sys.stderr)
+        return 0
+    if job.state is JobState.COMPLETED and not restart:
+        print(f"job {job.id} is already completed: {job.output}", file=sys.stderr)
+        return 0
+    return _run_job(
+        job, backend, quiet=args.quiet, resume=True, restart=restart, overwrite=args.overwrite
+    )
 
 
-def _resume(job: Any, store: Any) -> int:
-    from vsr_desktop.backends.local import LocalBackend, request_from_job
+def _fetch(backend: Any, job: Any) -> int:
+    """Bring a finished remote output here, with a byte progress bar."""
+    from tqdm import tqdm
 
-    if not job.state.is_resumable:
-        raise InputError(f"job {job.id} is {job.state.value}, not resumable")
-    return _run_job(request_from_job(job), LocalBackend(store), quiet=False)
+    with tqdm(unit="B", unit_scale=True, desc="download", disable=not sys.stderr.isatty()) as bar:
+
+        def on_bytes(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        path = backend.fetch_output(job, on_bytes=on_bytes)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _print_line(text: str) -> None:
+    """print() that ends quietly when the reader has gone (`vsr jobs list | head`)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Upscale the bundled sample with the bundled model: output video plus a comparison."""
-    from vsr_desktop.backends.local import UpscaleRequest
+    from vsr_desktop.core.job_spec import EngineSettings, JobSpec
     from vsr_desktop.core.jobs import JobStore
     from vsr_desktop.core.media.probe import probe
     from vsr_desktop.core.preview import compose, render_before_after, save_png
@@ -497,20 +718,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     sample = sample_clip_path()
     video_out = args.output_dir / "sample_x4.mp4"
-    request = UpscaleRequest(source=sample, output=video_out, device=args.device,
-                             precision=args.precision, overwrite=True)
-    from vsr_desktop.backends.local import LocalBackend, build_engine
+    spec = JobSpec(
+        source=sample,
+        output=video_out,
+        overwrite=True,
+        engine=EngineSettings(device=args.device, precision=args.precision),
+    )
+    from vsr_desktop.backends.local import LocalBackend
+    from vsr_desktop.worker.job_setup import build_engine
 
-    engine = build_engine(request)  # one model load for the job and the picture
-    code = _run_job(request, LocalBackend(JobStore(), engine_factory=lambda _: engine),
-                    quiet=False)
+    engine = build_engine(spec.engine)  # one model load for the job and the picture
+    backend = LocalBackend(JobStore(), engine_factory=lambda _: engine)
+    code = _run_job(backend.prepare(spec), backend, quiet=False)
     if code:
         return code
     info = probe(sample)
     before, after = render_before_after(info, info.video.frame_count // 2, engine)
     picture = args.output_dir / "sample_compare.png"
-    save_png(compose(before, after, "side-by-side",
-                     ("Before (bicubic)", f"After ({request.model})")), picture)
+    save_png(
+        compose(
+            before, after, "side-by-side", ("Before (bicubic)", f"After ({spec.engine.model})")
+        ),
+        picture,
+    )
     print(f"wrote {picture}", file=sys.stderr)
     return 0
 
@@ -527,21 +757,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    options = ServerOptions(max_bytes=args.max_bytes, max_pixels=args.max_pixels,
-                            device=args.device, precision=args.precision, tile=args.tile,
-                            allow_download=args.download)
+    options = ServerOptions(
+        max_bytes=args.max_bytes,
+        max_pixels=args.max_pixels,
+        device=args.device,
+        precision=args.precision,
+        tile=args.tile,
+        allow_download=args.download,
+    )
     try:
         serve(args.host, args.port, args.max_bytes, stop=stop, options=options)
     except OSError as exc:
-        raise InputError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})",
-                         "choose another --port or stop what uses it") from None
+        raise InputError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror})",
+            "choose another --port or stop what uses it",
+        ) from None
     return 0
 
 
 def cmd_cloud(args: argparse.Namespace) -> int:
     from vsr_desktop import cli_cloud
 
-    return cli_cloud.cmd_cloud(args, _request_from_args)
+    return cli_cloud.cmd_cloud(args, _spec_from_args)
 
 
 COMMANDS = {

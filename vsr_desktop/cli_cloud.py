@@ -31,20 +31,32 @@ def add_cloud_parser(sub: Any, add_job_options: Any) -> None:
         parser: argparse.ArgumentParser = csub.add_parser(name, help=help_text)
         parser.add_argument("--profile", default=None, help="AWS profile (default: settings)")
         parser.add_argument("--region", default=None, help="AWS region (default: settings)")
-        parser.add_argument("--keychain", default=None, metavar="ACCOUNT",
-                            help="use access keys kept in the OS keychain under ACCOUNT")
+        parser.add_argument(
+            "--keychain",
+            default=None,
+            metavar="ACCOUNT",
+            help="use access keys kept in the OS keychain under ACCOUNT",
+        )
         parser.add_argument("--stack", default=None, help="stack name (default: vsr-desktop)")
         return parser
 
     setup = command("setup", "deploy or update the stack (bucket, Batch, state machine)")
-    setup.add_argument("--gpu-instance-types", default=None,
-                       help="comma-separated, e.g. g4dn.xlarge,g5.xlarge,g6.xlarge")
+    setup.add_argument(
+        "--gpu-instance-types",
+        default=None,
+        help="comma-separated, e.g. g4dn.xlarge,g5.xlarge,g6.xlarge",
+    )
     setup.add_argument("--max-gpu-vcpus", type=int, default=None)
     setup.add_argument("--image", default=None, help="worker container image URI (ECR)")
-    setup.add_argument("--max-parallel", type=int, default=None,
-                       help="chunks running at once (at most 40)")
-    setup.add_argument("--retention-days", type=int, default=None,
-                       help="days before job files in the bucket expire")
+    setup.add_argument(
+        "--max-parallel", type=int, default=None, help="chunks running at once (at most 40)"
+    )
+    setup.add_argument(
+        "--retention-days",
+        type=int,
+        default=None,
+        help="days before job files in the bucket expire",
+    )
     teardown = command("teardown", "empty the bucket and delete the stack")
     teardown.add_argument("--yes", action="store_true", help="do not ask")
     command("status", "the stack's state and outputs, and who you are signed in as")
@@ -57,24 +69,35 @@ def add_cloud_parser(sub: Any, add_job_options: Any) -> None:
     add_job_options(estimate)
     submit = command("submit", "upload a video and upscale it in the cloud")
     add_job_options(submit)
-    submit.add_argument("--wait", action="store_true",
-                        help="follow the job, then download the result")
-    for name, text in (("poll", "refresh a cloud job's progress"),
-                       ("cancel", "stop a cloud job (and its Batch jobs)"),
-                       ("download", "download a finished cloud job's output"),
-                       ("retry", "run a failed or cancelled job again (keeps finished chunks)")):
+    submit.add_argument(
+        "--wait", action="store_true", help="follow the job, then download the result"
+    )
+    for name, text in (
+        ("poll", "refresh a cloud job's progress"),
+        ("cancel", "stop a cloud job (and its Batch jobs)"),
+        ("download", "download a finished cloud job's output"),
+        ("retry", "run a failed or cancelled job again (keeps finished chunks)"),
+    ):
         cmd = command(name, text)
         cmd.add_argument("job_id")
 
 
-def cmd_cloud(args: argparse.Namespace, request_from_args: Any) -> int:
+def cmd_cloud(args: argparse.Namespace, spec_from_args: Any) -> int:
     """Dispatch `vsr cloud …`; errors surface as VsrErrors at the CLI edge."""
     handlers = {
-        "setup": _setup, "teardown": _teardown, "status": _status, "login": _login,
-        "keys": _keys, "estimate": _estimate, "submit": _submit, "poll": _poll,
-        "cancel": _cancel, "download": _download, "retry": _retry,
+        "setup": _setup,
+        "teardown": _teardown,
+        "status": _status,
+        "login": _login,
+        "keys": _keys,
+        "estimate": _estimate,
+        "submit": _submit,
+        "poll": _poll,
+        "cancel": _cancel,
+        "download": _download,
+        "retry": _retry,
     }
-    args.request_from_args = request_from_args
+    args.spec_from_args = spec_from_args
     return int(handlers[args.cloud_command](args))
 
 
@@ -86,13 +109,15 @@ def _credentials(args: argparse.Namespace) -> Any:
     saved = SettingsFile().load()
     region = args.region or getattr(saved, "cloud_region", None) or _env_region()
     if not region:
-        raise InputError("no AWS region chosen", "pass --region (e.g. eu-west-1) or set it in "
-                         "the app's cloud settings")
+        raise InputError(
+            "no AWS region chosen",
+            "pass --region (e.g. eu-west-1) or set it in the app's cloud settings",
+        )
     return CloudCredentials(
         region=region,
         profile=args.profile or getattr(saved, "cloud_profile", None) or None,
-        keychain_account=args.keychain or getattr(saved, "cloud_keychain_account", None)
-        or None)
+        keychain_account=args.keychain or getattr(saved, "cloud_keychain_account", None) or None,
+    )
 
 
 def _env_region() -> str | None:
@@ -111,23 +136,35 @@ def _stack_name(args: argparse.Namespace) -> str:
     from vsr_desktop.backends.aws.stack import DEFAULT_STACK_NAME
     from vsr_desktop.core.settings import SettingsFile
 
-    return str(args.stack or getattr(SettingsFile().load(), "cloud_stack_name", None)
-               or DEFAULT_STACK_NAME)
+    return str(
+        args.stack or getattr(SettingsFile().load(), "cloud_stack_name", None) or DEFAULT_STACK_NAME
+    )
 
 
 def _backend(args: argparse.Namespace) -> Any:
+    """The backend for new jobs: the options given, else the app's saved cloud settings."""
+    from vsr_desktop.backends.aws.backend import AwsBackend
+    from vsr_desktop.backends.aws.session import open_session
+    from vsr_desktop.core.jobs import JobStore
+
+    credentials = _credentials(args)
+    return AwsBackend(
+        JobStore(), open_session(credentials), _stack_name(args), credentials=credentials
+    )
+
+
+def _job_backend(args: argparse.Namespace) -> tuple[Any, Any]:
+    """A cloud job and its backend: the account, region and stack it was sent to."""
     from vsr_desktop.backends.aws.backend import AwsBackend
     from vsr_desktop.core.jobs import JobStore
 
-    return AwsBackend(JobStore(), _session(args), _stack_name(args))
-
-
-def _cloud_job(args: argparse.Namespace, backend: Any) -> Any:
-    job = backend.store.get(args.job_id)
+    store = JobStore()
+    job = store.get(args.job_id)
     if job.backend != "aws":
-        raise InputError(f"job {job.id} runs on {job.backend}, not in the cloud",
-                         "use `vsr jobs` for it")
-    return job
+        raise InputError(
+            f"job {job.id} runs on {job.backend}, not in the cloud", "use `vsr jobs` for it"
+        )
+    return AwsBackend.for_job(store, job), job
 
 
 def _print_event(event: Any) -> None:
@@ -153,8 +190,14 @@ class _BytesBar:
         from tqdm import tqdm
 
         if self._bar is None:
-            self._bar = tqdm(total=total, initial=done, unit="B", unit_scale=True,
-                             desc=self._label, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=total,
+                initial=done,
+                unit="B",
+                unit_scale=True,
+                desc=self._label,
+                dynamic_ncols=True,
+            )
         self._bar.n = done
         self._bar.refresh()
 
@@ -168,14 +211,24 @@ def _setup(args: argparse.Namespace) -> int:
     from vsr_desktop.backends.aws.stack import deploy_stack
     from vsr_desktop.backends.aws.stack_template import template_body
 
-    parameters = {param: str(getattr(args, option)) for option, param in STACK_OPTIONS.items()
-                  if getattr(args, option) is not None}
+    parameters = {
+        param: str(getattr(args, option))
+        for option, param in STACK_OPTIONS.items()
+        if getattr(args, option) is not None
+    }
     session = _session(args)
     name = _stack_name(args)
-    print(f"deploying stack {name} in {session.region_name} (takes several minutes)…",
-          file=sys.stderr)
-    info = deploy_stack(session, template_body(), parameters, name, on_event=_print_event,
-                        cancel=_cancel_on_sigint())
+    print(
+        f"deploying stack {name} in {session.region_name} (takes several minutes)…", file=sys.stderr
+    )
+    info = deploy_stack(
+        session,
+        template_body(),
+        parameters,
+        name,
+        on_event=_print_event,
+        cancel=_cancel_on_sigint(),
+    )
     print(f"stack {name}: {info.status}", file=sys.stderr)
     for key, value in sorted(info.outputs.items()):
         print(f"  {key}: {value}")
@@ -217,11 +270,15 @@ def _login(args: argparse.Namespace) -> int:
 
     creds = _credentials(args)
     if not creds.profile:
-        raise InputError("SSO sign-in needs a profile", "pass --profile NAME (an SSO profile "
-                         "from ~/.aws/config)")
+        raise InputError(
+            "SSO sign-in needs a profile", "pass --profile NAME (an SSO profile from ~/.aws/config)"
+        )
     pending = sso_login.start_login(creds.profile)
-    print(f"Open {pending.verification_uri_complete}\nand confirm the code "
-          f"{pending.user_code} (waiting…)", file=sys.stderr)
+    print(
+        f"Open {pending.verification_uri_complete}\nand confirm the code "
+        f"{pending.user_code} (waiting…)",
+        file=sys.stderr,
+    )
     sso_login.wait_for_token(pending, cancel=_cancel_on_sigint())
     print("signed in", file=sys.stderr)
     return 0
@@ -241,37 +298,43 @@ def _keys(args: argparse.Namespace) -> int:
     if not key_id or not secret:
         raise InputError("both the key ID and the secret are needed")
     store_access_keys(args.account, key_id, secret)
-    print(f"keys kept in the OS keychain as {args.account}; use --keychain {args.account}",
-          file=sys.stderr)
+    print(
+        f"keys kept in the OS keychain as {args.account}; use --keychain {args.account}",
+        file=sys.stderr,
+    )
     return 0
 
 
 # ---------------------------------------------------------------------------- jobs
-def _estimate_for(args: argparse.Namespace, request: Any, session: Any) -> Any:
-    from vsr_desktop.backends.aws.cost import estimate_for_request
+def _estimate_for(args: argparse.Namespace, spec: Any, session: Any) -> Any:
+    from vsr_desktop.backends.aws.cost import estimate_for_spec
 
-    return estimate_for_request(session, request, _stack_name(args))
+    return estimate_for_spec(session, spec, _stack_name(args))
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    request = args.request_from_args(args)
-    print(_estimate_for(args, request, _session(args)).describe())
+    spec = args.spec_from_args(args)
+    print(_estimate_for(args, spec, _session(args)).describe())
     return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
-    request = args.request_from_args(args)
+    spec = args.spec_from_args(args)
     backend = _backend(args)
-    estimate = _estimate_for(args, request, backend.session)
+    estimate = _estimate_for(args, spec, backend.session)
     print(estimate.describe(), file=sys.stderr)
     bar = _BytesBar("upload")
     cancel = _cancel_on_sigint()
     try:
-        job = backend.submit(request, on_upload=bar, cancel=cancel,
-                             price_per_gpu_hour=estimate.usd_per_gpu_hour)
+        job = backend.submit(
+            spec, on_upload=bar, cancel=cancel, price_per_gpu_hour=estimate.usd_per_gpu_hour
+        )
     except CancelledError:
         bar.close()
-        print("upload paused; continue it with `vsr cloud retry JOB`", file=sys.stderr)
+        print(
+            "upload paused; continue it with `vsr cloud retry JOB` (or `vsr jobs resume JOB`)",
+            file=sys.stderr,
+        )
         return CancelledError.exit_code
     bar.close()
     print(f"job {job.id} started in the cloud ({job.chunks_total} chunks)", file=sys.stderr)
@@ -287,8 +350,10 @@ def _follow(backend: Any, job: Any, cancel: threading.Event) -> int:
     last = None
     while not job.state.is_finished:
         if cancel.wait(interval):
-            print(f"stopped following; the job carries on (`vsr cloud poll {job.id}`)",
-                  file=sys.stderr)
+            print(
+                f"stopped following; the job carries on (`vsr cloud poll {job.id}`)",
+                file=sys.stderr,
+            )
             return CancelledError.exit_code
         job = backend.poll(job)
         shown = (job.state, job.phase, job.frames_done)
@@ -306,15 +371,17 @@ def _follow(backend: Any, job: Any, cancel: threading.Event) -> int:
 
 def _describe(job: Any) -> str:
     cost = f"  ${job.cost_usd:.2f} so far (est.)" if job.cost_usd else ""
-    return (f"{job.id}  {job.state.value}  {job.phase}  chunks {job.chunks_done}/"
-            f"{job.chunks_total}  frames {job.frames_done}/{job.frames_total}{cost}  "
-            f"{job.message}").rstrip()
+    return (
+        f"{job.id}  {job.state.value}  {job.phase}  chunks {job.chunks_done}/"
+        f"{job.chunks_total}  frames {job.frames_done}/{job.frames_total}{cost}  "
+        f"{job.message}"
+    ).rstrip()
 
 
 def _download_job(backend: Any, job: Any) -> int:
     bar = _BytesBar("download")
     try:
-        path = backend.download(job, on_progress=bar, cancel=_cancel_on_sigint())
+        path = backend.fetch_output(job, on_bytes=bar, cancel=_cancel_on_sigint())
     finally:
         bar.close()
     print(f"wrote {path}", file=sys.stderr)
@@ -322,33 +389,34 @@ def _download_job(backend: Any, job: Any) -> int:
 
 
 def _poll(args: argparse.Namespace) -> int:
-    backend = _backend(args)
-    print(_describe(backend.poll(_cloud_job(args, backend))))
+    backend, job = _job_backend(args)
+    print(_describe(backend.poll(job)))
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    backend = _backend(args)
-    terminated = backend.cancel(_cloud_job(args, backend))
-    print(f"cancelled {args.job_id}; stopped {len(terminated)} Batch job(s)", file=sys.stderr)
+    backend, job = _job_backend(args)
+    job = backend.cancel(job)
+    print(f"cancelled {job.id} ({job.state.value}): {job.message}", file=sys.stderr)
     return 0
 
 
 def _download(args: argparse.Namespace) -> int:
-    backend = _backend(args)
-    job = backend.poll(_cloud_job(args, backend))
-    return _download_job(backend, job)
+    backend, job = _job_backend(args)
+    return _download_job(backend, backend.poll(job))
 
 
 def _retry(args: argparse.Namespace) -> int:
-    from vsr_desktop.worker.request import request_from_job
-
-    backend = _backend(args)
-    job = _cloud_job(args, backend)
+    backend, job = _job_backend(args)
     if not job.state.is_resumable:
-        raise InputError(f"job {job.id} is {job.state.value}", "only failed, cancelled or "
-                         "interrupted jobs can be retried")
-    job = backend.submit(request_from_job(job), job, cancel=_cancel_on_sigint(),
-                         on_upload=_BytesBar("upload"))
+        raise InputError(
+            f"job {job.id} is {job.state.value}",
+            "only failed, cancelled or interrupted jobs can be retried",
+        )
+    bar = _BytesBar("upload")
+    try:
+        job = backend.resume(job, cancel=_cancel_on_sigint(), on_upload=bar)
+    finally:
+        bar.close()
     print(f"job {job.id} started again ({_describe(job)})", file=sys.stderr)
     return 0

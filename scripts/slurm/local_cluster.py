@@ -8,7 +8,7 @@ starts munged, slurmctld and slurmd in the foreground as our own children, and s
 their pid files, so it never touches a system Slurm or another run's cluster.
 
 Stdlib only and importable from a file path (it lives outside the package): the fixture in
-tests/slurm_fixture.py loads it, and it also runs by hand::
+tests/helpers/slurm_fixture.py loads it, and it also runs by hand::
 
     python scripts/slurm/local_cluster.py /tmp/slurm-play   # start, print env, wait for Ctrl-C
 """
@@ -80,7 +80,7 @@ def _munge_user() -> tuple[int, int]:
     """(uid, gid) of the munge user; KeyError when there is none.
 
     pwd is imported here, not at the top: it does not exist on Windows, where the test suite
-    still imports this module (through tests/slurm_fixture.py) and then skips.
+    still imports this module (through tests/helpers/slurm_fixture.py) and then skips.
     """
     import pwd
 

@@ -8,62 +8,41 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+from vsr_desktop.backends.protocol import Progress, ProgressCallback
 from vsr_desktop.core.errors import (
     CancelledError,
     InputError,
     JobError,
     VsrError,
 )
+from vsr_desktop.core.job_lock import LOCK_NAME, JobLock, runner_pid
+from vsr_desktop.core.job_spec import EngineSettings, JobSpec
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.media.encode import container_for
 from vsr_desktop.core.media.probe import MediaInfo, probe
 from vsr_desktop.core.plan import Plan, plan_chunks
 from vsr_desktop.core.upscaler import FrameUpscaler
-from vsr_desktop.worker.merge import merge_job
-from vsr_desktop.worker.request import (
-    UpscaleRequest,
+from vsr_desktop.worker.job_setup import (
     build_engine,
-    request_from_job,
-    validate_request,
+    check_source_unchanged,
+    spec_of,
+    validate_spec,
 )
+from vsr_desktop.worker.merge import merge_job
 from vsr_desktop.worker.upscale_chunk import upscale_chunk
 
-# The request API is re-exported: callers think of it as "what the local backend runs".
-__all__ = [
-    "EngineFactory",
-    "LocalBackend",
-    "Progress",
-    "ProgressCallback",
-    "UpscaleRequest",
-    "build_engine",
-    "request_from_job",
-    "validate_request",
-]
+__all__ = ["EngineFactory", "LocalBackend", "Progress", "ProgressCallback"]
 
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress report: frames, chunks, speed and time left."""
-
-    job_id: str
-    phase: str
-    frames_done: int
-    frames_total: int
-    chunks_done: int
-    chunks_total: int
-    fps: float
-    eta_seconds: float | None
-
-
-ProgressCallback = Callable[[Progress], None]
-EngineFactory = Callable[[UpscaleRequest], FrameUpscaler]
+EngineFactory = Callable[[EngineSettings], FrameUpscaler]
+_STOPPED = (JobState.INTERRUPTED, JobState.FAILED, JobState.CANCELLED)
 
 
 def default_work_root() -> Path:
@@ -92,6 +71,7 @@ class LocalBackend:
     """Runs jobs in this process; the store makes them visible to the GUI and resumable."""
 
     name = "local"
+    runs_in_process = True
 
     def __init__(
         self,
@@ -105,57 +85,218 @@ class LocalBackend:
         # prepare() has probed the source already; run() reuses it instead of demuxing the
         # whole file again (a queued job may run on another thread: dict ops are atomic).
         self._probed: dict[str, MediaInfo] = {}
+        #: Cancel events of the jobs this process runs now, for cancel() from other threads.
+        self._running: dict[str, threading.Event] = {}
 
-    def prepare(self, request: UpscaleRequest) -> JobRecord:
+    # ------------------------------------------------------------------ protocol
+    def submit(
+        self,
+        spec: JobSpec,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> JobRecord:
+        """Record (or find the unfinished run of) the job, then run it to the end here."""
+        return self.run(self.prepare(spec), progress, cancel)
+
+    def resume(
+        self,
+        job: JobRecord,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        restart: bool = False,
+        overwrite: bool = False,
+    ) -> JobRecord:
+        job = self.poll(job)
+        if job.state is JobState.COMPLETED and not restart:
+            return job
+        if job.state in (JobState.RUNNING, JobState.QUEUED) and not self._is_queued_here(job):
+            pid = runner_pid(Path(job.work_dir)) if job.work_dir else None
+            if pid is not None:
+                where = f"in process {pid}" if pid > 0 else "in another process"
+                raise JobError(
+                    f"job {job.id} is already running {where}",
+                    "wait for it to finish, or cancel it first",
+                )
+        spec = spec_of(job)
+        if overwrite and not spec.overwrite:
+            spec = replace(spec, overwrite=True)
+            self.store.update(job.id, spec=spec)
+        return self.run(self.store.get(job.id), progress, cancel, restart=restart)
+
+    def poll(self, job: JobRecord) -> JobRecord:
+        """The row from the facts: a dead runner's job is INTERRUPTED, and one stopped after
+        its output was complete (between the rename and the store update) is COMPLETED."""
+        job = self.store.get(job.id)  # get() marks a dead runner's job interrupted
+        if job.state in _STOPPED and self._output_complete(job):
+            return self._complete_from_output(job)
+        return job
+
+    def _complete_from_output(self, job: JobRecord) -> JobRecord:
+        self.store.update(
+            job.id,
+            state=JobState.COMPLETED,
+            phase="",
+            eta_seconds=0.0,
+            frames_done=job.frames_total,
+            message="",
+        )
+        self._log(job, "completed (the output was whole; the run had stopped after it)")
+        self._cleanup(job)
+        return self.store.get(job.id)
+
+    def cancel(self, job: JobRecord) -> JobRecord:
+        """Stop the run wherever it is on this machine: this process, or another one (the
+        CLI stops cooperatively on SIGTERM and leaves the job resumable)."""
+        event = self._running.get(job.id)
+        if event is not None:
+            event.set()
+            return self.store.get(job.id)
+        pid = runner_pid(Path(job.work_dir)) if job.work_dir else None
+        if pid is not None and pid > 0 and pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+            return self.store.get(job.id)
+        if not job.state.is_finished:
+            self.store.update(
+                job.id,
+                state=JobState.CANCELLED,
+                phase="",
+                message="cancelled before it ran; resume to start it",
+            )
+        return self.store.get(job.id)
+
+    def fetch_output(
+        self,
+        job: JobRecord,
+        on_bytes: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Path:
+        """A local job writes its output in place: nothing to bring."""
+        output = Path(job.output)
+        if job.state is not JobState.COMPLETED or not output.is_file():
+            raise JobError(f"job {job.id} has no finished output", "resume it first")
+        return output
+
+    def needs_fetch(self, job: JobRecord) -> bool:
+        return False
+
+    def work_lost_on_remove(self, job: JobRecord) -> str:
+        if job.state is not JobState.COMPLETED and job.chunks_done > 0:
+            return (
+                f"{job.chunks_done} of {job.chunks_total} chunks are finished. Removing the "
+                "job deletes them: it can no longer be resumed, only started again."
+            )
+        return ""
+
+    def remove(self, job: JobRecord) -> None:
+        """Delete the job's own work files (chunks, plan, log, lock), then its record; never
+        the output. A job that a live process runs is refused."""
+        if job.work_dir and runner_pid(Path(job.work_dir)) is not None:
+            raise JobError(f"job {job.id} is running", "cancel it first, then remove it")
+        remove_work_files(job)
+        self.store.delete(job.id)
+
+    # ------------------------------------------------------------------ running
+    def prepare(self, spec: JobSpec, *, restart: bool = False) -> JobRecord:
         """Validate, then find the unfinished job to resume or record a new one."""
-        info = validate_request(request)
-        source = str(request.source.expanduser().resolve())
-        output = str(request.output.expanduser().resolve())
-        existing = self.store.find_resumable(source, output, request.identity())
+        info = validate_spec(spec)
+        spec = replace(
+            spec,
+            backend=self.name,
+            source=spec.source.expanduser().resolve(),
+            output=spec.output.expanduser().resolve(),
+        )
+        existing = None if restart else self.store.find_resumable(spec)
         if existing is not None:
             self._probed[existing.id] = info
-            return existing
+            if existing.spec is not None and existing.spec.overwrite != spec.overwrite:
+                self.store.update(
+                    existing.id, spec=replace(existing.spec, overwrite=spec.overwrite)
+                )
+            return self.store.get(existing.id)
         job_id = JobStore.new_id()
         work_dir = self.work_root / job_id
         job = JobRecord(
-            id=job_id, name=Path(source).name, backend=self.name, source=source, output=output,
-            settings=request.identity(),  # what find_resumable matches on
-            work_dir=str(work_dir), log_path=str(work_dir / "job.log"),
+            id=job_id,
+            name=spec.source.name,
+            backend=self.name,
+            source=str(spec.source),
+            output=str(spec.output),
+            spec=spec.with_source_identity(),
+            work_dir=str(work_dir),
+            log_path=str(work_dir / "job.log"),
+            pid=os.getpid(),  # queued by this process: if it quits first, the job reads stopped
         )
         self._probed[job.id] = info
         return self.store.add(job)
 
     def run(
         self,
-        request: UpscaleRequest,
+        job: JobRecord,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
-        job: JobRecord | None = None,
+        *,
+        restart: bool = False,
     ) -> JobRecord:
-        """Run (or resume) the job to completion; raises VsrError on failure or cancel."""
-        job = job or self.prepare(request)
+        """Run (or resume) the job to completion; raises VsrError on failure or cancel.
+
+        The work folder's lock is taken before anything is written: a second runner is
+        refused with the first one's pid and leaves the job as it was."""
+        cancel = cancel or threading.Event()
         work_dir = Path(job.work_dir)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        self.store.update(job.id, state=JobState.RUNNING, pid=os.getpid(), message="",
-                          phase="starting")
-        self._log(job, f"start: {request.source} -> {request.output}")
+        with JobLock(work_dir, job.id):
+            self._running[job.id] = cancel
+            try:
+                return self._run_locked(self.store.get(job.id), progress, cancel, restart)
+            finally:
+                self._running.pop(job.id, None)
+
+    def _run_locked(
+        self,
+        job: JobRecord,
+        progress: ProgressCallback | None,
+        cancel: threading.Event,
+        restart: bool,
+    ) -> JobRecord:
+        spec = spec_of(job)
+        if not restart and self._output_complete(job):
+            return self._complete_from_output(job)
+        self.store.update(
+            job.id, state=JobState.RUNNING, pid=os.getpid(), message="", phase="starting"
+        )
+        self._log(job, f"start: {spec.source} -> {spec.output}")
         try:
-            info = self._probed.pop(job.id, None) or validate_request(
-                replace(request, overwrite=True))
-            plan = plan_chunks(info.video, request.chunk_seconds)
+            spec = self._check_source(job, spec, restart)
+            info = self._probed.pop(job.id, None) or validate_spec(replace(spec, overwrite=True))
+            plan = plan_chunks(info.video, spec.chunk_seconds)
+            work_dir = Path(job.work_dir)
             (work_dir / "plan.json").write_text(plan.to_json())
-            self._run_chunks(job, request, info, plan, progress, cancel)
+            self._run_chunks(job, spec, info, plan, progress, cancel)
             self.store.update(job.id, phase="merging", eta_seconds=None)
-            self._emit(progress, job.id, "merging", plan.frame_count, plan, len(plan.chunks),
-                       self.store.get(job.id).fps)
-            paths = [work_dir / c.file_name(Path(request.output).suffix) for c in plan.chunks]
-            if request.output.exists() and not request.overwrite:
-                raise InputError(f"{request.output} appeared while the job ran",
-                                 "move it away and resume the job")
-            warnings = merge_job(info, plan, paths, request.output.expanduser(), cancel)
+            self._emit(
+                progress,
+                job.id,
+                "merging",
+                plan.frame_count,
+                plan,
+                len(plan.chunks),
+                self.store.get(job.id).fps,
+            )
+            paths = [work_dir / c.file_name(spec.output.suffix) for c in plan.chunks]
+            if spec.output.exists() and not spec.overwrite:
+                raise InputError(
+                    f"{spec.output} appeared while the job ran",
+                    f"move it away, or resume with `vsr jobs resume {job.id} --overwrite`",
+                )
+            warnings = merge_job(info, plan, paths, spec.output.expanduser(), cancel)
         except CancelledError:
-            self.store.update(job.id, state=JobState.CANCELLED, phase="",
-                              message="cancelled; resume to continue from the last chunk")
+            self.store.update(
+                job.id,
+                state=JobState.CANCELLED,
+                phase="",
+                message="cancelled; resume to continue from the last chunk",
+            )
             self._log(job, "cancelled")
             raise
         except VsrError as exc:
@@ -166,29 +307,73 @@ class LocalBackend:
             self.store.update(job.id, state=JobState.FAILED, phase="", message=str(exc))
             self._log(job, f"crashed: {exc!r}")
             raise JobError(f"the job failed unexpectedly: {exc}", "see the job log") from exc
-        self.store.update(job.id, state=JobState.COMPLETED, phase="", eta_seconds=0.0,
-                          message="; ".join(warnings))
+        self.store.update(
+            job.id, state=JobState.COMPLETED, phase="", eta_seconds=0.0, message="; ".join(warnings)
+        )
         self._log(job, "completed")
         self._cleanup(job)
         return self.store.get(job.id)
 
+    def _check_source(self, job: JobRecord, spec: JobSpec, restart: bool) -> JobSpec:
+        """Refuse a source replaced since the job started (never splice two files); with
+        restart, forget the old chunks and record the source as it is now."""
+        if restart:
+            self.store.forget_chunks(job.id)
+            remove_chunk_files(Path(job.work_dir))
+            spec = spec.with_source_identity()
+            self.store.update(job.id, spec=spec, frames_done=0, chunks_done=0)
+            return spec
+        if spec.source_identity is None:  # a job recorded before identities existed
+            spec = spec.with_source_identity()
+            self.store.update(job.id, spec=spec)
+            return spec
+        check_source_unchanged(spec, job_id=job.id)
+        return spec
+
+    def _output_complete(self, job: JobRecord) -> bool:
+        """Every chunk was recorded and the output is a whole file written by this job."""
+        output = Path(job.output)
+        if job.state is JobState.COMPLETED or not job.chunks_total:
+            return False
+        if len(self.store.finished_chunks(job.id)) != job.chunks_total:
+            return False
+        try:
+            if not output.is_file() or output.stat().st_mtime < job.created_at:
+                return False
+            return probe(output).video.frame_count == job.frames_total
+        except (OSError, VsrError):
+            return False
+
+    def _is_queued_here(self, job: JobRecord) -> bool:
+        return job.state is JobState.QUEUED and job.id not in self._running
+
     def _run_chunks(
-        self, job: JobRecord, request: UpscaleRequest, info: MediaInfo, plan: Plan,
-        progress: ProgressCallback | None, cancel: threading.Event | None,
+        self,
+        job: JobRecord,
+        spec: JobSpec,
+        info: MediaInfo,
+        plan: Plan,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
     ) -> None:
         work_dir = Path(job.work_dir)
-        suffix = Path(request.output).suffix
+        suffix = spec.output.suffix
         finished = self._valid_finished_chunks(job, plan)
         frames_done = sum(plan.chunks[i].frame_count for i in finished)
-        self.store.update(job.id, frames_total=plan.frame_count, chunks_total=len(plan.chunks),
-                          frames_done=frames_done, chunks_done=len(finished))
+        self.store.update(
+            job.id,
+            frames_total=plan.frame_count,
+            chunks_total=len(plan.chunks),
+            frames_done=frames_done,
+            chunks_done=len(finished),
+        )
         if finished:
             self._log(job, f"resuming: {len(finished)}/{len(plan.chunks)} chunks already done")
         todo = [c for c in plan.chunks if c.index not in finished]
         if not todo:
             return
         self.store.update(job.id, phase="loading model")
-        engine = self._engine_factory(request)
+        engine = self._engine_factory(spec.engine)
         meter = _RateMeter()
         meter.add(frames_done)
         last_report = 0.0
@@ -201,17 +386,31 @@ class LocalBackend:
             now = time.monotonic()
             if now - last_report >= 0.5 or state["frames"] == plan.frame_count:
                 last_report = now
-                self._emit(progress, job.id, "upscaling", state["frames"], plan,
-                           state["chunks"], fps, store=True)
+                self._emit(
+                    progress,
+                    job.id,
+                    "upscaling",
+                    state["frames"],
+                    plan,
+                    state["chunks"],
+                    fps,
+                    store=True,
+                )
 
         for chunk in todo:
             if cancel is not None and cancel.is_set():
                 raise CancelledError("cancelled")
             self.store.update(job.id, phase=f"chunk {chunk.index + 1}/{len(plan.chunks)}")
             result = upscale_chunk(
-                info, chunk, engine, request.encode, work_dir / chunk.file_name(suffix),
-                container_format=container_for(Path(request.output)),
-                batch_size=request.batch_size, on_frames=on_frames, cancel=cancel,
+                info,
+                chunk,
+                engine,
+                spec.encode,
+                work_dir / chunk.file_name(suffix),
+                container_format=container_for(spec.output),
+                batch_size=spec.engine.batch_size,
+                on_frames=on_frames,
+                cancel=cancel,
             )
             self.store.record_chunk(job.id, chunk.index, result.frames, result.path)
             state["chunks"] += 1
@@ -229,17 +428,28 @@ class LocalBackend:
         return valid
 
     def _emit(
-        self, progress: ProgressCallback | None, job_id: str, phase: str, frames: int,
-        plan: Plan, chunks_done: int, fps: float, store: bool = False,
+        self,
+        progress: ProgressCallback | None,
+        job_id: str,
+        phase: str,
+        frames: int,
+        plan: Plan,
+        chunks_done: int,
+        fps: float,
+        store: bool = False,
     ) -> None:
         remaining = plan.frame_count - frames
         eta = remaining / fps if fps > 0 else None
         if store:
-            self.store.update(job_id, frames_done=frames, fps=fps, eta_seconds=eta,
-                              chunks_done=chunks_done)
+            self.store.update(
+                job_id, frames_done=frames, fps=fps, eta_seconds=eta, chunks_done=chunks_done
+            )
         if progress is not None:
-            progress(Progress(job_id, phase, frames, plan.frame_count, chunks_done,
-                              len(plan.chunks), fps, eta))
+            progress(
+                Progress(
+                    job_id, phase, frames, plan.frame_count, chunks_done, len(plan.chunks), fps, eta
+                )
+            )
 
     def _log(self, job: JobRecord, line: str) -> None:
         with contextlib.suppress(OSError):
@@ -249,7 +459,29 @@ class LocalBackend:
 
     def _cleanup(self, job: JobRecord) -> None:
         """Remove chunk files once the output is complete; keep the log."""
-        work_dir = Path(job.work_dir)
-        for path in [*work_dir.glob("chunk_*"), work_dir / "plan.json"]:
-            path.unlink(missing_ok=True)
+        remove_chunk_files(Path(job.work_dir))
         self.store.forget_chunks(job.id)
+
+
+def remove_chunk_files(work_dir: Path) -> None:
+    for path in [*work_dir.glob("chunk_*"), work_dir / "plan.json"]:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+def remove_work_files(job: JobRecord) -> None:
+    """Delete the job's own files (chunks, plan, log, lock), never anything else.
+
+    The folder comes from the database, so only names this backend writes are removed,
+    and the folder itself only when that leaves it empty."""
+    if not job.work_dir:
+        return
+    work_dir = Path(job.work_dir)
+    if not work_dir.is_dir():
+        return
+    remove_chunk_files(work_dir)
+    for name in ("job.log", LOCK_NAME):
+        with contextlib.suppress(OSError):
+            (work_dir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        work_dir.rmdir()

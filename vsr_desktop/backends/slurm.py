@@ -1,40 +1,71 @@
 """The Slurm backend: the same chunked job as three submissions on an existing cluster.
 
-split (`vsr worker plan`) → an array of upscale tasks, one per chunk, `afterok` on split →
-merge, `afterok` on the array. Tasks share the job's work folder on the cluster's shared
-filesystem; progress comes from squeue/scontrol and the workers' progress files (no
-accounting database assumed); cancel is scancel of all three.
+split (`vsr worker plan --spec WORKDIR/spec.json`) → an array of upscale tasks, one per chunk,
+`afterok` on split → merge, `afterok` on the array. The job spec travels as WORKDIR/spec.json
+(with the cluster's own source, output and model paths), never as flags, so every engine and
+encoder setting reaches the workers unchanged. Tasks share the job's work folder on the
+cluster's shared filesystem; progress comes from squeue/scontrol and the workers' progress
+files (no accounting database assumed); cancel is scancel of all three.
 
 With an SSH login (SlurmTarget.ssh) the app's machine needs neither Slurm nor the shared folder:
 the source goes up into WORKDIR/input/, the scripts are written there, every Slurm client and
 progress read runs over ssh (slurm_remote.SshTransport), and the merged output comes back to
-the local output path when the merge has finished. The job record keeps the login in
-settings["slurm"], so status/cancel/resubmit from the CLI or the app reach the same cluster.
+the local output path when the merge has finished.
+
+Where a job runs is part of its spec (`spec.target`, SlurmTarget.to_dict), so status, cancel,
+resume and remove from the CLI or the app reach the same cluster whatever the app's settings
+say now. `settings["slurm"]` keeps only the run's own state: the Slurm job ids, whether the
+merge finished and whether its output came down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from vsr_desktop.backends.protocol import Progress, ProgressCallback
 from vsr_desktop.backends.slurm_remote import LocalTransport, SshLogin, SshTransport, Transport
-from vsr_desktop.core.errors import JobError
+from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
+from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.plan import plan_chunks
-from vsr_desktop.worker.request import UpscaleRequest, user_model_files, validate_request
+from vsr_desktop.worker.job_setup import (
+    check_source_unchanged,
+    spec_of,
+    user_model_files,
+    validate_spec,
+)
 from vsr_desktop.worker.stages import read_progress
 
+if TYPE_CHECKING:
+    from vsr_desktop.core.settings import AppSettings
+
 # Slurm job states (squeue %T / scontrol JobState) grouped the way the app shows them.
-_ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
-           "RESIZING", "SIGNALING", "STAGE_OUT"}
-_FAILED = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
-           "PREEMPTED"}
+_ACTIVE = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+}
+_FAILED = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+
+#: How nodes that share this machine's installation run vsr.
+DEFAULT_VSR_COMMAND = (sys.executable, "-m", "vsr_desktop.cli")
 
 
 @dataclass(frozen=True)
@@ -49,9 +80,65 @@ class SlurmTarget:
     partition: str | None = None
     gpus_per_task: int = 0
     max_parallel: int = 4
-    vsr_command: tuple[str, ...] = (sys.executable, "-m", "vsr_desktop.cli")
+    vsr_command: tuple[str, ...] = DEFAULT_VSR_COMMAND
     ssh: SshLogin | None = None
     env: dict[str, str] = field(default_factory=dict)  # for the Slurm clients (here or remote)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain JSON a job's spec keeps as its target (a key is a path, never a secret)."""
+        return {
+            "workdir_root": str(self.workdir_root),
+            "partition": self.partition,
+            "gpus_per_task": self.gpus_per_task,
+            "max_parallel": self.max_parallel,
+            "vsr_command": list(self.vsr_command),
+            "ssh": self.ssh.to_dict() if self.ssh is not None else None,
+            "env": dict(self.env),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlurmTarget:
+        try:
+            ssh = SshLogin.from_dict(data["ssh"]) if data.get("ssh") else None
+            root = str(data["workdir_root"])
+            return cls(
+                workdir_root=PurePosixPath(root) if ssh is not None else Path(root),
+                partition=data.get("partition") or None,
+                gpus_per_task=int(data.get("gpus_per_task") or 0),
+                max_parallel=int(data.get("max_parallel") or 4),
+                vsr_command=tuple(str(a) for a in data.get("vsr_command") or DEFAULT_VSR_COMMAND),
+                ssh=ssh,
+                env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise JobError(
+                f"the job's Slurm target is unreadable ({exc})", "submit the job again"
+            ) from exc
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings) -> SlurmTarget:
+        """The cluster set in the app's settings (Settings → Slurm cluster)."""
+        root = settings.slurm_workdir.strip()
+        if not root:
+            raise InputError(
+                "no Slurm cluster is set up in the settings",
+                "fill in Settings → Slurm cluster → Work folder, or pass the "
+                "target (`vsr slurm submit --workdir DIR [--ssh USER@HOST]`)",
+            )
+        target = cls(
+            workdir_root=Path(root).expanduser(),
+            partition=settings.slurm_partition.strip() or None,
+            gpus_per_task=settings.slurm_gpus_per_task,
+            max_parallel=settings.slurm_max_parallel,
+        )
+        if settings.slurm_ssh_host.strip():  # the cluster is reached over SSH: its own paths
+            target = replace(
+                target,
+                ssh=SshLogin(host=settings.slurm_ssh_host.strip()),
+                workdir_root=PurePosixPath(root),
+                vsr_command=tuple(shlex.split(settings.slurm_remote_vsr or "vsr")),
+            )
+        return target
 
 
 @dataclass(frozen=True)
@@ -65,167 +152,431 @@ class SlurmJobIds:
         return [self.split, self.array, self.merge]
 
 
+def target_of(job: JobRecord) -> SlurmTarget:
+    """Where a stored job runs: its spec's target. A record written before specs carried it
+    has its SSH login in settings["slurm"], or (shared folder) only its work folder."""
+    if job.spec is not None and job.spec.target.get("workdir_root"):
+        return SlurmTarget.from_dict(job.spec.target)
+    if not job.work_dir:
+        raise JobError(f"job {job.id} does not say where it runs", "submit it again")
+    legacy = _run_state(job)
+    if legacy.get("ssh"):
+        return SlurmTarget(
+            workdir_root=PurePosixPath(job.work_dir).parent,
+            ssh=SshLogin.from_dict(legacy["ssh"]),
+            env=dict(legacy.get("env") or {}),
+            vsr_command=tuple(legacy.get("vsr_command") or ("vsr",)),
+        )
+    root = Path(job.work_dir).parent
+    with contextlib.suppress(VsrError, OSError):  # the settings may hold its options
+        from vsr_desktop.core.settings import SettingsFile
+
+        saved = SlurmTarget.from_settings(SettingsFile().load())
+        if saved.ssh is None and Path(saved.workdir_root).resolve() == root:
+            return replace(saved, workdir_root=root)
+    return SlurmTarget(workdir_root=root)
+
+
+def _transport(target: SlurmTarget) -> Transport:
+    if target.ssh is not None:
+        return SshTransport(target.ssh, env=dict(target.env))
+    return LocalTransport(env=dict(target.env))
+
+
 class SlurmBackend:
-    """Submit, poll, cancel and resubmit chunked jobs on a Slurm cluster."""
+    """Submit, poll, cancel, resume, fetch and remove chunked jobs on a Slurm cluster."""
 
     name = "slurm"
+    runs_in_process = False
 
     def __init__(self, store: JobStore, target: SlurmTarget) -> None:
         self.store = store
+        if target.ssh is None:  # nodes start in other folders: name the shared one absolutely
+            target = replace(target, workdir_root=Path(target.workdir_root).expanduser().resolve())
         self.target = target
+
+    @classmethod
+    def for_job(cls, store: JobStore, job: JobRecord | None) -> SlurmBackend:
+        """The backend that reaches `job`'s cluster (its spec's target); for new jobs (None),
+        the cluster in the app's settings, or an InputError saying to set one."""
+        if job is None:
+            from vsr_desktop.core.settings import SettingsFile
+
+            return cls(store, SlurmTarget.from_settings(SettingsFile().load()))
+        return cls(store, target_of(job))
 
     # ------------------------------------------------------------------ transports
     def transport(self, job: JobRecord | None = None) -> Transport:
-        """The job's own login (remembered at submit) wins over the current target, so a
-        job sent over SSH is polled over SSH whatever the app's settings say now."""
-        remote = _slurm_settings(job) if job is not None else {}
-        if remote.get("ssh"):
-            return SshTransport(SshLogin.from_dict(remote["ssh"]),
-                                env=dict(remote.get("env") or {}))
-        if job is None and self.target.ssh is not None:
-            return SshTransport(self.target.ssh, env=dict(self.target.env))
-        return LocalTransport(env=dict(self.target.env))
+        """The job's own target (recorded at submit) wins over this backend's, so a job sent
+        over SSH is polled over SSH whatever the app's settings say now."""
+        return _transport(target_of(job) if job is not None else self.target)
 
-    def run(self, args: list[str], check: bool = True,
-            job: JobRecord | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str], check: bool = True, job: JobRecord | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a Slurm client here or on the login host over SSH."""
         return self.transport(job).run(args, check=check)
 
     @staticmethod
     def workdir(job: JobRecord) -> PurePath:
         """The job's folder on the cluster (a local path unless it went over SSH)."""
-        return PurePosixPath(job.work_dir) if _slurm_settings(job).get("ssh") \
-            else Path(job.work_dir)
+        return PurePosixPath(job.work_dir) if target_of(job).ssh is not None else Path(job.work_dir)
 
     def remove_work_folder(self, job: JobRecord) -> None:
         """Delete the job's own folder on the cluster (source copy, scripts, chunks, logs,
-        output): what *Remove* in the jobs panel frees. Only a folder named after the job."""
+        output): what *Remove* frees. Only a folder named after the job."""
         workdir = self.workdir(job)
         if workdir.name != job.id or not workdir.is_absolute() or len(workdir.parts) < 3:
-            raise JobError(f"{workdir} is not a job folder of this app",
-                           "nothing was deleted; remove the folder by hand if it is one")
+            raise JobError(
+                f"{workdir} is not a job folder of this app",
+                "nothing was deleted; remove the folder by hand if it is one",
+            )
         self.transport(job).remove_tree(workdir)
 
-    # ------------------------------------------------------------------ submit
-    def submit(self, request: UpscaleRequest, job: JobRecord | None = None) -> JobRecord:
-        """Submit the three jobs (or resubmit an existing record: finished chunks are kept)."""
-        info = validate_request(request)
-        chunks = len(plan_chunks(info.video, request.chunk_seconds).chunks)
-        if job is None:
-            job = self._new_record(request, info.video.frame_count, chunks)
-        transport = self.transport(job)
-        workdir = self.workdir(job)
-        remote = _slurm_settings(job)
-        models = user_model_files(request.model)  # a model given as a file of this machine
-        if remote.get("ssh"):
-            assert isinstance(transport, SshTransport)
-            source, output = _remote_paths(workdir, request.source.name, request.output.name)
-            transport.mkdirs(workdir / "logs", source.parent, output.parent)
-            self.store.update(job.id, phase="uploading the source")
-            transport.upload(request.source, source)
-            if models:  # the cluster cannot read this disk: the model goes with the job
-                model_dir = workdir / "input" / "model"
-                transport.mkdirs(model_dir)
-                for path in models:
-                    transport.upload(path, model_dir / path.name)
-                request = replace(request, model=str(model_dir / models[0].name))
-            vsr = tuple(remote.get("vsr_command") or self.target.vsr_command)
-        else:
-            source, output = request.source.resolve(), request.output.resolve()
-            if models:  # the nodes start in other folders: name it absolutely
-                request = replace(request, model=str(models[0].resolve()))
-            transport.mkdirs(workdir / "logs")
-            vsr = self.target.vsr_command
-        _forget_unfinished_progress(transport, workdir)
-        ids = self._submit_three(transport, request, workdir, chunks, job.id,
-                                 (str(source), str(output)), vsr)
-        transport.write_text(workdir / "slurm.json", json.dumps(vars(ids)))
-        self._remember(job, ids=vars(ids), fetched=False)
-        self.store.update(job.id, state=JobState.QUEUED, phase="waiting in the Slurm queue",
-                          message=f"Slurm jobs {', '.join(ids.all())}")
-        return self.store.get(job.id)
+    # ------------------------------------------------------------------ submit / resume
+    def submit(
+        self,
+        spec: JobSpec,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> JobRecord:
+        """Check the spec here, record the job, then send it (upload over SSH, spec.json,
+        three sbatch). A send that fails leaves the record FAILED with its reason."""
+        info = validate_spec(spec)
+        spec = replace(
+            spec,
+            backend=self.name,
+            target=self.target.to_dict(),
+            source=spec.source.expanduser().resolve(),
+            output=spec.output.expanduser().resolve(),
+        ).with_source_identity()
+        chunks = len(plan_chunks(info.video, spec.chunk_seconds).chunks)
+        job = self._new_record(spec, info.video.frame_count, chunks)
+        return self._send(job, spec, progress=progress, cancel=cancel)
 
-    def _new_record(self, request: UpscaleRequest, frames: int, chunks: int) -> JobRecord:
+    def resume(
+        self,
+        job: JobRecord,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        restart: bool = False,
+        overwrite: bool = False,
+    ) -> JobRecord:
+        """Resubmit: finished chunks are kept (their tasks skip them); restart forgets them
+        (chunk files, progress, plan) on the cluster and records the source as it is now."""
+        job = self.store.get(job.id)
+        if job.state is JobState.COMPLETED and not restart:
+            return job
+        self._refuse_if_busy(job)
+        target = target_of(job)
+        spec = spec_of(job)
+        spec = replace(
+            spec, backend=self.name, target=target.to_dict(), overwrite=spec.overwrite or overwrite
+        )
+        self.store.update(job.id, spec=spec)
+        if _run_state(job).get("merged") and not restart:
+            finished = self._complete_merged(self.store.get(job.id), target, cancel)
+            if finished is not None:
+                return finished
+        info = validate_spec(spec)
+        old_identity = spec.source_identity
+        if restart or old_identity is None:
+            spec = spec.with_source_identity()
+        else:
+            check_source_unchanged(spec, job_id=job.id)
+        self.store.update(
+            job.id,
+            spec=spec,
+            frames_total=info.video.frame_count,
+            chunks_total=len(plan_chunks(info.video, spec.chunk_seconds).chunks),
+        )
+        if restart:
+            self.store.update(job.id, frames_done=0, chunks_done=0)
+            self._remember(job.id, merged=False, fetched=False)
+        return self._send(
+            self.store.get(job.id),
+            spec,
+            restart=restart,
+            new_source=restart and old_identity != spec.source_identity,
+            progress=progress,
+            cancel=cancel,
+        )
+
+    def _new_record(self, spec: JobSpec, frames: int, chunks: int) -> JobRecord:
+        """RUNNING with this process's pid while it is sent: a process killed mid-upload
+        leaves a job every command sees as INTERRUPTED (resumable), never Queued forever."""
         job_id = JobStore.new_id()
-        settings: dict[str, Any] = request.identity()
         if self.target.ssh is not None:
             workdir: PurePath = PurePosixPath(self.target.workdir_root) / job_id
-            settings["slurm"] = {"ssh": self.target.ssh.to_dict(), "env": self.target.env,
-                                 "vsr_command": list(self.target.vsr_command)}
             log_path = ""  # on the cluster, not readable here
         else:
             workdir = Path(self.target.workdir_root) / job_id
             log_path = str(workdir / "logs" / "merge.log")
-        return self.store.add(JobRecord(
-            id=job_id, name=request.source.name, backend=self.name,
-            source=str(request.source.resolve()), output=str(request.output.resolve()),
-            settings=settings, work_dir=str(workdir), log_path=log_path,
-            frames_total=frames, chunks_total=chunks,
-        ))
+        return self.store.add(
+            JobRecord(
+                id=job_id,
+                name=spec.source.name,
+                backend=self.name,
+                source=str(spec.source),
+                output=str(spec.output),
+                spec=spec,
+                work_dir=str(workdir),
+                log_path=log_path,
+                frames_total=frames,
+                chunks_total=chunks,
+                state=JobState.RUNNING,
+                phase="submitting",
+                pid=os.getpid(),
+            )
+        )
 
-    def _remember(self, job: JobRecord, **changes: Any) -> None:
-        """Backend state of an SSH job lives in its settings (there is no local folder)."""
-        current = self.store.get(job.id)
-        if not _slurm_settings(current).get("ssh"):
-            return
-        settings = dict(current.settings)
-        settings["slurm"] = {**_slurm_settings(current), **changes}
-        self.store.update(job.id, settings=settings)
+    def _send(
+        self,
+        job: JobRecord,
+        spec: JobSpec,
+        *,
+        restart: bool = False,
+        new_source: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> JobRecord:
+        """Put the job on the cluster and sbatch it; the record says how far that got."""
+        self.store.update(
+            job.id, state=JobState.RUNNING, phase="submitting", message="", pid=os.getpid()
+        )
+        self._remember(job.id, ids=None)
+        target = target_of(job)
+        transport = _transport(target)
+        workdir = self.workdir(job)
+        try:
+            self._stage(
+                job,
+                spec,
+                target,
+                transport,
+                workdir,
+                restart=restart,
+                new_source=new_source,
+                progress=progress,
+                cancel=cancel,
+            )
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("the submission was cancelled")
+            ids = self._submit_three(transport, target, workdir, job.chunks_total, job.id)
+            transport.write_text(workdir / "slurm.json", json.dumps(vars(ids)))
+        except CancelledError:
+            self.store.update(
+                job.id,
+                state=JobState.CANCELLED,
+                phase="",
+                pid=None,
+                message="cancelled before it reached the Slurm queue; resume to send it again",
+            )
+            raise
+        except Exception as exc:
+            reason = (
+                exc.user_message()
+                if isinstance(exc, VsrError)
+                else f"{exc.strerror or exc}"
+                if isinstance(exc, OSError)
+                else repr(exc)
+            )
+            self.store.update(
+                job.id,
+                state=JobState.FAILED,
+                phase="",
+                pid=None,
+                message=f"not submitted: {reason}",
+            )
+            if isinstance(exc, VsrError):
+                raise JobError(f"job {job.id} was not submitted: {exc.message}", exc.hint) from exc
+            if isinstance(exc, OSError):
+                raise JobError(
+                    f"job {job.id} was not submitted: {reason}",
+                    "check the shared work folder exists and is writable",
+                ) from exc
+            raise
+        self._remember(job.id, ids=vars(ids))
+        queued = self.store.update(
+            job.id,
+            unless_finished=True,
+            state=JobState.QUEUED,
+            phase="waiting in the Slurm queue",
+            pid=None,
+            message=f"Slurm jobs {', '.join(ids.all())}",
+        )
+        if not queued:  # cancelled (by another command) while it was being sent
+            self.run(["scancel", *ids.all()], check=False, job=job)
+            self.store.update(job.id, pid=None)
+        return self.store.get(job.id)
 
-    def _submit_three(self, transport: Transport, request: UpscaleRequest, workdir: PurePath,
-                      chunks: int, job_id: str, paths: tuple[str, str],
-                      vsr_command: tuple[str, ...]) -> SlurmJobIds:
-        vsr = shlex.join(vsr_command)
+    def _stage(
+        self,
+        job: JobRecord,
+        spec: JobSpec,
+        target: SlurmTarget,
+        transport: Transport,
+        workdir: PurePath,
+        *,
+        restart: bool,
+        new_source: bool,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        """Everything the tasks read, in the work folder: the source (SSH), a model file,
+        and spec.json with the cluster's own paths."""
+        models = user_model_files(spec.engine.model)  # a model given as a file of this machine
+        model = spec.engine.model
+        if target.ssh is not None:
+            assert isinstance(transport, SshTransport)
+            source, output = _remote_paths(workdir, spec.source.name, spec.output.name)
+            transport.mkdirs(workdir / "logs", source.parent, output.parent)
+            if new_source:  # a restart after the source changed: the old copy must go
+                transport.remove([source, source.with_name(source.name + ".part")])
+            self.store.update(job.id, phase="uploading the source")
+
+            def on_bytes(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(
+                        Progress(
+                            job.id,
+                            "uploading the source",
+                            done,
+                            total,
+                            0,
+                            job.chunks_total,
+                            0.0,
+                            None,
+                        )
+                    )
+
+            transport.upload(spec.source, source, on_bytes=on_bytes, cancel=cancel)
+            if models:  # the cluster cannot read this disk: the model goes with the job
+                model_dir = workdir / "input" / "model"
+                transport.mkdirs(model_dir)
+                for path in models:
+                    transport.upload(path, model_dir / path.name, cancel=cancel)
+                model = str(model_dir / models[0].name)
+            self.store.update(job.id, phase="submitting")
+        else:
+            source, output = spec.source, spec.output
+            transport.mkdirs(workdir / "logs")
+            if models:  # the nodes start in other folders: name it absolutely
+                model = str(models[0].resolve())
+        if restart:
+            _forget_all_work(transport, workdir, remote=target.ssh is not None)
+        else:
+            _forget_unfinished_progress(transport, workdir)
+        cluster_spec = replace(
+            spec,
+            source=Path(str(source)),
+            output=Path(str(output)),
+            engine=replace(spec.engine, model=model),
+        )
+        transport.write_text(workdir / "spec.json", cluster_spec.to_json())
+
+    @classmethod
+    def _submit_three(
+        cls, transport: Transport, target: SlurmTarget, workdir: PurePath, chunks: int, job_id: str
+    ) -> SlurmJobIds:
+        vsr = shlex.join(target.vsr_command)
         logs = workdir / "logs"
         where = f"--workdir {shlex.quote(str(workdir))}"
         common = [f"--job-name=vsr-{job_id}"]
-        if self.target.partition:
-            common.append(f"--partition={self.target.partition}")
-        plan_cmd = f"{vsr} worker plan {shlex.join(_plan_args(request, *paths))} " \
-                   f"{where} --overwrite"
-        split = self._sbatch(transport, workdir / "split.sh",
-                             [*common, f"--output={logs}/split.log"], plan_cmd)
-        array_opts = [*common, f"--array=0-{chunks - 1}%{max(1, self.target.max_parallel)}",
-                      f"--output={logs}/chunk_%a.log", f"--dependency=afterok:{split}",
-                      "--kill-on-invalid-dep=yes"]
-        if self.target.gpus_per_task:
-            array_opts.append(f"--gres=gpu:{self.target.gpus_per_task}")
-        array = self._sbatch(transport, workdir / "upscale.sh", array_opts,
-                             f"{vsr} worker upscale {where}")
-        merge = self._sbatch(transport, workdir / "merge.sh",
-                             [*common, f"--output={logs}/merge.log",
-                              f"--dependency=afterok:{array}", "--kill-on-invalid-dep=yes"],
-                             f"{vsr} worker merge {where}")
-        return SlurmJobIds(split=split, array=array, merge=merge, chunks=chunks)
+        if target.partition:
+            common.append(f"--partition={target.partition}")
+        submitted: list[str] = []
+        try:
+            submitted.append(
+                cls._sbatch(
+                    transport,
+                    workdir / "split.sh",
+                    [*common, f"--output={logs}/split.log"],
+                    f"{vsr} worker plan {where} --spec {shlex.quote(str(workdir / 'spec.json'))}",
+                )
+            )
+            array_opts = [
+                *common,
+                f"--array=0-{chunks - 1}%{max(1, target.max_parallel)}",
+                f"--output={logs}/chunk_%a.log",
+                f"--dependency=afterok:{submitted[0]}",
+                "--kill-on-invalid-dep=yes",
+            ]
+            if target.gpus_per_task:
+                array_opts.append(f"--gres=gpu:{target.gpus_per_task}")
+            submitted.append(
+                cls._sbatch(
+                    transport, workdir / "upscale.sh", array_opts, f"{vsr} worker upscale {where}"
+                )
+            )
+            submitted.append(
+                cls._sbatch(
+                    transport,
+                    workdir / "merge.sh",
+                    [
+                        *common,
+                        f"--output={logs}/merge.log",
+                        f"--dependency=afterok:{submitted[1]}",
+                        "--kill-on-invalid-dep=yes",
+                    ],
+                    f"{vsr} worker merge {where}",
+                )
+            )
+        except VsrError:
+            if submitted:  # half a job must not run: withdraw what went in
+                with contextlib.suppress(VsrError):
+                    transport.run(["scancel", *submitted], check=False)
+            raise
+        return SlurmJobIds(
+            split=submitted[0], array=submitted[1], merge=submitted[2], chunks=chunks
+        )
 
     @staticmethod
-    def _sbatch(transport: Transport, script: PurePath, options: list[str],
-                command: str) -> str:
-        lines = ["#!/bin/bash", *(f"#SBATCH {opt}" for opt in options), "set -e",
-                 f"exec {command}", ""]
+    def _sbatch(transport: Transport, script: PurePath, options: list[str], command: str) -> str:
+        lines = [
+            "#!/bin/bash",
+            *(f"#SBATCH {opt}" for opt in options),
+            "set -e",
+            f"exec {command}",
+            "",
+        ]
         transport.write_text(script, "\n".join(lines))
         result = transport.run(["sbatch", "--parsable", str(script)])
-        return result.stdout.strip().split(";")[0]
+        slurm_id = result.stdout.strip().split(";")[0]
+        if not slurm_id.isdigit():
+            raise JobError(
+                f"sbatch gave no job id ({result.stdout.strip()!r})", "check the cluster's sbatch"
+            )
+        return slurm_id
 
     # ------------------------------------------------------------------ poll / cancel
     def job_ids(self, job: JobRecord) -> SlurmJobIds:
-        try:
-            known = _slurm_settings(job).get("ids")
-            if known:
-                return SlurmJobIds(**known)
-            return SlurmJobIds(**json.loads(
-                self.transport(job).read_text(self.workdir(job) / "slurm.json")))
-        except (OSError, ValueError, TypeError, JobError) as exc:
-            raise JobError(f"job {job.id} has no Slurm submission record ({exc})",
-                           "resubmit it") from exc
+        ids = self._known_ids(job)
+        if ids is None:
+            raise JobError(f"job {job.id} has no Slurm submission record", "resume it")
+        return ids
 
-    def slurm_states(self, ids: SlurmJobIds,
-                     job: JobRecord | None = None) -> dict[str, list[str]]:
+    def _known_ids(self, job: JobRecord) -> SlurmJobIds | None:
+        """The Slurm ids of the job's last submission; None if it never reached the queue.
+        Records from before ids were kept in settings have them in WORKDIR/slurm.json."""
+        state = _run_state(job)
+        try:
+            if "ids" in state:
+                return SlurmJobIds(**state["ids"]) if state["ids"] else None
+            if target_of(job).ssh is not None or not job.work_dir:
+                return None
+            return SlurmJobIds(**json.loads((Path(job.work_dir) / "slurm.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def slurm_states(self, ids: SlurmJobIds, job: JobRecord | None = None) -> dict[str, list[str]]:
         """Slurm job id → states of its tasks (an array has one per task)."""
         transport = self.transport(job)
         states: dict[str, list[str]] = {i: [] for i in ids.all()}
-        queue = transport.run(["squeue", "-h", "-r", "-j", ",".join(ids.all()), "-o", "%F %T"],
-                              check=False)
+        queue = transport.run(
+            ["squeue", "-h", "-r", "-j", ",".join(ids.all()), "-o", "%F %T"], check=False
+        )
         for line in queue.stdout.splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[0] in states:
@@ -233,17 +584,33 @@ class SlurmBackend:
         for slurm_id, found in states.items():
             if not found:
                 shown = transport.run(["scontrol", "-o", "show", "job", slurm_id], check=False)
-                found.extend(_field(line, "JobState") for line in shown.stdout.splitlines()
-                             if _field(line, "JobState"))
+                found.extend(
+                    _field(line, "JobState")
+                    for line in shown.stdout.splitlines()
+                    if _field(line, "JobState")
+                )
         return states
 
     def poll(self, job: JobRecord) -> JobRecord:
         """Refresh one row from Slurm and the progress files (fetching the output of an SSH
         job once its merge has finished: only then is the row COMPLETED)."""
+        job = self.store.get(job.id)  # a submitter that died reads as INTERRUPTED
         if job.state.is_finished:
             return job
-        ids = self.job_ids(job)
-        transport = self.transport(job)
+        ids = self._known_ids(job)
+        if ids is None:
+            if job.state is not JobState.INTERRUPTED and job.pid is None:
+                # Sent by no one and queued nowhere (a record of an older app): say so.
+                self.store.update(
+                    job.id,
+                    unless_finished=True,
+                    state=JobState.FAILED,
+                    phase="",
+                    message="it never reached the Slurm queue; resume to submit it again",
+                )
+            return self.store.get(job.id)
+        target = target_of(job)
+        transport = _transport(target)
         states = self.slurm_states(ids, job)
         workdir = self.workdir(job)
         changes: dict[str, object] = {}
@@ -251,73 +618,253 @@ class SlurmBackend:
             files = transport.job_files(workdir, Path(tmp))
             if (files / "plan.json").exists():
                 progress = read_progress(files)
-                changes.update(frames_done=progress.frames_done,
-                               frames_total=progress.frames_total,
-                               chunks_done=progress.chunks_done,
-                               chunks_total=progress.chunks_total)
+                changes.update(
+                    frames_done=progress.frames_done,
+                    frames_total=progress.frames_total,
+                    chunks_done=progress.chunks_done,
+                    chunks_total=progress.chunks_total,
+                )
                 failed = [i for i, s in progress.chunk_states.items() if s == "failed"]
             else:
                 failed = []
         every = [s for group in states.values() for s in group]
         merge_states = states[ids.merge]
         if merge_states and all(s == "COMPLETED" for s in merge_states):
-            changes.update(self._finish(job, transport))
+            changes.update(self._finish(job, target, transport))
         elif any(s in _FAILED for s in every) or failed:
-            changes.update(state=JobState.FAILED, phase="", message=self._failure_message(
-                transport, workdir, failed, states, ids))
+            changes.update(
+                state=JobState.FAILED,
+                phase="",
+                message=self._failure_message(transport, workdir, failed, states, ids),
+            )
         elif any(s == "CANCELLED" for s in every):
             changes.update(state=JobState.CANCELLED, phase="")
         elif any(s == "RUNNING" for s in every):
             running = [k for k, v in states.items() if "RUNNING" in v]
-            phase = {ids.split: "splitting", ids.array: "upscaling",
-                     ids.merge: "merging"}.get(running[0], "running")
+            phase = {ids.split: "splitting", ids.array: "upscaling", ids.merge: "merging"}.get(
+                running[0], "running"
+            )
             changes.update(state=JobState.RUNNING, phase=phase)
         if changes:
             self.store.update(job.id, unless_finished=True, **changes)
         return self.store.get(job.id)
 
-    def _finish(self, job: JobRecord, transport: Transport) -> dict[str, object]:
+    def _finish(
+        self, job: JobRecord, target: SlurmTarget, transport: Transport
+    ) -> dict[str, object]:
         """Changes for a job whose merge completed: an SSH job's output comes down first."""
-        remote = _slurm_settings(job)
-        if not remote.get("ssh") or remote.get("fetched"):
-            return {"state": JobState.COMPLETED, "phase": "", "message": ""}
-        assert isinstance(transport, SshTransport)
-        local = Path(job.output)
-        _, output = _remote_paths(self.workdir(job), Path(job.source).name, local.name)
-        self.store.update(job.id, unless_finished=True, state=JobState.RUNNING,
-                          phase="downloading the output")
+        self._remember(job.id, merged=True)
+        done: dict[str, object] = {"state": JobState.COMPLETED, "phase": "", "message": ""}
+        if target.ssh is None or _run_state(job).get("fetched"):
+            return done
+        self.store.update(
+            job.id, unless_finished=True, state=JobState.RUNNING, phase="downloading the output"
+        )
         try:
-            transport.download(output, local)
+            self._download(job, transport)
+        except InputError as exc:  # the output appeared meanwhile: never clobber it
+            return {"state": JobState.FAILED, "phase": "", "message": exc.user_message()}
         except (JobError, OSError) as exc:
             # Stay unfinished: the next poll tries again (a dropped connection is no failure).
-            return {"state": JobState.RUNNING, "phase": "downloading the output",
-                    "message": f"download failed, retrying: {exc}"}
-        self._remember(job, fetched=True)
-        return {"state": JobState.COMPLETED, "phase": "", "message": ""}
+            return {
+                "state": JobState.RUNNING,
+                "phase": "downloading the output",
+                "message": f"download failed, retrying: {exc}",
+            }
+        return done
+
+    def _download(
+        self,
+        job: JobRecord,
+        transport: Transport,
+        on_bytes: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Path:
+        """The cluster's output to the job's local output path (refusing to replace a file
+        that appeared meanwhile unless the spec says overwrite)."""
+        assert isinstance(transport, SshTransport)
+        local = Path(job.output)
+        overwrite = job.spec.overwrite if job.spec is not None else False
+        if local.exists() and not overwrite and not _run_state(job).get("fetched"):
+            raise InputError(
+                f"{local} appeared while the job ran",
+                f"move it away, or resume with `vsr jobs resume {job.id} --overwrite`",
+            )
+        _, output = _remote_paths(self.workdir(job), Path(job.source).name, local.name)
+        transport.download(output, local, on_bytes=on_bytes, cancel=cancel)
+        self._remember(job.id, fetched=True)
+        return local
+
+    def _complete_merged(
+        self, job: JobRecord, target: SlurmTarget, cancel: threading.Event | None
+    ) -> JobRecord | None:
+        """A job whose merge finished needs no new run: fetch its output (SSH) or find it
+        whole in place. None when the output is gone and the job must run again."""
+        if target.ssh is not None:
+            transport = _transport(target)
+            assert isinstance(transport, SshTransport)
+            _, output = _remote_paths(
+                self.workdir(job), Path(job.source).name, Path(job.output).name
+            )
+            if not (_run_state(job).get("fetched") and Path(job.output).is_file()):
+                if not transport.exists(output):
+                    self._remember(job.id, merged=False)
+                    return None
+                self._download(job, transport, cancel=cancel)
+        else:
+            from vsr_desktop.core.media.probe import probe
+
+            try:
+                whole = probe(Path(job.output)).video.frame_count == job.frames_total
+            except (VsrError, OSError):
+                whole = False
+            if not whole:
+                self._remember(job.id, merged=False)
+                return None
+        self.store.update(
+            job.id,
+            state=JobState.COMPLETED,
+            phase="",
+            message="",
+            frames_done=job.frames_total,
+            chunks_done=job.chunks_total,
+        )
+        return self.store.get(job.id)
 
     @staticmethod
-    def _failure_message(transport: Transport, workdir: PurePath, failed_chunks: list[int],
-                         states: dict[str, list[str]], ids: SlurmJobIds) -> str:
+    def _failure_message(
+        transport: Transport,
+        workdir: PurePath,
+        failed_chunks: list[int],
+        states: dict[str, list[str]],
+        ids: SlurmJobIds,
+    ) -> str:
         """The failing task's log tail: what the user needs to see in the panel."""
         logs = workdir / "logs"
         if failed_chunks:
-            return f"chunk {failed_chunks[0]} failed: " \
-                   f"{transport.tail(logs / f'chunk_{failed_chunks[0]}.log')}"
+            return (
+                f"chunk {failed_chunks[0]} failed: "
+                f"{transport.tail(logs / f'chunk_{failed_chunks[0]}.log')}"
+            )
         if any(s in _FAILED for s in states[ids.split]):
             return f"split failed: {transport.tail(logs / 'split.log')}"
         if any(s in _FAILED for s in states[ids.merge]):
             return f"merge failed: {transport.tail(logs / 'merge.log')}"
         return "an upscale task failed; see the logs in " + str(logs)
 
-    def cancel(self, job: JobRecord) -> None:
-        """scancel every part; finished chunks stay for a resubmit."""
-        self.run(["scancel", *self.job_ids(job).all()], check=False, job=job)
-        self.store.update(job.id, state=JobState.CANCELLED, phase="",
-                          message="cancelled; resubmit to continue from the finished chunks")
+    def cancel(self, job: JobRecord) -> JobRecord:
+        """scancel every part; finished chunks stay for a resume. A finished record keeps
+        its state (a FAILED job's remaining tasks are still withdrawn)."""
+        job = self.store.get(job.id)
+        ids = self._known_ids(job)
+        if ids is not None:
+            self.run(["scancel", *ids.all()], check=False, job=job)
+        self.store.update(
+            job.id,
+            unless_finished=True,
+            state=JobState.CANCELLED,
+            phase="",
+            message="cancelled; resume to continue from the finished chunks",
+        )
+        return self.store.get(job.id)
+
+    # ------------------------------------------------------------------ output / removal
+    def fetch_output(
+        self,
+        job: JobRecord,
+        on_bytes: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Path:
+        """SSH jobs: download the merged output to the local output path. Shared-folder
+        jobs: the merge wrote it there already."""
+        job = self.store.get(job.id)
+        target = target_of(job)
+        local = Path(job.output)
+        if target.ssh is None:
+            if job.state is JobState.COMPLETED and local.is_file():
+                return local
+            raise JobError(
+                f"job {job.id} has no finished output", "wait for it to finish, or resume it"
+            )
+        state = _run_state(job)
+        if not (state.get("merged") or job.state is JobState.COMPLETED):
+            raise JobError(
+                f"job {job.id} has not finished on the cluster", "wait for its merge, or resume it"
+            )
+        if state.get("fetched") and local.is_file():
+            return local
+        self._download(job, _transport(target), on_bytes, cancel)
+        self.store.update(job.id, state=JobState.COMPLETED, phase="", message="")
+        return local
+
+    def needs_fetch(self, job: JobRecord) -> bool:
+        try:
+            remote = target_of(job).ssh is not None
+        except JobError:
+            return False
+        state = _run_state(job)
+        return (
+            remote
+            and bool(state.get("merged") or job.state is JobState.COMPLETED)
+            and not state.get("fetched")
+        )
+
+    def work_lost_on_remove(self, job: JobRecord) -> str:
+        if self.needs_fetch(job):
+            return (
+                "Its output is still on the cluster and has not been downloaded. Removing "
+                "the job deletes its folder there, output included."
+            )
+        if job.state is not JobState.COMPLETED and job.chunks_done > 0:
+            return (
+                f"{job.chunks_done} of {job.chunks_total} chunks are finished. Removing the "
+                "job deletes them: it can no longer be resumed, only started again."
+            )
+        return ""
+
+    def remove(self, job: JobRecord) -> None:
+        """Delete the job's folder on the cluster, then its record; refused while its Slurm
+        jobs are queued or running. A job that never reached the queue is removed even when
+        the cluster cannot be reached (nothing of it may be there)."""
+        job = self.store.get(job.id)
+        self._refuse_if_busy(job)
+        if self._known_ids(job) is not None:
+            self.remove_work_folder(job)
+        else:
+            with contextlib.suppress(VsrError, OSError):
+                self.remove_work_folder(job)
+        self.store.delete(job.id)
+
+    def _refuse_if_busy(self, job: JobRecord) -> None:
+        """A job being sent by a live process, or with Slurm jobs in the queue, is not
+        resubmitted or removed: cancel first."""
+        if job.state is JobState.RUNNING and job.pid is not None:  # get() saw it alive
+            where = "this process" if job.pid == os.getpid() else f"process {job.pid}"
+            raise JobError(
+                f"job {job.id} is being submitted by {where}", "wait for it, or cancel it first"
+            )
+        ids = self._known_ids(job)
+        if ids is None:
+            return
+        states = self.slurm_states(ids, job)
+        active = [i for i, found in states.items() if any(s in _ACTIVE for s in found)]
+        if active:
+            raise JobError(
+                f"job {job.id} still has Slurm jobs in the queue ({', '.join(active)})",
+                f"cancel it first (`vsr jobs cancel {job.id}`)",
+            )
+
+    def _remember(self, job_id: str, **changes: Any) -> None:
+        """The run's own state (ids, merged, fetched) lives in settings["slurm"]."""
+        current = self.store.get(job_id)
+        settings = dict(current.settings)
+        settings["slurm"] = {**_run_state(current), **changes}
+        self.store.update(job_id, settings=settings)
 
 
-def _slurm_settings(job: JobRecord | None) -> dict[str, Any]:
-    """The backend's own section of a job's settings (empty for jobs on a shared folder)."""
+def _run_state(job: JobRecord | None) -> dict[str, Any]:
+    """The backend's own section of a job's settings (run state; older records also kept
+    their SSH login there)."""
     section = job.settings.get("slurm") if job is not None else None
     return dict(section) if isinstance(section, dict) else {}
 
@@ -343,22 +890,16 @@ def _forget_unfinished_progress(transport: Transport, workdir: PurePath) -> None
     transport.remove(stale)
 
 
-def _plan_args(request: UpscaleRequest, source: str, output: str) -> list[str]:
-    """`vsr worker plan` options reproducing the request on the cluster (its own paths)."""
-    args = [source, "-o", output,
-            "--model", request.model, "--codec", request.encode.codec,
-            "--chunk-seconds", str(request.chunk_seconds), "--device", request.device,
-            "--precision", request.precision, "--tile", str(request.tile),
-            "--batch-size", str(request.batch_size)]
-    optional = {"--scale": request.outscale, "--denoise": request.denoise_strength,
-                "--crf": request.encode.crf, "--bitrate": request.encode.bitrate,
-                "--preset": request.encode.preset}
-    for flag, value in optional.items():
-        if value is not None:
-            args += [flag, str(value)]
-    if request.encode.ten_bit:
-        args.append("--ten-bit")
-    return args
+def _forget_all_work(transport: Transport, workdir: PurePath, *, remote: bool) -> None:
+    """A restart: chunk files, progress, plan and probe of the last run go (over SSH the
+    cluster's copy of the output too); the logs folder and an uploaded source stay."""
+    for folder in ("chunks", "progress", *(("output",) if remote else ())):
+        transport.remove_tree(workdir / folder)
+    transport.remove(
+        [workdir / name for name in ("plan.json", "media.json", "spec.json", "slurm.json")]
+    )
+    if remote:
+        transport.mkdirs(workdir / "output")
 
 
 def _field(line: str, name: str) -> str:

@@ -10,18 +10,25 @@ every progress file), so a poll costs a fixed handful of round trips whatever th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import IO, Any, Protocol
 
-from vsr_desktop.core.errors import JobError
+from vsr_desktop.core.errors import CancelledError, JobError
 
 _COMMAND_TIMEOUT = 60.0
+_STREAM_BLOCK = 1024 * 1024
+
+#: Bytes done, bytes in all: how a transfer reports itself.
+BytesCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,17 @@ class SshLogin:
 
     def ssh_args(self) -> list[str]:
         """`ssh` with BatchMode (never prompt: the app has no terminal), up to the host."""
-        args = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
-                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+        args = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=15",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=4",
+        ]
         for option in self.options:
             args += ["-o", option]
         if self.port:
@@ -46,13 +62,21 @@ class SshLogin:
         return [*args, self.host]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port, "key": self.key,
-                "options": list(self.options)}
+        return {
+            "host": self.host,
+            "port": self.port,
+            "key": self.key,
+            "options": list(self.options),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SshLogin:
-        return cls(host=str(data["host"]), port=data.get("port"), key=data.get("key"),
-                   options=tuple(data.get("options") or ()))
+        return cls(
+            host=str(data["host"]),
+            port=data.get("port"),
+            key=data.get("key"),
+            options=tuple(data.get("options") or ()),
+        )
 
 
 class Transport(Protocol):
@@ -60,8 +84,7 @@ class Transport(Protocol):
 
     remote: bool
 
-    def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-        ...
+    def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]: ...
 
     def write_text(self, path: PurePath, text: str) -> None: ...
 
@@ -79,10 +102,15 @@ class Transport(Protocol):
 
 
 def _failed(args: Sequence[str], result: subprocess.CompletedProcess[Any]) -> JobError:
-    detail = result.stderr if isinstance(result.stderr, str) else \
-        (result.stderr or b"").decode(errors="replace")
-    return JobError(f"{args[0]} failed: {detail.strip() or str(result.stdout).strip()}",
-                    "check the partition and options, or ask the cluster admin")
+    detail = (
+        result.stderr
+        if isinstance(result.stderr, str)
+        else (result.stderr or b"").decode(errors="replace")
+    )
+    return JobError(
+        f"{args[0]} failed: {detail.strip() or str(result.stdout).strip()}",
+        "check the partition and options, or ask the cluster admin",
+    )
 
 
 @dataclass
@@ -94,14 +122,23 @@ class LocalTransport:
 
     def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
-            result = subprocess.run(list(args), capture_output=True, text=True,
-                                    timeout=_COMMAND_TIMEOUT, env={**os.environ, **self.env})
+            result = subprocess.run(
+                list(args),
+                capture_output=True,
+                text=True,
+                timeout=_COMMAND_TIMEOUT,
+                env={**os.environ, **self.env},
+            )
         except FileNotFoundError as exc:
-            raise JobError(f"{args[0]} is not installed here",
-                           "install Slurm's client tools or submit over SSH") from exc
+            raise JobError(
+                f"{args[0]} is not installed here",
+                "install Slurm's client tools or submit over SSH",
+            ) from exc
         except subprocess.TimeoutExpired as exc:
-            raise JobError(f"{args[0]} did not answer within {_COMMAND_TIMEOUT:.0f} s",
-                           "check the cluster's controller") from exc
+            raise JobError(
+                f"{args[0]} did not answer within {_COMMAND_TIMEOUT:.0f} s",
+                "check the cluster's controller",
+            ) from exc
         if check and result.returncode != 0:
             raise _failed(args, result)
         return result
@@ -126,8 +163,9 @@ class LocalTransport:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise JobError(f"cannot delete {path}: {exc.strerror or exc}",
-                           "delete the folder by hand") from exc
+            raise JobError(
+                f"cannot delete {path}: {exc.strerror or exc}", "delete the folder by hand"
+            ) from exc
 
     def tail(self, path: PurePath, lines: int = 5) -> str:
         try:
@@ -149,45 +187,147 @@ class SshTransport:
     env: dict[str, str] = field(default_factory=dict)  # set on the login host per command
     remote: bool = True
 
-    def _ssh(self, command: str, *, stdin: IO[bytes] | None = None,
-             stdout: IO[bytes] | None = None, timeout: float | None = _COMMAND_TIMEOUT,
-             check: bool = True) -> subprocess.CompletedProcess[Any]:
+    def _ssh(
+        self,
+        command: str,
+        *,
+        stdin: IO[bytes] | None = None,
+        stdout: IO[bytes] | None = None,
+        timeout: float | None = _COMMAND_TIMEOUT,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[Any]:
         """One ssh call running `command` (a shell line) on the login host."""
-        if self.env:
-            assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
-            command = f"export {assignments}; {command}"
-        args = [*self.login.ssh_args(), command]
+        args = self._args(command)
         try:
             result = subprocess.run(
-                args, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                args,
+                stdin=stdin if stdin is not None else subprocess.DEVNULL,
                 stdout=stdout if stdout is not None else subprocess.PIPE,
-                stderr=subprocess.PIPE, timeout=timeout)
+                stderr=subprocess.PIPE,
+                timeout=timeout,
+            )
         except FileNotFoundError as exc:
             raise JobError("ssh is not installed here", "install an OpenSSH client") from exc
         except subprocess.TimeoutExpired as exc:
-            raise JobError(f"{self.login.host} did not answer within {timeout:.0f} s",
-                           "check the network and the login host") from exc
+            raise JobError(
+                f"{self.login.host} did not answer within {timeout:.0f} s",
+                "check the network and the login host",
+            ) from exc
+        self._check(command, result, check)
+        return result
+
+    def _args(self, command: str) -> list[str]:
+        """`ssh … HOST COMMAND`, the login host's environment set first."""
+        if self.env:
+            assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+            command = f"export {assignments}; {command}"
+        return [*self.login.ssh_args(), command]
+
+    def _check(self, command: str, result: subprocess.CompletedProcess[Any], check: bool) -> None:
         if result.returncode == 255:  # ssh's own failure: connection or authentication
-            detail = result.stderr.decode(errors="replace").strip()
-            raise JobError(f"cannot reach {self.login.host} over SSH: {detail}",
-                           "check that `ssh -o BatchMode=yes HOST` works without a password "
-                           "(an SSH key loaded or given with --ssh-key)")
+            stderr = result.stderr
+            detail = (
+                stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr or "")
+            ).strip()
+            raise JobError(
+                f"cannot reach {self.login.host} over SSH: {detail}",
+                "check that `ssh -o BatchMode=yes HOST` works without a password "
+                "(an SSH key loaded or given with --ssh-key)",
+            )
         if check and result.returncode != 0:
             raise _failed([command.split()[0] if command else "ssh"], result)
-        return result
+
+    def _stream(
+        self,
+        command: str,
+        *,
+        source: IO[bytes] | None = None,
+        sink: IO[bytes] | None = None,
+        start: int,
+        total: int,
+        on_bytes: BytesCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        """One ssh call fed from `source` or feeding `sink` block by block, so a transfer
+        reports its bytes and stops on `cancel` (what it wrote so far stays, to resume)."""
+        with tempfile.TemporaryFile() as errors:
+            try:
+                proc = subprocess.Popen(
+                    self._args(command),
+                    stdin=subprocess.PIPE if source is not None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if sink is not None else subprocess.DEVNULL,
+                    stderr=errors,
+                )
+            except FileNotFoundError as exc:
+                raise JobError("ssh is not installed here", "install an OpenSSH client") from exc
+            try:
+                self._pump(proc, source, sink, start, total, on_bytes, cancel)
+                returncode = proc.wait()
+            finally:
+                if proc.poll() is None:  # cancelled or failed here: stop the transfer
+                    proc.kill()
+                    proc.wait()
+                for pipe in (proc.stdin, proc.stdout):
+                    if pipe is not None:
+                        with contextlib.suppress(BrokenPipeError):
+                            pipe.close()
+            errors.seek(0)
+            self._check(
+                command, subprocess.CompletedProcess(command, returncode, b"", errors.read()), True
+            )
+
+    @staticmethod
+    def _pump(
+        proc: subprocess.Popen[bytes],
+        source: IO[bytes] | None,
+        sink: IO[bytes] | None,
+        done: int,
+        total: int,
+        on_bytes: BytesCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        """Copy source → ssh's stdin, or ssh's stdout → sink, until the end or `cancel`."""
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise CancelledError(
+                    "the transfer was cancelled",
+                    "send or fetch it again: it resumes where it stopped",
+                )
+            if source is not None:
+                block = source.read(_STREAM_BLOCK)
+                if not block:
+                    break
+                try:
+                    assert proc.stdin is not None
+                    proc.stdin.write(block)
+                except BrokenPipeError:  # the remote side ended: its status says why
+                    break
+            else:
+                assert proc.stdout is not None and sink is not None
+                block = proc.stdout.read1(_STREAM_BLOCK)  # type: ignore[attr-defined]
+                if not block:
+                    break
+                sink.write(block)
+            done += len(block)
+            if on_bytes is not None:
+                on_bytes(done, total)
+        if proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
 
     def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         result = self._ssh(shlex.join(args), check=False)
         text = subprocess.CompletedProcess(
-            args, result.returncode, (result.stdout or b"").decode(errors="replace"),
-            result.stderr.decode(errors="replace"))
+            args,
+            result.returncode,
+            (result.stdout or b"").decode(errors="replace"),
+            result.stderr.decode(errors="replace"),
+        )
         if check and text.returncode != 0:
             raise _failed(args, text)
         return text
 
     def write_text(self, path: PurePath, text: str) -> None:
-        import tempfile
-
         with tempfile.TemporaryFile() as data:
             data.write(text.encode())
             data.seek(0)
@@ -214,27 +354,42 @@ class SshTransport:
 
     def job_files(self, workdir: PurePath, into: Path) -> Path:
         """plan.json and every progress file in one call, NUL-separated, copied into `into`."""
-        script = (f"cd {_q(workdir)} 2>/dev/null || exit 0; "
-                  "for f in plan.json progress/*.json; do [ -f \"$f\" ] || continue; "
-                  "printf '%s\\0' \"$f\"; cat \"$f\"; printf '\\0'; done; exit 0")
+        script = (
+            f"cd {_q(workdir)} 2>/dev/null || exit 0; "
+            'for f in plan.json progress/*.json; do [ -f "$f" ] || continue; '
+            "printf '%s\\0' \"$f\"; cat \"$f\"; printf '\\0'; done; exit 0"
+        )
         parts = self._ssh(script).stdout.split(b"\0")
         (into / "progress").mkdir(parents=True, exist_ok=True)
         for name, content in zip(parts[0::2], parts[1::2], strict=False):
             relative = name.decode()
-            if relative == "plan.json" or (relative.startswith("progress/")
-                                           and "/" not in relative[len("progress/"):]):
+            if relative == "plan.json" or (
+                relative.startswith("progress/") and "/" not in relative[len("progress/") :]
+            ):
                 (into / relative).write_bytes(content)
         return into
+
+    def exists(self, path: PurePath) -> bool:
+        """Whether a regular file is at `path` on the cluster."""
+        return self._remote_size(path) >= 0
 
     def _remote_size(self, path: PurePath) -> int:
         """Bytes in a file on the cluster; -1 when there is none."""
         out = self._ssh(f"if [ -f {_q(path)} ]; then wc -c < {_q(path)}; else echo -1; fi")
         return int(out.stdout.decode().strip() or -1)
 
-    def upload(self, local: Path, remote: PurePath) -> None:
+    def upload(
+        self,
+        local: Path,
+        remote: PurePath,
+        on_bytes: BytesCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         """Copy a file up, resuming a `.part` left by a cut-off upload; skip if already there."""
         size = local.stat().st_size
         if self._remote_size(remote) == size:
+            if on_bytes is not None:
+                on_bytes(size, size)
             return
         part = remote.with_name(remote.name + ".part")
         done = self._remote_size(part)
@@ -243,29 +398,53 @@ class SshTransport:
         with local.open("rb") as data:
             data.seek(done)
             redirect = ">>" if done else ">"
-            self._ssh(f"cat {redirect} {_q(part)}", stdin=data, timeout=None)
+            self._stream(
+                f"cat {redirect} {_q(part)}",
+                source=data,
+                start=done,
+                total=size,
+                on_bytes=on_bytes,
+                cancel=cancel,
+            )
         if self._remote_size(part) != size:
-            raise JobError(f"the upload of {local.name} to {self.login.host} was cut short",
-                           "submit again: the upload resumes where it stopped")
+            raise JobError(
+                f"the upload of {local.name} to {self.login.host} was cut short",
+                "submit again: the upload resumes where it stopped",
+            )
         self._ssh(f"mv -f {_q(part)} {_q(remote)}")
 
-    def download(self, remote: PurePath, local: Path) -> None:
+    def download(
+        self,
+        remote: PurePath,
+        local: Path,
+        on_bytes: BytesCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         """Copy a finished file down under a temporary name (resumed if one is left from a
         cut-off download), then rename it: the output path never holds half a file."""
         size = self._remote_size(remote)
         if size < 0:
-            raise JobError(f"{remote} is not on {self.login.host}",
-                           "resubmit the job: the merge runs again")
+            raise JobError(
+                f"{remote} is not on {self.login.host}", "resubmit the job: the merge runs again"
+            )
         part = local.with_name(f".{local.name}.vsr-part")
         done = part.stat().st_size if part.exists() else 0
         if done > size:
             part.unlink()
             done = 0
         with part.open("ab") as data:
-            self._ssh(f"tail -c +{done + 1} {_q(remote)}", stdout=data, timeout=None)
+            self._stream(
+                f"tail -c +{done + 1} {_q(remote)}",
+                sink=data,
+                start=done,
+                total=size,
+                on_bytes=on_bytes,
+                cancel=cancel,
+            )
         if part.stat().st_size != size:
-            raise JobError(f"the download of {remote.name} was cut short",
-                           "it resumes on the next refresh")
+            raise JobError(
+                f"the download of {remote.name} was cut short", "it resumes on the next refresh"
+            )
         os.replace(part, local)
 
 

@@ -102,9 +102,7 @@ class WinogradConv2d(nn.Module):
         weight = conv.weight.detach().float().contiguous()
         bias = conv.bias.detach().float() if conv.bias is not None else None
         self.register_buffer("weight", weight)
-        self.register_buffer(
-            "bias", bias if bias is not None else torch.zeros(weight.shape[0])
-        )
+        self.register_buffer("bias", bias if bias is not None else torch.zeros(weight.shape[0]))
         padding = conv.padding
         assert isinstance(padding, tuple)  # is_winograd_eligible rejected "same"/"valid"
         self.padding = [int(padding[0]), int(padding[1])]
@@ -171,8 +169,9 @@ def winograd_frame_bytes_per_pixel(module: nn.Module, scale: int, probe: int = 3
     def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         shapes.append((inputs[0].shape, output.shape))
 
-    hooks = [m.register_forward_hook(record) for m in module.modules()
-             if isinstance(m, WinogradConv2d)]
+    hooks = [
+        m.register_forward_hook(record) for m in module.modules() if isinstance(m, WinogradConv2d)
+    ]
     try:
         with torch.inference_mode():
             module(torch.zeros(1, 3, probe, probe))
@@ -199,13 +198,14 @@ def _convolution_bytes(input_shape: torch.Size, output_shape: torch.Size) -> flo
 
 def frame_worker_pool(workers: int) -> ThreadPoolExecutor:
     """Threads that each run whole frames, with torch's parallel loops inline in each."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vsr-frame",
-                              initializer=run_torch_inline_in_this_thread)
+    return ThreadPoolExecutor(
+        max_workers=workers,
+        thread_name_prefix="vsr-frame",
+        initializer=run_torch_inline_in_this_thread,
+    )
 
 
-def run_frames_in_parallel(
-    count: int, workers: int, run_one: Callable[[int], None]
-) -> None:
+def run_frames_in_parallel(count: int, workers: int, run_one: Callable[[int], None]) -> None:
     """Call ``run_one(i)`` for i in range(count), ``workers`` at a time, in inference mode.
 
     The first error is raised once every started frame has finished, so no worker is still
@@ -285,9 +285,13 @@ class WinogradTrial:
         key = self._key(size)
         _decisions[key] = chosen
         write_probe_cache_entry(
-            self._cache_path, key,
-            {"winograd": chosen, "speedup": round(speedup, 3),
-             "why": f"trial on real frames: Winograd one per core {speedup:.2f}x oneDNN"},
+            self._cache_path,
+            key,
+            {
+                "winograd": chosen,
+                "speedup": round(speedup, 3),
+                "why": f"trial on real frames: Winograd one per core {speedup:.2f}x oneDNN",
+            },
         )
         return chosen
 

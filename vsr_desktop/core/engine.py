@@ -12,8 +12,8 @@ mod-pad, tile grid and rounding, so fp32 output matches it within 1/255) but not
 * fp16 on GPUs, and bf16 autocast on CPUs where a probe shows it pays (see ``device.py``).
 * fp32 on CPUs: several frames at once, one per core, through NNPACK's Winograd
   convolutions, where timing the first frames of a size shows it beats oneDNN on all cores
-  (``cpu_convolution.py``). Single frames (previews) keep oneDNN's multi-threaded path,
-  which has the lower latency.
+  (``cpu_strategy.py`` chooses and schedules, ``cpu_convolution.py`` computes). Single
+  frames (previews) keep oneDNN's multi-threaded path, which has the lower latency.
 * Tiles only when asked, or after an out-of-memory error: then the batch is halved, then the
   frame is split in tiles whose size halves on each further OOM. Tiles carry ``tile_pad`` pixels
   of context, so seams vanish once that covers the network's receptive field.
@@ -27,14 +27,10 @@ An Engine is not thread-safe: use one per worker thread.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,39 +38,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsr_desktop.core.cpu_convolution import (
-    FRAMES_PER_CORE,
-    WINOGRAD_MEMORY_SHARE,
-    WinogradTrial,
-    frame_worker_pool,
-    nnpack_ready,
-    run_frames_in_parallel,
-    winograd_copy,
-    winograd_frame_bytes_per_pixel,
+from vsr_desktop.core.cancel import check_cancel
+from vsr_desktop.core.cpu_strategy import (
+    CpuConvolutionStrategy,
+    parse_cpu_convolution,
+    precision_for,
 )
-from vsr_desktop.core.device import choose_dtype, cpu_cache_key, describe_device, select_device
-from vsr_desktop.core.errors import CancelledError, EngineError
+from vsr_desktop.core.device import choose_dtype, describe_device, select_device
+from vsr_desktop.core.errors import EngineError
 from vsr_desktop.core.malloc_tuning import tune_malloc
-from vsr_desktop.core.system_memory import available_memory_bytes
+from vsr_desktop.core.tiling import (
+    MIN_TILE,
+    mod_scale_for,
+    pad_bottom_right,
+    round_up,
+    tiled_forward,
+)
 from vsr_desktop.core.upscaler import upscale_in_groups
 
 log = logging.getLogger(__name__)
 
-#: Smallest tile the OOM fallback tries before giving up.
-MIN_TILE = 32
 _MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _TORCH_INT = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
-CPU_CONVOLUTIONS = ("auto", "onednn", "winograd")
 T = TypeVar("T")
-
-
-def mod_scale_for(scale: int) -> int:
-    """Input multiple a Real-ESRGAN network needs.
-
-    RRDBNet x2/x1 models start with a pixel-unshuffle by 2/4, so their input height and width
-    must be divisible by that (RealESRGANer's ``mod_scale``); ×3/×4 networks take any size.
-    """
-    return {2: 2, 1: 4}.get(scale, 1)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -89,15 +75,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 class _BatchTooLarge(Exception):
     """Internal: the batch did not fit, retry with fewer frames before tiling."""
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
-def _check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise CancelledError("Upscaling was cancelled")
 
 
 class Engine:
@@ -119,6 +96,7 @@ class Engine:
         cache_dir: where the CPU probes cache their decisions (default: user cache).
         cpu_convolution: ``auto``, ``onednn`` or ``winograd`` (fp32 on CPU only): how CPU
             convolutions run; ``auto`` times both on the first frames of each size (cached).
+            ``winograd`` settles an ``auto`` precision as fp32 (bf16 with it is an error).
     """
 
     def __init__(
@@ -144,17 +122,19 @@ class Engine:
             raise EngineError(f"Invalid batch size {batch_size}", "Use a batch size of 1 or more.")
         if outscale is not None and not outscale > 0:
             raise EngineError(f"Invalid output scale {outscale!r}", "Use a positive number.")
+        convolution = parse_cpu_convolution(cpu_convolution)
         self.device = select_device(device)
         self.model_scale = int(scale)
         self.outscale = float(outscale) if outscale is not None else float(scale)
         self.mod_scale = mod_scale_for(self.model_scale)
         # Tile edges must fall on multiples of mod_scale or the pixel-unshuffle breaks.
-        self.tile = _round_up(tile, self.mod_scale) if tile else 0
-        self.tile_pad = _round_up(tile_pad, self.mod_scale)
+        self.tile = round_up(tile, self.mod_scale) if tile else 0
+        self.tile_pad = round_up(tile_pad, self.mod_scale)
         self.pre_pad = pre_pad
         self.batch_size = batch_size
         tune_malloc()
         cache_path = Path(cache_dir) / "precision.json" if cache_dir is not None else None
+        precision = precision_for(precision, convolution, self.device)
         self.dtype = choose_dtype(self.device, precision, module, cache_path=cache_path)
         # bf16 on CPU runs as autocast over fp32 weights: as fast as a bf16 model there, and
         # the network's residual additions stay in fp32.
@@ -165,62 +145,36 @@ class Engine:
         if self.device.type == "cuda":
             # Video frames all share one size, so cuDNN's autotuning is paid once.
             torch.backends.cudnn.benchmark = True
-        #: The Winograd copy of the network when CPU frames may run one per core, else None.
-        self._winograd: torch.nn.Module | None = None
-        self._trial: WinogradTrial | None = None
-        #: Frames upscaled at once on the CPU (one per core) when Winograd is on.
-        self.frame_workers = 1
-        #: Whether frames of a size fit in memory several at once: read once per size, so
-        #: groups after the first neither re-read the system's figures nor switch paths.
-        self._fits_by_size: dict[tuple[int, int], bool] = {}
-        self._frame_bytes_per_pixel: float | None = None  # traced on first need
-        self._setup_cpu_convolution(cpu_convolution, cache_path)
+        #: How CPU frames run where Winograd may pay (fp32, NNPACK); None: the general path only.
+        self.cpu_strategy = CpuConvolutionStrategy.create(
+            convolution, self.module, self.dtype, self.device, self.model_scale, cache_path
+        )
 
-    def _setup_cpu_convolution(self, requested: str, cache_path: Path | None) -> None:
-        key = requested.strip().lower()
-        if key not in CPU_CONVOLUTIONS:
-            raise EngineError(
-                f"Unknown CPU convolution {requested!r}", "Use auto, onednn or winograd."
-            )
-        if key == "onednn" or self.device.type != "cpu":
-            return
-        if self.dtype != torch.float32:
-            if key == "winograd":
-                raise EngineError(
-                    "Winograd convolutions run in fp32 only",
-                    "Use --precision fp32 with --cpu-conv winograd, or --cpu-conv auto.",
-                )
-            return
-        if not nnpack_ready():
-            if key == "winograd":
-                raise EngineError(
-                    "This PyTorch build has no working NNPACK (Winograd convolutions)",
-                    "Use --cpu-conv auto or onednn.",
-                )
-            return
-        winograd, replaced = winograd_copy(self.module)
-        if not replaced:
-            return
-        self._winograd = winograd
-        self.frame_workers = max(1, torch.get_num_threads())
-        self._trial = WinogradTrial(key, cpu_cache_key(self.module), cache_path)
+    @property
+    def frame_workers(self) -> int:
+        """Frames upscaled at once on the CPU (one per core) when Winograd is on, else 1."""
+        return self.cpu_strategy.frame_workers if self.cpu_strategy is not None else 1
 
     @property
     def frames_per_call(self) -> int:
         """How many frames a caller should pass to :meth:`upscale` at once for full speed."""
-        if self._winograd is None:
+        if self.cpu_strategy is None:
             return self.batch_size
-        return self.frame_workers * FRAMES_PER_CORE
+        return self.cpu_strategy.frames_per_call
 
     def describe(self) -> str:
         """One line for logs and the UI, e.g. ``CPU: AMD EPYC (2 threads, AVX2), fp32``."""
         name = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
         text = f"{describe_device(self.device)}, {name.get(self.dtype, str(self.dtype))}"
-        if self._trial is not None and self._trial.forced:
-            text += f", Winograd, {self.frame_workers} frame(s) at once"
-        elif self._trial is not None:
-            text += f", Winograd ({self.frame_workers} frames at once) where faster than oneDNN"
+        if self.cpu_strategy is not None:
+            text += self.cpu_strategy.describe()
         return text
+
+    def uses_winograd(self, width: int, height: int) -> bool | None:
+        """Whether full groups of frames of this size run as Winograd (None: not timed yet)."""
+        if self.cpu_strategy is None:
+            return False
+        return self.cpu_strategy.decision((height, width))
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the output for an input frame, truncated like RealESRGANer."""
@@ -246,8 +200,8 @@ class Engine:
         n, height, width, _ = frames.shape
         out_w, out_h = self.output_size(width, height)
         result = np.empty((n, out_h, out_w, 3), dtype=frames.dtype)
-        if self._winograd is not None:
-            self._upscale_cpu_frames(frames, result, cancel)
+        if self.cpu_strategy is not None:
+            self.cpu_strategy.upscale(self, frames, result, cancel)
         else:
             self._upscale_batches(frames, result, cancel)
         return result
@@ -259,7 +213,7 @@ class Engine:
         n = len(frames)
         start = 0
         while start < n:
-            _check_cancel(cancel)
+            check_cancel(cancel)
             count = min(self.batch_size, n - start)
             try:
                 self._upscale_batch(
@@ -282,63 +236,14 @@ class Engine:
         ``rgb(item)`` gives the (H, W, 3) frame of an item. Where frames run as Winograd, one
         per core, each core takes the next frame as soon as it is free (at most two frames
         per core in flight): no core waits for another's frame, as it would in groups. Until
-        a frame size is decided (see :class:`WinogradTrial`) and elsewhere, it goes in groups
+        a frame size is decided (see :class:`~vsr_desktop.core.cpu_strategy.CpuConvolutionStrategy`)
+        and elsewhere, it goes in groups
         of :attr:`frames_per_call` through :meth:`upscale`.
         """
-        iterator = iter(items)
-        if self._trial is None or self.frame_workers == 1:
-            yield from upscale_in_groups(self, iterator, rgb, self.frames_per_call, cancel)
-            return
-        group = self.frame_workers
-        while True:
-            head = list(itertools.islice(iterator, group))
-            if not head:
-                return
-            height, width = rgb(head[0]).shape[:2]
-            decided = self._decision((height, width))
-            if decided is not None:
-                rest = itertools.chain(head, iterator)
-                if decided:
-                    yield from self._stream_frame_parallel(rest, rgb, cancel)
-                else:
-                    yield from upscale_in_groups(self, rest, rgb, self.frames_per_call, cancel)
-                return
-            yield from upscale_in_groups(self, head, rgb, group, cancel)  # a trial group
-
-    def _stream_frame_parallel(
-        self,
-        items: Iterator[T],
-        rgb: Callable[[T], np.ndarray],
-        cancel: threading.Event | None,
-    ) -> Iterator[tuple[T, np.ndarray]]:
-        workers = self.frame_workers
-        window: deque[tuple[T, Future[np.ndarray]]] = deque()
-        pool = frame_worker_pool(workers)
-        try:
-            for item in items:
-                _check_cancel(cancel)
-                frame = self._check_frames(rgb(item)[None])
-                window.append((item, pool.submit(self._winograd_frame, frame, cancel)))
-                if len(window) >= 2 * workers:
-                    first, future = window.popleft()
-                    yield first, future.result()
-            while window:
-                first, future = window.popleft()
-                yield first, future.result()
-        finally:
-            # Also on an error or an early close: drop what has not started, wait for the
-            # rest, so no worker writes after the caller has moved on.
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _winograd_frame(self, frame: np.ndarray, cancel: threading.Event | None) -> np.ndarray:
-        """One (1, H, W, 3) frame through the Winograd network, in the calling thread."""
-        assert self._winograd is not None
-        _check_cancel(cancel)
-        out_w, out_h = self.output_size(frame.shape[2], frame.shape[1])
-        result = np.empty((1, out_h, out_w, 3), dtype=frame.dtype)
-        with torch.inference_mode():
-            self._upscale_batch(frame, result, cancel, self._winograd)
-        return result[0]
+        if self.cpu_strategy is None:
+            yield from upscale_in_groups(self, items, rgb, self.frames_per_call, cancel)
+        else:
+            yield from self.cpu_strategy.stream(self, items, rgb, cancel)
 
     @torch.inference_mode()
     def upscale_tensor(
@@ -377,121 +282,6 @@ class Engine:
             raise EngineError(f"Empty frames {frames.shape}")
         # torch.from_numpy rejects negative strides (e.g. a [..., ::-1] BGR→RGB view).
         return frames if frames.flags.c_contiguous else np.ascontiguousarray(frames)
-
-    def uses_winograd(self, width: int, height: int) -> bool | None:
-        """Whether full groups of frames of this size run as Winograd (None: not timed yet)."""
-        if self._trial is None:
-            return False
-        return self._decision((height, width))
-
-    def _decision(self, size: tuple[int, int]) -> bool | None:
-        """The trial's answer for (height, width); False, untried, under ``auto`` when that
-        many frames at once would not fit in the memory available now."""
-        assert self._trial is not None
-        if self._trial.forced is None and not self._fits_in_memory(size):
-            return False
-        return self._trial.decision(size)
-
-    @property
-    def winograd_bytes_per_pixel(self) -> float:
-        """Estimated peak memory of one frame in flight on the Winograd path, per input
-        pixel, for this network (traced once on a small input)."""
-        if self._frame_bytes_per_pixel is None:
-            assert self._winograd is not None
-            self._frame_bytes_per_pixel = winograd_frame_bytes_per_pixel(
-                self._winograd, self.model_scale)
-        return self._frame_bytes_per_pixel
-
-    def _fits_in_memory(self, size: tuple[int, int]) -> bool:
-        known = self._fits_by_size.get(size)
-        if known is not None:
-            return known
-        need = self.frame_workers * size[0] * size[1] * self.winograd_bytes_per_pixel
-        available = available_memory_bytes()
-        fits = available is None or need <= available * WINOGRAD_MEMORY_SHARE
-        if not fits:
-            assert available is not None
-            log.warning(
-                "%dx%d frames: oneDNN, one frame at a time (%d frames at once would need "
-                "about %.1f GB; %.1f GB is available)", size[1], size[0], self.frame_workers,
-                need / 1e9, available / 1e9,
-            )
-        self._fits_by_size[size] = fits
-        return fits
-
-    def _upscale_cpu_frames(
-        self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
-    ) -> None:
-        """Upscale ``frames`` the way this size runs best (fp32 on a CPU with NNPACK).
-
-        A size not decided yet is decided first, by :meth:`_trial_group` on the first
-        frames (one per core); the rest then run the chosen way.
-        """
-        assert self._trial is not None
-        n, size = len(frames), (frames.shape[1], frames.shape[2])
-        group = self.frame_workers
-        if n == 1 and group > 1:  # a preview region: oneDNN on all cores, the lower latency
-            self._upscale_batches(frames, result, cancel)
-            return
-        decided = self._decision(size)
-        if decided is None and n >= group:
-            self._trial_group(frames[:group], result[:group], cancel)
-            decided = self._trial.decision(size)
-            frames, result, n = frames[group:], result[group:], n - group
-            if n == 0:
-                return
-        # A single frame goes to oneDNN on all cores: the lower latency.
-        self._upscale_with(bool(decided) and (n > 1 or group == 1), frames, result, cancel)
-
-    def _upscale_with(
-        self, winograd: bool, frames: np.ndarray, result: np.ndarray,
-        cancel: threading.Event | None,
-    ) -> None:
-        if winograd:
-            self._upscale_frame_parallel(frames, result, cancel)
-        else:
-            self._upscale_batches(frames, result, cancel)
-
-    def _trial_group(
-        self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
-    ) -> None:
-        """Time one group with oneDNN and Winograd alternately until the trial decides.
-
-        Every run is on the same frames and only the winner's output is kept, so a video's
-        pixels never depend on where a trial happened to fall (a resumed job stays
-        bit-identical to an uninterrupted one).
-        """
-        assert self._trial is not None
-        size = (frames.shape[1], frames.shape[2])
-        outputs: dict[str, np.ndarray] = {}
-        while (decided := self._trial.decision(size)) is None:
-            method = self._trial.next_method(size)
-            out = outputs.setdefault(method, np.empty_like(result))
-            start = time.perf_counter()
-            self._upscale_with(method == "winograd", frames, out, cancel)
-            self._trial.record(size, method, (time.perf_counter() - start) / len(frames))
-        log.info("%dx%d frames: %s", size[1], size[0],
-                 "Winograd, one frame per core" if decided else "oneDNN, all cores")
-        winner = "winograd" if decided else "onednn"
-        if winner in outputs:
-            np.copyto(result, outputs[winner])
-        else:  # decided elsewhere meanwhile (another engine on this CPU)
-            self._upscale_with(decided, frames, result, cancel)
-
-    def _upscale_frame_parallel(
-        self, frames: np.ndarray, result: np.ndarray, cancel: threading.Event | None
-    ) -> None:
-        """One frame per worker thread, each through the single-threaded Winograd network."""
-        module = self._winograd
-        assert module is not None
-
-        def one(index: int) -> None:
-            _check_cancel(cancel)
-            self._upscale_batch(
-                frames[index : index + 1], result[index : index + 1], cancel, module
-            )
-
-        run_frames_in_parallel(len(frames), self.frame_workers, one)
 
     def _input_dtype(self) -> torch.dtype:
         return torch.float32 if self._autocast else self._weights_dtype
@@ -554,9 +344,10 @@ class Engine:
         """Pad, run the network (tiling after OOM), crop: (B,3,H,W) → (B,3,H·s,W·s)."""
         height, width = x.shape[-2:]
         if self.pre_pad:
-            x = _pad(x, self.pre_pad, self.pre_pad)
+            x = pad_bottom_right(x, self.pre_pad, self.pre_pad)
         if self.mod_scale > 1:
-            x = _pad(x, (-x.shape[-2]) % self.mod_scale, (-x.shape[-1]) % self.mod_scale)
+            mod = self.mod_scale
+            x = pad_bottom_right(x, (-x.shape[-2]) % mod, (-x.shape[-1]) % mod)
         s = self.model_scale
         return self._run_network(x, cancel, module)[:, :, : height * s, : width * s]
 
@@ -566,7 +357,14 @@ class Engine:
         while True:
             try:
                 if self.tile and self.tile < max(x.shape[-2:]):
-                    return self._tiled_forward(x, self.tile, cancel, module)
+                    return tiled_forward(
+                        lambda part: self._forward(part, module),
+                        x,
+                        self.tile,
+                        self.tile_pad,
+                        self.model_scale,
+                        cancel,
+                    )
                 return self._forward(x, module)
             except RuntimeError as exc:
                 if not is_out_of_memory(exc):
@@ -581,7 +379,7 @@ class Engine:
 
     def _smaller_tile(self, x: torch.Tensor) -> int:
         current = min(self.tile or max(x.shape[-2:]), max(x.shape[-2:]))
-        tile = _round_up(math.ceil(current / 2), self.mod_scale)
+        tile = round_up(math.ceil(current / 2), self.mod_scale)
         if tile < MIN_TILE or tile >= current:
             raise EngineError(
                 f"Out of memory on {describe_device(self.device)} even with {current}-pixel tiles",
@@ -611,48 +409,3 @@ class Engine:
                 "The model's scale does not match the scale it was registered with.",
             )
         return y
-
-    def _tiled_forward(
-        self,
-        x: torch.Tensor,
-        tile: int,
-        cancel: threading.Event | None,
-        module: torch.nn.Module | None = None,
-    ) -> torch.Tensor:
-        """Run tile by tile on the same grid as RealESRGANer.tile_process.
-
-        Each tile is enlarged by ``tile_pad`` context pixels (clipped at the frame edge); only
-        its centre is kept, so pixels near a tile border still see their neighbours.
-        """
-        batch, _, height, width = x.shape
-        s, pad = self.model_scale, self.tile_pad
-        out: torch.Tensor | None = None
-        for y0 in range(0, height, tile):
-            for x0 in range(0, width, tile):
-                _check_cancel(cancel)
-                y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-                ya, xa = max(y0 - pad, 0), max(x0 - pad, 0)
-                yb, xb = min(y1 + pad, height), min(x1 + pad, width)
-                part = x[:, :, ya:yb, xa:xb].contiguous(memory_format=torch.channels_last)
-                res = self._forward(part, module)
-                if out is None:
-                    out = torch.empty(
-                        (batch, res.shape[1], height * s, width * s),
-                        dtype=res.dtype,
-                        device=res.device,
-                        memory_format=torch.channels_last,
-                    )
-                out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = res[
-                    :, :, (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s
-                ]
-                del res, part
-        assert out is not None
-        return out
-
-
-def _pad(x: torch.Tensor, bottom: int, right: int) -> torch.Tensor:
-    """Reflect-pad the bottom/right edges (replicate when the frame is too small to reflect)."""
-    if not bottom and not right:
-        return x
-    mode = "reflect" if bottom < x.shape[-2] and right < x.shape[-1] else "replicate"
-    return F.pad(x, (0, right, 0, bottom), mode=mode)

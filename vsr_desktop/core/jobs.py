@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from vsr_desktop.core.errors import JobError
+from vsr_desktop.core.job_lock import runner_pid
+from vsr_desktop.core.job_spec import JobSpec
 
 
 class JobState(str, Enum):
@@ -65,6 +67,8 @@ class JobRecord:
     cost_usd: float | None = None
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    #: What the job is, in full: resume and every backend rebuild the job from this alone.
+    spec: JobSpec | None = None
 
     @property
     def progress(self) -> float:
@@ -78,7 +82,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, name TEXT, backend TEXT, source TEXT, output TEXT, settings TEXT,
     state TEXT, phase TEXT, frames_done INTEGER, frames_total INTEGER, chunks_done INTEGER,
     chunks_total INTEGER, fps REAL, eta_seconds REAL, message TEXT, work_dir TEXT,
-    log_path TEXT, pid INTEGER, cost_usd REAL, created_at REAL, updated_at REAL
+    log_path TEXT, pid INTEGER, cost_usd REAL, created_at REAL, updated_at REAL, spec TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     job_id TEXT NOT NULL, chunk_index INTEGER NOT NULL, frames INTEGER NOT NULL,
@@ -88,7 +92,9 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Columns added after version 1, with their SQL type: an older database gains them on open.
+_ADDED_COLUMNS = {"spec": "TEXT"}
 
 
 def default_store_path() -> Path:
@@ -118,8 +124,12 @@ class JobStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.executescript(_SCHEMA)
+                present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+                for name, kind in _ADDED_COLUMNS.items():
+                    if name not in present:
+                        db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
                 db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
         except (sqlite3.Error, OSError) as exc:
@@ -154,6 +164,8 @@ class JobStore:
             return db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
 
     def get(self, job_id: str) -> JobRecord:
+        """One job, as it is now: a RUNNING row whose runner died reads as INTERRUPTED."""
+        self.mark_dead_as_interrupted(job_id)
         with self._connect() as db:
             row = db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)
@@ -182,6 +194,9 @@ class JobStore:
             changes["state"] = JobState(changes["state"]).value
         if "settings" in changes:
             changes["settings"] = json.dumps(changes["settings"], sort_keys=True)
+        if "spec" in changes:
+            spec = changes["spec"]
+            changes["spec"] = spec.to_json() if spec is not None else None
         assignments = ", ".join(f"{k} = ?" for k in changes)
         where, extra = "id = ?", [job_id]
         if unless_finished:
@@ -218,40 +233,66 @@ class JobStore:
         with self._connect() as db:
             db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
 
-    def find_resumable(
-        self, source: str, output: str, settings: dict[str, Any]
-    ) -> JobRecord | None:
+    def find_resumable(self, spec: JobSpec) -> JobRecord | None:
         """An unfinished local job for the same source, output and settings, if any."""
         self.mark_dead_as_interrupted()
-        wanted = json.dumps(settings, sort_keys=True)
+        source = str(spec.source.expanduser().resolve())
+        output = str(spec.output.expanduser().resolve())
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE source = ? AND output = ? "
-                "AND settings = ? AND state IN (?, ?, ?) ORDER BY created_at DESC",
-                (source, output, wanted, JobState.INTERRUPTED.value, JobState.FAILED.value,
-                 JobState.CANCELLED.value),
+                "AND backend = 'local' AND state IN (?, ?, ?) ORDER BY created_at DESC",
+                (
+                    source,
+                    output,
+                    JobState.INTERRUPTED.value,
+                    JobState.FAILED.value,
+                    JobState.CANCELLED.value,
+                ),
             ).fetchall()
-        return self._from_row(rows[0]) if rows else None
+        for row in rows:
+            job = self._from_row(row)
+            if job.spec is not None and job.spec.identity() == spec.identity():
+                return job
+        return None
 
-    def mark_dead_as_interrupted(self) -> None:
-        """A RUNNING job whose process is gone was killed or crashed: resumable.
+    def mark_dead_as_interrupted(self, job_id: str | None = None) -> None:
+        """A RUNNING job whose runner is gone was killed or crashed: resumable at once.
 
-        Local jobs, and remote jobs while this machine still works on them (an upload),
-        record the pid; a remote job running elsewhere has none.
+        Local jobs are alive while a process holds the lock in their work folder (the OS
+        drops it when the process dies); a local job still QUEUED in an app that quit, and
+        remote jobs that this machine still works on (an upload), record the pid; a remote
+        job running elsewhere has neither.
         """
+        query = (
+            "SELECT id, backend, state, pid, work_dir FROM jobs WHERE "
+            "(state = ? AND (backend = 'local' OR pid IS NOT NULL)) OR "
+            "(state = ? AND backend = 'local' AND pid IS NOT NULL)"
+        )
+        params: list[Any] = [JobState.RUNNING.value, JobState.QUEUED.value]
+        if job_id is not None:
+            query = f"SELECT * FROM ({query}) WHERE id = ?"
+            params.append(job_id)
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT id, pid FROM jobs WHERE state = ? AND (backend = 'local' OR pid IS NOT "
-                "NULL)",
-                (JobState.RUNNING.value,),
-            ).fetchall()
-            for job_id, pid in rows:
-                if not _pid_alive(pid):
+            rows = db.execute(query, params).fetchall()
+            for found_id, backend, state, pid, work_dir in rows:
+                if backend == "local" and work_dir and state == JobState.RUNNING.value:
+                    alive = runner_pid(Path(work_dir)) is not None
+                else:
+                    alive = _pid_alive(pid)
+                if not alive:
                     db.execute(
-                        "UPDATE jobs SET state = ?, message = ?, updated_at = ? WHERE id = ?",
-                        (JobState.INTERRUPTED.value,
-                         "interrupted: the process running it stopped; resume to continue",
-                         time.time(), job_id),
+                        "UPDATE jobs SET state = ?, message = ?, updated_at = ? "
+                        "WHERE id = ? AND state = ?",
+                        (
+                            JobState.INTERRUPTED.value,
+                            "interrupted: the process running it stopped; resume to continue"
+                            if state == JobState.RUNNING.value
+                            else "interrupted: the app that queued it quit; resume to run it",
+                            time.time(),
+                            found_id,
+                            state,
+                        ),
                     )
 
     @staticmethod
@@ -261,6 +302,8 @@ class JobStore:
             value = getattr(job, name)
             if name == "settings":
                 value = json.dumps(value, sort_keys=True)
+            elif name == "spec":
+                value = value.to_json() if value is not None else None
             elif name == "state":
                 value = JobState(value).value
             values.append(value)
@@ -271,4 +314,8 @@ class JobStore:
         data = dict(zip(_COLUMNS, row, strict=True))
         data["settings"] = json.loads(data["settings"] or "{}")
         data["state"] = JobState(data["state"])
+        try:
+            data["spec"] = JobSpec.from_json(data["spec"]) if data["spec"] else None
+        except JobError:
+            data["spec"] = None  # resume then says the job is unreadable; listing still works
         return JobRecord(**data)

@@ -83,8 +83,7 @@ def _openmp_library_paths() -> list[str]:
     loaded = sorted(_loaded_openmp_libraries(), key=lambda p: not p.startswith(str(torch_dir)))
     if loaded:
         return loaded
-    bundled = sorted(str(p) for p in (torch_dir / "lib").glob("*")
-                     if _OPENMP_LIBRARY.match(p.name))
+    bundled = sorted(str(p) for p in (torch_dir / "lib").glob("*") if _OPENMP_LIBRARY.match(p.name))
     if sys.platform == "win32":
         bundled += ["libiomp5md.dll", "vcomp140.dll"]  # loaded by name: the same module
     return bundled

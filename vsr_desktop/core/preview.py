@@ -75,7 +75,7 @@ def render_before_after(
     video = info.video
     source = read_frame(info.path, video.index, frame_pts(info, frame_index), video.bit_depth)
     area = (region or Region(0, 0, video.width, video.height)).clamp(video.width, video.height)
-    crop = source[area.y:area.y + area.height, area.x:area.x + area.width]
+    crop = source[area.y : area.y + area.height, area.x : area.x + area.width]
     after = to_8bit(engine.upscale(crop[None])[0])
     before = bicubic_resize(crop, after.shape[1], after.shape[0])
     return before, after
@@ -95,7 +95,7 @@ def compose(
         out = before.copy()
         half = width // 2
         out[:, half:] = after[:, half:]
-        out[:, max(half - 1, 0):half + 1] = (255, 255, 255)
+        out[:, max(half - 1, 0) : half + 1] = (255, 255, 255)
         positions = (0, half)
     elif mode == "side-by-side":
         gap = np.full((height, 8, 3), 255, dtype=np.uint8)

@@ -74,8 +74,10 @@ class PreviewSettings:
             if part.strip():
                 key, sep, value = part.partition("=")
                 if not sep:
-                    raise InputError(f"bad custom attribute {part.strip()!r}",
-                                     "write attributes as key=value;key=value")
+                    raise InputError(
+                        f"bad custom attribute {part.strip()!r}",
+                        "write attributes as key=value;key=value",
+                    )
                 values[key.strip().lower()] = value.strip()
         for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
             values[key.lower()] = value
@@ -107,7 +109,8 @@ def encode_png(rgb: np.ndarray, compress_level: int = 1) -> bytes:
 
     out = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(
-        out, format="PNG", compress_level=compress_level)
+        out, format="PNG", compress_level=compress_level
+    )
     return out.getvalue()
 
 
@@ -123,16 +126,19 @@ def decode_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         check_region_size(image.width, image.height, max_pixels)
         return np.array(image.convert("RGB"))  # writable, as torch.from_numpy wants
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"the body is not a readable PNG ({exc})",
-                         "send an 8-bit RGB PNG of the region") from None
+        raise InputError(
+            f"the body is not a readable PNG ({exc})", "send an 8-bit RGB PNG of the region"
+        ) from None
 
 
 def decode_raw(data: bytes, width: int, height: int) -> np.ndarray:
     """Packed RGB24 rows → (height, width, 3); the length must match exactly."""
     expected = width * height * 3
     if len(data) != expected:
-        raise InputError(f"raw body is {len(data)} bytes, {width}×{height} RGB24 is {expected}",
-                         "send width × height × 3 bytes, rows top to bottom")
+        raise InputError(
+            f"raw body is {len(data)} bytes, {width}×{height} RGB24 is {expected}",
+            "send width × height × 3 bytes, rows top to bottom",
+        )
     # A writable copy: torch warns on (and must not write into) read-only buffers.
     return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3).copy()
 
@@ -141,8 +147,10 @@ def check_region_size(width: int, height: int, max_pixels: int) -> None:
     if width < 1 or height < 1:
         raise InputError(f"empty region {width}×{height}", "send at least one pixel")
     if width * height > max_pixels:
-        raise InputError(f"region {width}×{height} is larger than {max_pixels} pixels",
-                         "send a smaller region (the visible part), or split it in tiles")
+        raise InputError(
+            f"region {width}×{height} is larger than {max_pixels} pixels",
+            "send a smaller region (the visible part), or split it in tiles",
+        )
 
 
 def encode_request(rgb: np.ndarray, raw: bool = False) -> tuple[bytes, dict[str, str]]:
@@ -156,8 +164,9 @@ def encode_request(rgb: np.ndarray, raw: bool = False) -> tuple[bytes, dict[str,
     return np.ascontiguousarray(rgb).tobytes(), headers
 
 
-def decode_reply(body: bytes, content_type: str, width: str | None, height: str | None
-                 ) -> np.ndarray:
+def decode_reply(
+    body: bytes, content_type: str, width: str | None, height: str | None
+) -> np.ndarray:
     """The upscaled region from a 200 reply (either format)."""
     if content_type.split(";")[0].strip() == RAW_TYPE:
         try:
@@ -186,8 +195,15 @@ class HttpUpscaler:
     The cloud preview through SageMaker uses the same encode/decode functions with boto3.
     """
 
-    def __init__(self, url: str, settings: PreviewSettings | None = None, *,
-                 model_scale: int = 4, raw: bool = False, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: PreviewSettings | None = None,
+        *,
+        model_scale: int = 4,
+        raw: bool = False,
+        timeout: float = 60.0,
+    ) -> None:
         self.url = url.rstrip("/")
         self.settings = settings or PreviewSettings()
         self.model_scale = model_scale
@@ -216,11 +232,16 @@ class HttpUpscaler:
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                return decode_reply(reply.read(), reply.headers.get("Content-Type", ""),
-                                    reply.headers.get(WIDTH_HEADER),
-                                    reply.headers.get(HEIGHT_HEADER))
+                return decode_reply(
+                    reply.read(),
+                    reply.headers.get("Content-Type", ""),
+                    reply.headers.get(WIDTH_HEADER),
+                    reply.headers.get(HEIGHT_HEADER),
+                )
         except urllib.error.HTTPError as exc:
             raise error_from_reply(exc.code, exc.read()) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise EngineError(f"the preview server at {self.url} is unreachable ({exc})",
-                              "check that it is running, or turn cloud preview off") from None
+            raise EngineError(
+                f"the preview server at {self.url} is unreachable ({exc})",
+                "check that it is running, or turn cloud preview off",
+            ) from None

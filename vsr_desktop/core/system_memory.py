@@ -69,8 +69,9 @@ def cgroup_available_bytes(
     return None
 
 
-def _cgroup_folder_available(folder: Path, limit_file: str, usage_file: str,
-                             inactive_key: str) -> int | None:
+def _cgroup_folder_available(
+    folder: Path, limit_file: str, usage_file: str, inactive_key: str
+) -> int | None:
     try:
         limit_text = (folder / limit_file).read_text(encoding="ascii").strip()
         usage = int((folder / usage_file).read_text(encoding="ascii").strip())

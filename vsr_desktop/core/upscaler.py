@@ -9,15 +9,15 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from vsr_desktop.core.errors import EngineError
+
 
 class FrameUpscaler(Protocol):
     """Upscales batches of RGB frames; the local Engine and a cloud preview both fit."""
 
     def output_size(self, width: int, height: int) -> tuple[int, int]: ...
 
-    def upscale(
-        self, frames: np.ndarray, cancel: threading.Event | None = None
-    ) -> np.ndarray: ...
+    def upscale(self, frames: np.ndarray, cancel: threading.Event | None = None) -> np.ndarray: ...
 
 
 T = TypeVar("T")
@@ -42,3 +42,27 @@ def upscale_in_groups(
             return
         frames = rgb(batch[0])[None] if len(batch) == 1 else np.stack([rgb(i) for i in batch])
         yield from zip(batch, upscaler.upscale(frames, cancel), strict=True)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, torch's OutOfMemoryError (CUDA, MPS) or a
+    RuntimeError saying so (CPU allocators), told apart without importing torch."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def engine_error(exc: BaseException) -> EngineError:
+    """The EngineError to raise ``from exc`` for an unexpected error of an upscaler."""
+    if is_out_of_memory(exc):
+        return EngineError(
+            f"the upscaler ran out of memory ({type(exc).__name__}: {exc or 'no details'})",
+            "use --tile 256 or a smaller batch (--batch-size 1), or close other programs",
+        )
+    return EngineError(
+        f"the upscaler failed: {type(exc).__name__}: {exc}",
+        "see the job log; --device cpu may get past a GPU driver problem",
+    )

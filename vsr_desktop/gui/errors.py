@@ -50,8 +50,7 @@ def show_error(parent: QWidget | None, title: str, error: BaseException | str) -
         text, hint = error.message, error.hint
     else:
         text, hint = str(error), ""
-    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok,
-                      parent)
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, parent)
     if hint:
         box.setInformativeText(hint[:1].upper() + hint[1:])
     box.setObjectName("errorDialog")
@@ -72,9 +71,7 @@ def install_excepthook() -> None:
     """Route uncaught exceptions to the log and a dialog instead of killing the app."""
     log_path = setup_logging()
 
-    def hook(
-        kind: type[BaseException], value: BaseException, tb: TracebackType | None
-    ) -> None:
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, KeyboardInterrupt):
             sys.__excepthook__(kind, value, tb)
             return
@@ -86,8 +83,9 @@ def install_excepthook() -> None:
             message = value.user_message()
         else:
             message = f"{kind.__name__}: {value}"
-        box = QMessageBox(QMessageBox.Icon.Critical, "Unexpected error",
-                          f"Something went wrong: {message}")
+        box = QMessageBox(
+            QMessageBox.Icon.Critical, "Unexpected error", f"Something went wrong: {message}"
+        )
         box.setInformativeText(f"The app keeps running. Details were written to {log_path}.")
         box.setObjectName("excepthookDialog")
         _open_kept(box)

@@ -20,8 +20,7 @@ CHECK_INTERVAL_MS = 500
 class GuiThreadGarbageCollector(QObject):
     """While it runs, only the GUI thread collects cyclic garbage; :meth:`stop` hands back."""
 
-    def __init__(self, parent: QObject | None = None,
-                 interval_ms: int = CHECK_INTERVAL_MS) -> None:
+    def __init__(self, parent: QObject | None = None, interval_ms: int = CHECK_INTERVAL_MS) -> None:
         super().__init__(parent)
         self._was_enabled = gc.isenabled()
         self._timer = QTimer(self)

@@ -2,6 +2,13 @@
 
 Torch, PyAV and the model are never imported on the GUI thread at start-up: the preview's
 worker loads them on first render, so the window appears at once.
+
+One TaskRunner (gui/tasks.py) carries the window's background work: local jobs, backend
+calls, transfers, polls and the device probe. Every job goes to its backend through one
+BackendRegistry: the default one, with the app's own "local" (the one backend the runner
+runs jobs on), "aws" (the signed-in session) and "aws-preview" (the endpoint's row).
+Quitting while jobs run asks whether to keep them for later or cancel them; the next start
+offers to resume the ones kept.
 """
 
 from __future__ import annotations
@@ -9,8 +16,9 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -19,53 +27,86 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
+from vsr_desktop.backends.registry import default_registry
 from vsr_desktop.core.errors import VsrError
+from vsr_desktop.core.job_spec import EngineSettings, JobSpec
 from vsr_desktop.core.jobs import JobStore
+from vsr_desktop.core.media.encode import EncodeSettings
 from vsr_desktop.core.settings import AppSettings, SettingsFile
 from vsr_desktop.core.upscaler import FrameUpscaler
 from vsr_desktop.gui.cloud.context import CloudContext, with_cloud_fields
-from vsr_desktop.gui.cloud.job_actions import CloudJobs, attach_panel
-from vsr_desktop.gui.cloud.preview_endpoint_controller import PreviewEndpointController
+from vsr_desktop.gui.cloud.job_actions import CloudJobs
+from vsr_desktop.gui.cloud.preview_endpoint_controller import (
+    ENDPOINT_BACKEND,
+    PreviewEndpointController,
+)
 from vsr_desktop.gui.errors import show_error
 from vsr_desktop.gui.jobs.jobs_panel import JobsPanel
 from vsr_desktop.gui.preview.preview_pane import PreviewPane
 from vsr_desktop.gui.settings_panel import SettingsPanel
+from vsr_desktop.gui.tasks import DONE, Task, TaskContext, TaskResult, TaskRunner
 
 VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.webm *.avi *.m4v *.mpg *.mpeg *.ts *.wmv *.flv)"
 PATH_ROLE = Qt.ItemDataRole.UserRole
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts",
-                  ".wmv", ".flv", ".m2ts", ".3gp"}
+#: How long quitting waits (without blocking) for jobs to stop before it waits blocking.
+STOP_WAIT_MS = 30_000
+VIDEO_SUFFIXES = {
+    ".mp4",
+    ".mkv",
+    ".mov",
+    ".webm",
+    ".avi",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".wmv",
+    ".flv",
+    ".m2ts",
+    ".3gp",
+}
 
 
-def request_for(settings: AppSettings, source: Path):  # type: ignore[no-untyped-def]
-    """The upscale request for one source under the current settings."""
-    from vsr_desktop.backends.local import UpscaleRequest
-    from vsr_desktop.core.media.encode import EncodeSettings
-
+def engine_settings_for(settings: AppSettings) -> EngineSettings:
+    """How the engine runs under the current settings (jobs and the preview alike)."""
     denoise = settings.denoise_strength if _has_denoise(settings.model) else None
-    return UpscaleRequest(
-        source=source, output=settings.output_for(source), model=settings.model,
-        outscale=settings.outscale, denoise_strength=denoise,
+    return EngineSettings(
+        model=settings.model,
+        outscale=settings.outscale,
+        denoise_strength=denoise,
+        device=settings.device,
+        precision=settings.precision,
+        tile=settings.tile,
+    )
+
+
+def spec_for(settings: AppSettings, source: Path, backend: str = "local") -> JobSpec:
+    """The job spec for one source under the current settings, for `backend`."""
+    return JobSpec(
+        source=source,
+        output=settings.output_for(source),
+        engine=engine_settings_for(settings),
         encode=EncodeSettings(codec=settings.codec, crf=settings.crf),
-        device=settings.device, precision=settings.precision, tile=settings.tile,
         chunk_seconds=settings.chunk_seconds,
+        backend=backend,
     )
 
 
 def engine_factory_for(settings: AppSettings) -> Callable[[], FrameUpscaler]:
     """Builds the engine later, in the preview's worker thread (torch loads there)."""
+    engine = engine_settings_for(settings)
 
     def build() -> FrameUpscaler:
-        from vsr_desktop.backends.local import build_engine
+        from vsr_desktop.worker.job_setup import build_engine
 
-        request = request_for(settings, Path("preview"))
-        return build_engine(request)
+        return build_engine(engine)
 
     return build
 
@@ -77,18 +118,11 @@ def _has_denoise(model: str) -> bool:
     return spec is not None and spec.denoise_partner is not None
 
 
-class _DeviceProbe(QThread):
-    """Finds the compute device off the GUI thread (importing torch takes seconds)."""
+def _probe_device(_ctx: TaskContext) -> object:
+    """Find the compute device (a task: importing torch takes seconds)."""
+    from vsr_desktop.core.device import describe_device, select_device
 
-    found = Signal(str)
-
-    def run(self) -> None:
-        try:
-            from vsr_desktop.core.device import describe_device, select_device
-
-            self.found.emit(describe_device(select_device("auto")))
-        except Exception as exc:  # shown to the user, never fatal
-            self.found.emit(f"unknown ({exc})")
+    return describe_device(select_device("auto"))
 
 
 class MainWindow(QMainWindow):
@@ -137,38 +171,65 @@ class MainWindow(QMainWindow):
         splitter.setSizes([200, 800, 280])
         self.setCentralWidget(splitter)
 
-        self.jobs_panel = JobsPanel(self.store, opener=opener, parent=self)
+        self.tasks = TaskRunner(self)  # the window's one runner for background work
+        self.cloud = CloudContext(lambda: self.app_settings, self.store)
+        self.registry = default_registry(self.store)
+        self.registry.register("aws", self.cloud.registry_factory())
+        self.jobs_panel = JobsPanel(
+            self.store, opener=opener, parent=self, registry=self.registry, tasks=self.tasks
+        )
         self.jobs_panel.setObjectName("jobsDock")
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_panel)
         self.jobs_panel.jobFailed.connect(self._job_failed)
-        # Cloud rows: polled like Slurm's; cancel/retry/download run off the GUI thread.
-        self.cloud = CloudContext(lambda: self.app_settings, self.store)
-        self.cloud_jobs = CloudJobs(self.cloud, dialog_parent=self, parent=self)
-        self.cloud_jobs.message.connect(self.statusBar().showMessage)
-        self.jobs_panel.set_remote_backends({"slurm": self._slurm_backend_for,
-                                             "aws": self.cloud.poll_target_for})
-        attach_panel(self.cloud_jobs, self.jobs_panel)
+        self.jobs_panel.actionFailed.connect(self._action_failed)
+        self.jobs_panel.runner.message.connect(self.statusBar().showMessage)
+        # Cloud: the send-to-AWS dialog's uploads and auto-download, through the panel's runner.
+        self.cloud_jobs = CloudJobs(self.cloud, self.jobs_panel.runner, parent=self)
+        self.jobs_panel.jobFinished.connect(self.cloud_jobs.on_job_finished)
         # Started from the event loop, so the window is up before any transfer begins.
-        QTimer.singleShot(0, self.cloud_jobs.download_pending)
+        QTimer.singleShot(0, self, self.cloud_jobs.download_pending)
         self.cloud_dialog: QDialog | None = None
         # Cloud → Preview in the cloud: a SageMaker endpoint, deleted when idle and on exit.
         self.preview_cloud = PreviewEndpointController(self.cloud, parent=self)
         self.preview_cloud.message.connect(self.statusBar().showMessage)
         self.preview_cloud.upscalerChanged.connect(self._apply_preview_settings)
+        self.preview_cloud.jobChanged.connect(self.jobs_panel.refresh_job)
+        endpoint_row = self.preview_cloud.row_backend()
+        self.registry.register(ENDPOINT_BACKEND, lambda _store, _job: endpoint_row)
         self.statusBar().addPermanentWidget(self.preview_cloud.label)
-        self.jobs_panel.set_remote_actions({"aws-preview": self.preview_cloud})
         self.submit_dialog: QDialog | None = None
+        #: The open "Quit while jobs run?" question, if any (tests answer it).
+        self.quit_box: QMessageBox | None = None
+        self._quitting = False  # answered: stopping the jobs, then closing
+        self._shut_down = False
         self.resizeDocks([self.jobs_panel], [190], Qt.Orientation.Vertical)
 
         self._build_menus()
         self.statusBar().showMessage("Open a video (Ctrl+O) or drop one here")
         self._apply_preview_settings()
         self._restore_geometry()
-        self._device_probe: _DeviceProbe | None = None
         if probe_device:
-            self._device_probe = _DeviceProbe(self)
-            self._device_probe.found.connect(self.settings_panel.set_device_description)
-            QTimer.singleShot(0, self._device_probe.start)
+            QTimer.singleShot(0, self, self._start_device_probe)
+        # Jobs a quit (or a crash) stopped: offer to go on with them, without blocking.
+        QTimer.singleShot(0, self, self.jobs_panel.offer_resume)
+
+    def _start_device_probe(self) -> None:
+        if not self.tasks.is_closed:
+            self.tasks.start(
+                Task(
+                    "device-probe",
+                    "probe",
+                    _probe_device,
+                    label="find the compute device",
+                    on_done=self._device_found,
+                )
+            )
+
+    def _device_found(self, result: TaskResult) -> None:
+        if self._shut_down:
+            return
+        text = str(result.value) if result.outcome == DONE else f"unknown ({result.value})"
+        self.settings_panel.set_device_description(text)
 
     @classmethod
     def in_scratch_folder(cls, folder: Path) -> MainWindow:
@@ -176,8 +237,11 @@ class MainWindow(QMainWindow):
         screenshots, smoke tests): the user's own settings and jobs are never touched."""
         settings = SettingsFile(folder / "settings.json")
         settings.save(AppSettings(output_folder=str(folder)))
-        return cls(settings_file=settings, store=JobStore(folder / "jobs.sqlite3"),
-                   opener=lambda path: None)
+        return cls(
+            settings_file=settings,
+            store=JobStore(folder / "jobs.sqlite3"),
+            opener=lambda path: None,
+        )
 
     # ------------------------------------------------------------------ menus
     def _build_menus(self) -> None:
@@ -185,27 +249,44 @@ class MainWindow(QMainWindow):
         self._add_action(file_menu, "&Open…", QKeySequence.StandardKey.Open, self.open_dialog)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self._fill_recent_menu()
-        self._add_action(file_menu, "&Remove source", QKeySequence.StandardKey.Delete,
-                         self.remove_current_source)
+        self._add_action(
+            file_menu, "&Remove source", QKeySequence.StandardKey.Delete, self.remove_current_source
+        )
         file_menu.addSeparator()
         self._add_action(file_menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         view_menu = self.menuBar().addMenu("&View")
-        for i, (label, mode) in enumerate((("&Split wipe", "split"),
-                                           ("Side &by side", "side-by-side"),
-                                           ("&Toggle (hold Space)", "toggle")), start=1):
-            self._add_action(view_menu, label, QKeySequence(f"Ctrl+{i}"),
-                             lambda checked=False, m=mode: self.set_preview_mode(m))
+        for i, (label, mode) in enumerate(
+            (
+                ("&Split wipe", "split"),
+                ("Side &by side", "side-by-side"),
+                ("&Toggle (hold Space)", "toggle"),
+            ),
+            start=1,
+        ):
+            self._add_action(
+                view_menu,
+                label,
+                QKeySequence(f"Ctrl+{i}"),
+                lambda checked=False, m=mode: self.set_preview_mode(m),
+            )
         view_menu.addAction(self.jobs_panel.toggleViewAction())
         jobs_menu = self.menuBar().addMenu("&Jobs")
-        self._add_action(jobs_menu, "&Upscale all sources", QKeySequence("Ctrl+Return"),
-                         self.start_jobs)
-        self._add_action(jobs_menu, "Send all to &Slurm", QKeySequence("Ctrl+Shift+Return"),
-                         self.send_to_slurm)
-        self._add_action(jobs_menu, "Send all to &AWS…", QKeySequence("Ctrl+Alt+Return"),
-                         self.send_to_aws)
+        self._add_action(
+            jobs_menu, "&Upscale all sources", QKeySequence("Ctrl+Return"), self.start_jobs
+        )
+        self._add_action(
+            jobs_menu, "Send all to &Slurm", QKeySequence("Ctrl+Shift+Return"), self.send_to_slurm
+        )
+        self._add_action(
+            jobs_menu, "Send all to &AWS…", QKeySequence("Ctrl+Alt+Return"), self.send_to_aws
+        )
         cloud_menu = self.menuBar().addMenu("&Cloud")
-        self._add_action(cloud_menu, "&AWS account and stack…", QKeySequence("Ctrl+Shift+K"),
-                         self.open_cloud_dialog)
+        self._add_action(
+            cloud_menu,
+            "&AWS account and stack…",
+            QKeySequence("Ctrl+Shift+K"),
+            self.open_cloud_dialog,
+        )
         cloud_menu.addAction(self.preview_cloud.action)
 
     def _add_action(self, menu, text, shortcut, slot) -> QAction:  # type: ignore[no-untyped-def]
@@ -234,11 +315,15 @@ class MainWindow(QMainWindow):
         added = None
         for path in paths:
             if not path.is_file():
-                show_error(self, "Cannot open", VsrError(f"{path} does not exist",
-                                                          "check the path"))
+                show_error(
+                    self, "Cannot open", VsrError(f"{path} does not exist", "check the path")
+                )
                 continue
-            existing = [self.sources.item(i) for i in range(self.sources.count())
-                        if self.sources.item(i).data(PATH_ROLE) == str(path)]
+            existing = [
+                self.sources.item(i)
+                for i in range(self.sources.count())
+                if self.sources.item(i).data(PATH_ROLE) == str(path)
+            ]
             item = existing[0] if existing else QListWidgetItem(path.name)
             if not existing:
                 item.setData(PATH_ROLE, str(path))
@@ -281,8 +366,11 @@ class MainWindow(QMainWindow):
         paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
         videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES]
         if paths and not videos:
-            show_error(self, "Not a video", VsrError("none of the dropped files is a video",
-                                                     "drop .mp4, .mkv, .mov… files"))
+            show_error(
+                self,
+                "Not a video",
+                VsrError("none of the dropped files is a video", "drop .mp4, .mkv, .mov… files"),
+            )
         self.open_files(videos)
         event.acceptProposedAction()
 
@@ -300,10 +388,12 @@ class MainWindow(QMainWindow):
         if self.preview_cloud.ready:  # the model runs on the endpoint: nothing to download
             self.preview.set_engine_factory(
                 self.preview_cloud.settings_key(self.settings_panel.preview_key()),
-                self.preview_cloud.engine_factory(self.app_settings))
+                self.preview_cloud.engine_factory(self.app_settings),
+            )
         elif self.settings_panel.model_is_ready():
-            self.preview.set_engine_factory(self.settings_panel.preview_key(),
-                                            engine_factory_for(self.app_settings))
+            self.preview.set_engine_factory(
+                self.settings_panel.preview_key(), engine_factory_for(self.app_settings)
+            )
 
     @Slot(str)
     def _remember_mode(self, mode: str) -> None:
@@ -336,18 +426,26 @@ class MainWindow(QMainWindow):
         """Queue every source as a job; bad ones are reported, the rest still start."""
         paths = self.source_paths()
         if not paths:
-            show_error(self, "Nothing to upscale",
-                       VsrError("the source list is empty", "open a video first (Ctrl+O)"))
+            show_error(
+                self,
+                "Nothing to upscale",
+                VsrError("the source list is empty", "open a video first (Ctrl+O)"),
+            )
             return
         if not self.settings_panel.model_is_ready():
-            show_error(self, "Model missing",
-                       VsrError(f"{self.app_settings.model} is not downloaded",
-                                "press Download beside the model first"))
+            show_error(
+                self,
+                "Model missing",
+                VsrError(
+                    f"{self.app_settings.model} is not downloaded",
+                    "press Download beside the model first",
+                ),
+            )
             return
         started = 0
         for path in paths:
             try:
-                self.jobs_panel.submit(request_for(self.app_settings, path))
+                self.jobs_panel.submit(spec_for(self.app_settings, path))
                 started += 1
             except VsrError as exc:
                 show_error(self, f"Cannot upscale {path.name}", exc)
@@ -355,51 +453,33 @@ class MainWindow(QMainWindow):
             self.jobs_panel.show()
             self.statusBar().showMessage(f"{started} job(s) queued")
 
-    def slurm_backend(self, workdir_root: Path | None = None):  # type: ignore[no-untyped-def]
-        """A Slurm backend for the cluster in the settings (imports no Qt, runs sbatch)."""
-        import shlex
-        from dataclasses import replace
-        from pathlib import PurePosixPath
-
+    def slurm_backend(self) -> Any:
+        """A Slurm backend for the cluster in the settings (InputError when none is set)."""
         from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
-        from vsr_desktop.backends.slurm_remote import SshLogin
 
-        s = self.app_settings
-        target = SlurmTarget(
-            workdir_root=workdir_root or Path(s.slurm_workdir),
-            partition=s.slurm_partition or None, gpus_per_task=s.slurm_gpus_per_task,
-            max_parallel=s.slurm_max_parallel,
-        )
-        if s.slurm_ssh_host:  # the cluster is reached over SSH; its paths are its own
-            target = replace(target, ssh=SshLogin(host=s.slurm_ssh_host),
-                             workdir_root=PurePosixPath(workdir_root or s.slurm_workdir),
-                             vsr_command=tuple(shlex.split(s.slurm_remote_vsr or "vsr")))
-        return SlurmBackend(self.store, target)
-
-    def _slurm_backend_for(self, job):  # type: ignore[no-untyped-def]
-        return self.slurm_backend(Path(job.work_dir).parent)
+        return SlurmBackend(self.store, SlurmTarget.from_settings(self.app_settings))
 
     @Slot()
     def send_to_slurm(self) -> None:
-        """Submit every source to the Slurm cluster set in the settings."""
-        if not self.app_settings.slurm_workdir:
-            show_error(self, "Slurm is not set up",
-                       VsrError("no shared work folder is set for the Slurm cluster",
-                                "fill in Settings → Slurm cluster → Work folder"))
+        """Submit every source to the Slurm cluster set in the settings, in the background
+        (a submit may copy the source over SSH); a failed one is a FAILED row saying why."""
+        try:
+            backend = self.slurm_backend()
+        except VsrError as exc:
+            show_error(self, "Slurm is not set up", exc)
             return
-        backend = self.slurm_backend()
-        sent = 0
-        for path in self.source_paths():
-            try:
-                backend.submit(request_for(self.app_settings, path))
-                sent += 1
-            except VsrError as exc:
-                show_error(self, f"Cannot send {path.name} to Slurm", exc)
-        if sent:
-            self.jobs_panel.model.refresh()
-            if self.jobs_panel.poller is not None:
-                self.jobs_panel.poller.poll_now()
-            self.statusBar().showMessage(f"{sent} job(s) sent to Slurm")
+        paths = self.source_paths()
+        if not paths:
+            show_error(
+                self,
+                "Nothing to send",
+                VsrError("the source list is empty", "open a video first (Ctrl+O)"),
+            )
+            return
+        for path in paths:
+            self.jobs_panel.submit(spec_for(self.app_settings, path, backend.name), backend)
+        self.jobs_panel.show()
+        self.statusBar().showMessage(f"Sending {len(paths)} job(s) to Slurm…")
 
     @Slot()
     def open_cloud_dialog(self) -> None:
@@ -428,14 +508,18 @@ class MainWindow(QMainWindow):
 
         paths = self.source_paths()
         if not paths:
-            show_error(self, "Nothing to send",
-                       VsrError("the source list is empty", "open a video first (Ctrl+O)"))
+            show_error(
+                self,
+                "Nothing to send",
+                VsrError("the source list is empty", "open a video first (Ctrl+O)"),
+            )
             return
         if self.submit_dialog is not None and self.submit_dialog.isVisible():
             self.submit_dialog.raise_()
             return
-        dialog = SubmitDialog([request_for(self.app_settings, p) for p in paths],
-                              self.cloud_jobs, self)
+        dialog = SubmitDialog(
+            [spec_for(self.app_settings, p, "aws") for p in paths], self.cloud_jobs, self
+        )
         dialog.accepted.connect(self.jobs_panel.show)
         self.submit_dialog = dialog
         dialog.open()
@@ -445,26 +529,105 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Job {job_id} failed: {message}")
         show_error(self, "The job failed", message)
 
+    @Slot(str, object)
+    def _action_failed(self, title: str, error: object) -> None:
+        """A backend call made for the user failed (a submit, a cancel, a download)."""
+        if isinstance(error, VsrError):
+            show_error(self, title, error)
+        else:  # a bug or an unexpected library error: still a dialog, with a next step
+            show_error(
+                self,
+                title,
+                VsrError(
+                    f"{type(error).__name__}: {error}",
+                    "try again; if it keeps failing, report it with the log file",
+                ),
+            )
+
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:
+        """Quitting with jobs running here asks first (keep them for later, or cancel
+        them); once answered, the window closes when they have stopped."""
+        if not self._quitting and not self._shut_down and self.jobs_panel.work_in_progress():
+            event.ignore()
+            self._ask_before_quitting()
+            return
         self.app_settings.window_geometry = base64.b64encode(
-            bytes(self.saveGeometry().data())).decode()
+            bytes(self.saveGeometry().data())
+        ).decode()
         self.app_settings.window_state = base64.b64encode(bytes(self.saveState().data())).decode()
         self._save_settings()
         self.shutdown()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Stop every thread the window owns (jobs are left resumable)."""
+    def _ask_before_quitting(self) -> None:
+        if self.quit_box is not None:
+            self.quit_box.raise_()
+            return
+        jobs = self.jobs_panel.work_in_progress()
+        elsewhere = self.jobs_panel.running_elsewhere()
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Quit while jobs run?",
+            f"{len(jobs)} job(s) are running or waiting in this app.",
+            parent=self,
+        )
+        box.setObjectName("quitQuestion")
+        lines = [f"• {job.name}" for job in jobs[:8]]
+        if len(jobs) > 8:
+            lines.append(f"… and {len(jobs) - 8} more")
+        lines += [
+            "",
+            "Keep for later stops them where they are; the next start offers to "
+            "resume them from their last finished chunk. Cancel jobs cancels them.",
+        ]
+        if elsewhere:
+            lines.append(
+                f"{len(elsewhere)} job(s) on a cluster or in the cloud keep running "
+                "there either way."
+            )
+        box.setInformativeText("\n".join(lines))
+        keep = box.addButton("Keep for later", QMessageBox.ButtonRole.AcceptRole)
+        cancel_jobs = box.addButton("Cancel jobs", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.finished.connect(lambda _result: self._quit_answered(box, keep, cancel_jobs))
+        self.quit_box = box
+        box.open()
+
+    def _quit_answered(self, box: QMessageBox, keep: Any, cancel_jobs: Any) -> None:
+        self.quit_box = None
+        box.deleteLater()
+        clicked = box.clickedButton()
+        if clicked is keep:
+            self._stop_jobs_then_close(cancel_jobs=False)
+        elif clicked is cancel_jobs:
+            self._stop_jobs_then_close(cancel_jobs=True)
+
+    def _stop_jobs_then_close(self, *, cancel_jobs: bool) -> None:
+        """Stop the jobs without blocking the window, then close once all stopped."""
+        self._quitting = True
+        self.statusBar().showMessage(
+            "Cancelling jobs…" if cancel_jobs else "Stopping jobs; they resume at the next start…"
+        )
+        self.jobs_panel.stop_jobs(cancel_jobs=cancel_jobs)
+        if not self.tasks.is_busy():
+            QTimer.singleShot(0, self, self.close)
+            return
+        self.tasks.idle.connect(self.close)
+        QTimer.singleShot(STOP_WAIT_MS, self, self.close)  # then shutdown() waits for the rest
+
+    def shutdown(self, *, cancel_jobs: bool = False) -> None:
+        """Stop every thread the window owns (idempotent). Jobs still running here are
+        kept resumable (INTERRUPTED) unless `cancel_jobs`; remote jobs run on."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.preview.shutdown()
         for dialog in (self.cloud_dialog, self.submit_dialog):
             if dialog is not None:
                 dialog.done(0)  # joins its worker threads
-        self.cloud_jobs.shutdown()  # pauses uploads/downloads (Retry/Download resume them)
         self.preview_cloud.shutdown()  # deletes the preview endpoint: it bills by the hour
-        self.jobs_panel.shutdown()
+        self.jobs_panel.shutdown(cancel_jobs=cancel_jobs)
         self.settings_panel.shutdown()
-        if self._device_probe is not None:
-            self._device_probe.wait()
-
-
+        self.tasks.shutdown()  # waits for every task thread (runs stop at their next report)

@@ -6,11 +6,10 @@ A model that is not here yet offers a download with a progress bar, off the GUI 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -30,6 +29,7 @@ from PySide6.QtWidgets import (
 from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.models.registry import MODEL_REGISTRY, get_spec
 from vsr_desktop.core.settings import AppSettings
+from vsr_desktop.gui.tasks import DONE, Task, TaskContext, TaskResult, TaskRunner
 
 CODEC_LABELS = {
     "h264": "H.264 (most compatible)",
@@ -40,7 +40,11 @@ CODEC_LABELS = {
 }
 CONTAINERS = (".mp4", ".mkv", ".mov", ".webm")
 SCALES: tuple[tuple[str, float | None], ...] = (
-    ("Model's own", None), ("×1 (restore only)", 1.0), ("×2", 2.0), ("×3", 3.0), ("×4", 4.0),
+    ("Model's own", None),
+    ("×1 (restore only)", 1.0),
+    ("×2", 2.0),
+    ("×3", 3.0),
+    ("×4", 4.0),
 )
 
 
@@ -58,33 +62,20 @@ def model_available(name: str) -> bool:
     return Path(name).is_file()
 
 
-class _DownloadWorker(QObject):
-    """Downloads a model (and its denoise partner) in a worker thread."""
+DOWNLOAD_KEY = "model-download"
 
-    progress = Signal(object, object)
-    finished = Signal(str)
-    failed = Signal(str)
 
-    def __init__(self, name: str, cancel: threading.Event) -> None:
-        super().__init__()
-        self._name = name
-        self._cancel = cancel
+def _download(name: str, ctx: TaskContext) -> str:
+    """Download a model and its denoise partner (a task: never on the GUI thread)."""
+    from vsr_desktop.core.models import download_model
 
-    @Slot()
-    def run(self) -> None:
-        from vsr_desktop.core.models import download_model
-
-        try:
-            spec = get_spec(self._name)
-            specs = [spec] + ([get_spec(spec.denoise_partner)] if spec.denoise_partner else [])
-            for item in specs:
-                download_model(item, progress=self._report, cancel=self._cancel)
-            self.finished.emit(self._name)
-        except VsrError as exc:
-            self.failed.emit(exc.user_message())
-
-    def _report(self, done: int, total: int) -> None:
-        self.progress.emit(done, total)
+    spec = get_spec(name)
+    specs = [spec] + ([get_spec(spec.denoise_partner)] if spec.denoise_partner else [])
+    for item in specs:
+        download_model(
+            item, progress=lambda done, total: ctx.report((done, total)), cancel=ctx.cancel
+        )
+    return name
 
 
 class SettingsPanel(QWidget):
@@ -97,9 +88,7 @@ class SettingsPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("settingsPanel")
         self._settings = replace(settings)
-        self._thread: QThread | None = None
-        self._worker: _DownloadWorker | None = None
-        self._cancel = threading.Event()
+        self._tasks = TaskRunner(self)
         self._loading = True
         self._build()
         self._load(settings)
@@ -170,13 +159,21 @@ class SettingsPanel(QWidget):
         dev_box = QGroupBox("Device")
         dev = QFormLayout(dev_box)
         self.device_combo = QComboBox()
-        for label, device in (("Automatic", "auto"), ("CPU", "cpu"),
-                              ("NVIDIA GPU (CUDA)", "cuda"), ("Apple GPU (MPS)", "mps")):
+        for label, device in (
+            ("Automatic", "auto"),
+            ("CPU", "cpu"),
+            ("NVIDIA GPU (CUDA)", "cuda"),
+            ("Apple GPU (MPS)", "mps"),
+        ):
             self.device_combo.addItem(label, device)
         dev.addRow("Device", self.device_combo)
         self.precision_combo = QComboBox()
-        for label, precision in (("Automatic", "auto"), ("fp32", "fp32"), ("fp16", "fp16"),
-                                 ("bf16", "bf16")):
+        for label, precision in (
+            ("Automatic", "auto"),
+            ("fp32", "fp32"),
+            ("fp16", "fp16"),
+            ("bf16", "bf16"),
+        ):
             self.precision_combo.addItem(label, precision)
         dev.addRow("Precision", self.precision_combo)
         self.device_label = QLabel("Detecting device…")
@@ -202,23 +199,35 @@ class SettingsPanel(QWidget):
         slurm.addRow("Tasks at once", self.slurm_parallel_spin)
         self.slurm_ssh_edit = QLineEdit()
         self.slurm_ssh_edit.setPlaceholderText("user@login-host (empty: this machine)")
-        self.slurm_ssh_edit.setToolTip("Submit over SSH (key login) when this computer does "
-                                       "not see the cluster's shared folder: the source goes "
-                                       "up with the job and the output comes back")
+        self.slurm_ssh_edit.setToolTip(
+            "Submit over SSH (key login) when this computer does "
+            "not see the cluster's shared folder: the source goes "
+            "up with the job and the output comes back"
+        )
         slurm.addRow("Login host (SSH)", self.slurm_ssh_edit)
         self.slurm_vsr_edit = QLineEdit()
         self.slurm_vsr_edit.setToolTip("The command that runs vsr on the cluster's nodes")
         slurm.addRow("vsr on the cluster", self.slurm_vsr_edit)
         layout.addWidget(slurm_box)
         layout.addStretch(1)
-        for edit in (self.slurm_workdir_edit, self.slurm_partition_edit, self.slurm_ssh_edit,
-                     self.slurm_vsr_edit):
+        for edit in (
+            self.slurm_workdir_edit,
+            self.slurm_partition_edit,
+            self.slurm_ssh_edit,
+            self.slurm_vsr_edit,
+        ):
             edit.editingFinished.connect(self._changed)
         self.slurm_gpus_spin.valueChanged.connect(self._changed)
         self.slurm_parallel_spin.valueChanged.connect(self._changed)
 
-        for combo in (self.model_combo, self.scale_combo, self.codec_combo, self.container_combo,
-                      self.device_combo, self.precision_combo):
+        for combo in (
+            self.model_combo,
+            self.scale_combo,
+            self.codec_combo,
+            self.container_combo,
+            self.device_combo,
+            self.precision_combo,
+        ):
             combo.currentIndexChanged.connect(self._changed)
         self.denoise_slider.valueChanged.connect(self._changed)
         self.crf_spin.valueChanged.connect(self._changed)
@@ -299,7 +308,7 @@ class SettingsPanel(QWidget):
         model = self.model_combo.currentData() or self._settings.model
         self.denoise_slider.setEnabled(self._has_denoise(model))
         ready = model_available(model)
-        busy = self._thread is not None
+        busy = self._tasks.task(DOWNLOAD_KEY) is not None
         self.download_button.setVisible(not ready and model in MODEL_REGISTRY)
         self.download_button.setEnabled(not busy)
         if ready:
@@ -313,7 +322,8 @@ class SettingsPanel(QWidget):
 
     def _choose_model_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Choose a model file", "", "Models (*.pth *.safetensors *.param)")
+            self, "Choose a model file", "", "Models (*.pth *.safetensors *.param)"
+        )
         if path:
             self.model_combo.blockSignals(True)
             self.model_combo.insertItem(self.model_combo.count() - 1, Path(path).name, path)
@@ -322,8 +332,9 @@ class SettingsPanel(QWidget):
             self._changed()
         else:
             self.model_combo.blockSignals(True)
-            self.model_combo.setCurrentIndex(max(self.model_combo.findData(self._settings.model),
-                                                 0))
+            self.model_combo.setCurrentIndex(
+                max(self.model_combo.findData(self._settings.model), 0)
+            )
             self.model_combo.blockSignals(False)
 
     @Slot()
@@ -337,49 +348,43 @@ class SettingsPanel(QWidget):
     @Slot()
     def download_selected_model(self) -> None:
         name = self._settings.model
-        if self._thread is not None or name not in MODEL_REGISTRY:
+        if self._tasks.task(DOWNLOAD_KEY) is not None or name not in MODEL_REGISTRY:
             return
-        self._cancel.clear()
-        self._thread = QThread(self)
-        self._worker = _DownloadWorker(name, self._cancel)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.progress.connect(self._on_download_progress)
-        self._worker.finished.connect(self._on_download_finished)
-        self._worker.failed.connect(self._on_download_failed)
         self.download_progress.setRange(0, 0)
         self.download_progress.setVisible(True)
         self.model_status.setText(f"Downloading {name}…")
-        self._thread.start()
+        self._tasks.start(
+            Task(
+                DOWNLOAD_KEY,
+                "downloads",
+                lambda ctx: _download(name, ctx),
+                label=f"download {name}",
+                on_progress=self._on_download_progress,
+                on_done=self._on_download_done,
+            )
+        )
         self._update_model_state()
 
-    @Slot(object, object)
-    def _on_download_progress(self, done: int, total: int) -> None:
+    def _on_download_progress(self, value: object) -> None:
+        done, total = value if isinstance(value, tuple) else (0, 0)
         self.download_progress.setRange(0, 1000)
         self.download_progress.setValue(int(1000 * done / total) if total else 0)
 
-    @Slot(str)
-    def _on_download_finished(self, name: str) -> None:
-        self._stop_thread()
-        self._update_model_state()
-        self.modelReady.emit(name)
-        self.settingsChanged.emit(self.settings())
-
-    @Slot(str)
-    def _on_download_failed(self, message: str) -> None:
-        self._stop_thread()
-        self._update_model_state()
-        self.model_status.setText(f"Download failed: {message}")
-
-    def _stop_thread(self) -> None:
+    def _on_download_done(self, result: TaskResult) -> None:
         self.download_progress.setVisible(False)
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait()
-            self._thread = None
-            self._worker = None
+        self._update_model_state()
+        if result.outcome == DONE:
+            self.modelReady.emit(str(result.value))
+            self.settingsChanged.emit(self.settings())
+            return
+        error = result.value
+        message = (
+            error.user_message()
+            if isinstance(error, VsrError)
+            else ("cancelled" if error is None else f"{type(error).__name__}: {error}")
+        )
+        self.model_status.setText(f"Download failed: {message}")
 
     def shutdown(self) -> None:
         """Cancel a running download and wait for its thread."""
-        self._cancel.set()
-        self._stop_thread()
+        self._tasks.shutdown()

@@ -157,16 +157,25 @@ def upscale_frames(clip: Path, output: Path, model: str, count: int = FRAMES_TO_
     The same decode, engine and encoder code a job runs, so a frozen bundle that lacks the
     encoder or a torch kernel fails here rather than in the user's first job.
     """
+    from vsr_desktop.core.job_spec import EngineSettings
     from vsr_desktop.core.media.decode import iter_frames
     from vsr_desktop.core.media.encode import ChunkEncoder, EncodeSettings
     from vsr_desktop.core.media.probe import probe
-    from vsr_desktop.worker.request import UpscaleRequest, build_engine
+    from vsr_desktop.worker.job_setup import build_engine
 
     info = probe(clip)
     video = info.video
-    engine = build_engine(UpscaleRequest(source=clip, output=output, model=model))
-    frames = list(iter_frames(clip, video.index, video.frame_pts[0], count,
-                              bit_depth=video.bit_depth, first_pts=video.frame_pts[0]))
+    engine = build_engine(EngineSettings(model=model))
+    frames = list(
+        iter_frames(
+            clip,
+            video.index,
+            video.frame_pts[0],
+            count,
+            bit_depth=video.bit_depth,
+            first_pts=video.frame_pts[0],
+        )
+    )
     import numpy as np
 
     upscaled = engine.upscale(np.stack([f.rgb for f in frames]))
@@ -174,8 +183,14 @@ def upscale_frames(clip: Path, output: Path, model: str, count: int = FRAMES_TO_
     if upscaled.shape[:3] != (count, height, width):
         raise SmokeFailure(f"upscale: got {upscaled.shape}, expected {count}x{height}x{width}")
     encoder = ChunkEncoder(
-        output, EncodeSettings(), container_format="mp4", width=width, height=height,
-        time_base=video.time_base, rate=video.average_rate, source_bit_depth=video.bit_depth,
+        output,
+        EncodeSettings(),
+        container_format="mp4",
+        width=width,
+        height=height,
+        time_base=video.time_base,
+        rate=video.average_rate,
+        source_bit_depth=video.bit_depth,
         color=video.color,
     )
     try:
@@ -187,9 +202,11 @@ def upscale_frames(clip: Path, output: Path, model: str, count: int = FRAMES_TO_
         raise
     written = probe(output).video
     if (written.frame_count, written.width, written.height) != (count, width, height):
-        raise SmokeFailure(f"upscale: {output.name} holds {written.frame_count} frames of "
-                           f"{written.width}x{written.height}, expected {count} of "
-                           f"{width}x{height}")
+        raise SmokeFailure(
+            f"upscale: {output.name} holds {written.frame_count} frames of "
+            f"{written.width}x{written.height}, expected {count} of "
+            f"{width}x{height}"
+        )
     return f"{count} frames {video.width}x{video.height} -> {width}x{height}, {written.codec}"
 
 
@@ -218,8 +235,10 @@ def _run_steps(timeout_s: float, clip: Path | None, reporter: _Reporter) -> int:
     from vsr_desktop.resources import sample_clip_path
 
     clip = clip or sample_clip_path()
-    reporter.say(f"vsr-desktop {__version__}, python {sys.version.split()[0]}, "
-                 f"frozen={getattr(sys, 'frozen', False)}, clip={clip}")
+    reporter.say(
+        f"vsr-desktop {__version__}, python {sys.version.split()[0]}, "
+        f"frozen={getattr(sys, 'frozen', False)}, clip={clip}"
+    )
     _app = QApplication.instance() or QApplication(sys.argv[:1])  # kept alive for the run
     install_gui_thread_gc(_app)
     with tempfile.TemporaryDirectory(prefix="vsr-smoke-") as tmp:

@@ -23,7 +23,6 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,8 +86,11 @@ class EngineCache:
         if self.options.allow_download:
             return list(MODEL_REGISTRY)
         bundled = bundled_default_model_path().is_file()
-        return [name for name, spec in MODEL_REGISTRY.items()
-                if cached_model_path(spec) is not None or (bundled and name == DEFAULT_MODEL_NAME)]
+        return [
+            name
+            for name, spec in MODEL_REGISTRY.items()
+            if cached_model_path(spec) is not None or (bundled and name == DEFAULT_MODEL_NAME)
+        ]
 
     def upscale(self, settings: wire.PreviewSettings, rgb: np.ndarray) -> np.ndarray:
         with self.lock:
@@ -97,8 +99,14 @@ class EngineCache:
 
     def _engine(self, settings: wire.PreviewSettings) -> FrameUpscaler:
         opts = self.options
-        key = (settings.model, settings.denoise, settings.outscale, opts.device,
-               opts.precision, opts.tile)
+        key = (
+            settings.model,
+            settings.denoise,
+            settings.outscale,
+            opts.device,
+            opts.precision,
+            opts.tile,
+        )
         if key in self._engines:
             self._engines.move_to_end(key)
             return self._engines[key]
@@ -110,21 +118,30 @@ class EngineCache:
 
     def build(self, settings: wire.PreviewSettings) -> FrameUpscaler:
         """The engine the local preview would build: same loader, same Engine class."""
+        from vsr_desktop.core.job_spec import EngineSettings
         from vsr_desktop.core.models import get_spec
-        from vsr_desktop.worker.request import UpscaleRequest, build_engine
+        from vsr_desktop.worker.job_setup import build_engine
 
         try:
             spec = get_spec(settings.model)  # names only: a request never names a file
         except ModelError:
-            raise HttpError(400, f"unknown model {settings.model!r}",
-                            "use one of: " + ", ".join(self.available_models())) from None
+            raise HttpError(
+                400,
+                f"unknown model {settings.model!r}",
+                "use one of: " + ", ".join(self.available_models()),
+            ) from None
         t0 = time.perf_counter()
-        # source/output are placeholders: a server request has no files.
-        engine = build_engine(UpscaleRequest(
-            source=Path("."), output=Path("."), model=spec.name, outscale=settings.outscale,
-            denoise_strength=settings.denoise, device=self.options.device,
-            precision=self.options.precision, tile=self.options.tile,
-            allow_download=self.options.allow_download))
+        engine = build_engine(
+            EngineSettings(
+                model=spec.name,
+                outscale=settings.outscale,
+                denoise_strength=settings.denoise,
+                device=self.options.device,
+                precision=self.options.precision,
+                tile=self.options.tile,
+                allow_download=self.options.allow_download,
+            )
+        )
         log.info("loaded %s in %.1f s", spec.name, time.perf_counter() - t0)
         return engine
 
@@ -176,18 +193,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except Exception as exc:
             log.error("request failed:\n%s", traceback.format_exc())
-            self._error(500, f"internal error: {type(exc).__name__}: {exc}",
-                        "retry; if it fails again, the server log has the traceback")
+            self._error(
+                500,
+                f"internal error: {type(exc).__name__}: {exc}",
+                "retry; if it fails again, the server log has the traceback",
+            )
 
     def _invocations(self) -> None:
         length = self._body_length()  # 411/413 first: nothing else matters for them
         query = self.path.partition("?")[2]
         settings = wire.PreviewSettings.parse(
-            query, self.headers.get(wire.CUSTOM_ATTRIBUTES_HEADER))
+            query, self.headers.get(wire.CUSTOM_ATTRIBUTES_HEADER)
+        )
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type not in (wire.PNG_TYPE, wire.RAW_TYPE):
-            raise HttpError(415, f"unsupported Content-Type {content_type or 'none'!r}",
-                            f"send {wire.PNG_TYPE} or {wire.RAW_TYPE} with X-Width/X-Height")
+            raise HttpError(
+                415,
+                f"unsupported Content-Type {content_type or 'none'!r}",
+                f"send {wire.PNG_TYPE} or {wire.RAW_TYPE} with X-Width/X-Height",
+            )
         raw_size = self._raw_size() if content_type == wire.RAW_TYPE else None
         body = self._read_body(length)
         max_pixels = self.server.options.max_pixels
@@ -211,22 +235,29 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return int(self.headers[wire.WIDTH_HEADER]), int(self.headers[wire.HEIGHT_HEADER])
         except (TypeError, ValueError):
-            raise HttpError(400, "raw RGB24 needs integer X-Width and X-Height headers",
-                            "send the region's width and height in pixels") from None
+            raise HttpError(
+                400,
+                "raw RGB24 needs integer X-Width and X-Height headers",
+                "send the region's width and height in pixels",
+            ) from None
 
     def _body_length(self) -> int:
         """The declared body length, refused (411/413) before reading any of the body."""
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
-            raise HttpError(411, "Content-Length is required",
-                            "send the body with its length") from None
+            raise HttpError(
+                411, "Content-Length is required", "send the body with its length"
+            ) from None
         limit = self.server.options.max_bytes
         if length < 0:
             raise HttpError(400, "negative Content-Length", "send the body with its length")
         if length > limit:
-            raise HttpError(413, f"body of {length} bytes is over the {limit}-byte limit",
-                            "send a smaller region, or PNG instead of raw")
+            raise HttpError(
+                413,
+                f"body of {length} bytes is over the {limit}-byte limit",
+                "send a smaller region, or PNG instead of raw",
+            )
         return length
 
     def _read_body(self, length: int) -> bytes:
@@ -265,12 +296,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
         self._json(status, {"error": message, "hint": hint}, headers)
 
-    def _json(self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None
-              ) -> None:
+    def _json(
+        self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         self._send(status, "application/json", json.dumps(data).encode(), headers or {})
 
-    def _send(self, status: int, content_type: str, body: bytes, headers: dict[str, str]
-              ) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -295,8 +326,12 @@ class InferenceServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 options: ServerOptions | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        options: ServerOptions | None = None,
+    ) -> None:
         self.options = options or ServerOptions()
         self.cache = EngineCache(self.options)
         self._connections: dict[threading.Thread, socket.socket] = {}
@@ -315,8 +350,12 @@ class InferenceServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Like ThreadingMixIn's, but remembering each connection so stop() can end it."""
-        thread = threading.Thread(target=self._handle_connection, args=(request, client_address),
-                                  name=f"vsr-inference-conn-{client_address[1]}", daemon=True)
+        thread = threading.Thread(
+            target=self._handle_connection,
+            args=(request, client_address),
+            name=f"vsr-inference-conn-{client_address[1]}",
+            daemon=True,
+        )
         with self._conn_lock:
             self._connections[thread] = request
         thread.start()
@@ -332,8 +371,12 @@ class InferenceServer(ThreadingHTTPServer):
                 self._connections.pop(threading.current_thread(), None)
 
     def start(self) -> InferenceServer:
-        self._serve_thread = threading.Thread(target=self.serve_forever, kwargs={
-            "poll_interval": 0.1}, name="vsr-inference-server", daemon=True)
+        self._serve_thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="vsr-inference-server",
+            daemon=True,
+        )
         self._serve_thread.start()
         return self
 
@@ -359,9 +402,15 @@ class InferenceServer(ThreadingHTTPServer):
         self.stop()
 
 
-def serve(host: str = "0.0.0.0", port: int = DEFAULT_PORT, max_bytes: int = DEFAULT_MAX_BYTES,
-          ready: threading.Event | None = None, *, stop: threading.Event | None = None,
-          options: ServerOptions | None = None) -> None:
+def serve(
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_PORT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    ready: threading.Event | None = None,
+    *,
+    stop: threading.Event | None = None,
+    options: ServerOptions | None = None,
+) -> None:
     """Run until ``stop`` is set (or Ctrl-C); ``ready`` is set once /ping answers."""
     opts = options or ServerOptions()
     if opts.max_bytes != max_bytes:

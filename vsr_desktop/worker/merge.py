@@ -19,7 +19,10 @@ from vsr_desktop.worker.upscale_chunk import partial_path
 
 
 def merge_job(
-    source: MediaInfo, plan: Plan, chunk_paths: Sequence[Path], output: Path,
+    source: MediaInfo,
+    plan: Plan,
+    chunk_paths: Sequence[Path],
+    output: Path,
     cancel: threading.Event | None = None,
 ) -> list[str]:
     """Merge chunk files (in plan order) into `output`; returns warnings for the user.

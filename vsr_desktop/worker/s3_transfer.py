@@ -1,4 +1,4 @@
-"""One cloud job's objects in S3: where each lives (docs/cloud-contract.md) and how to move them.
+"""Moving one cloud job's objects in and out of S3 (where each lives: worker/s3_layout.py).
 
 Every boto3/botocore failure becomes a JobError with a hint, so a worker in a container ends
 with one clear line in its log instead of a traceback. boto3 is imported only when a client is
@@ -12,81 +12,22 @@ import json
 import mimetypes
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vsr_desktop.core.errors import CancelledError, JobError
+from vsr_desktop.worker.s3_layout import JOB_URI_HINT, JobLocation
 
-JOB_URI_HINT = "a job URI looks like s3://BUCKET/jobs/JOB_ID"
-_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-                     "InvalidToken", "TokenRefreshRequired", "ExpiredTokenException"}
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "ExpiredTokenException",
+}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 _DENIED_CODES = {"AccessDenied", "403", "AllAccessDisabled", "Forbidden"}
-
-
-@dataclass(frozen=True)
-class JobLocation:
-    """`s3://BUCKET/PREFIX`: the job's prefix, and the contract's key for each object in it."""
-
-    bucket: str
-    prefix: str
-
-    @classmethod
-    def parse(cls, uri: str) -> JobLocation:
-        """Accept `s3://BUCKET/jobs/JOB_ID` (trailing slash or not); else a JobError."""
-        text = uri.strip()
-        if not text.startswith("s3://"):
-            raise JobError(f"{uri!r} is not an S3 URI", JOB_URI_HINT)
-        bucket, _, prefix = text[len("s3://"):].partition("/")
-        prefix = prefix.strip("/")
-        if not bucket or not prefix or "//" in prefix:
-            raise JobError(f"{uri!r} names no job folder in a bucket", JOB_URI_HINT)
-        return cls(bucket, prefix)
-
-    @classmethod
-    def for_job(cls, bucket: str, job_id: str) -> JobLocation:
-        """Where the app puts job `job_id` in the stack's bucket."""
-        return cls(bucket, f"jobs/{job_id}")
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}/{name}"
-
-    def url_of(self, name: str) -> str:
-        return f"s3://{self.bucket}/{self.key(name)}"
-
-
-# The contract's object names, relative to the job prefix.
-JOB_FILE = "job.json"
-MEDIA_FILE = "media.json"
-PLAN_FILE = "plan.json"
-
-
-def source_name(suffix: str) -> str:
-    """The suffix is lower-cased, as the app's uploader does (`.MP4` → `input/source.mp4`)."""
-    return f"input/source{suffix.lower()}"
-
-
-def model_name(file_name: str) -> str:
-    """A model file the app uploaded with the job (the user's own, not a registry name)."""
-    return f"input/model/{file_name}"
-
-
-def chunk_name(index: int, suffix: str) -> str:
-    return f"chunks/chunk_{index:05d}{suffix}"
-
-
-def progress_name(stage: str) -> str:
-    """`split`, `merge` or `chunk_00003`."""
-    return f"progress/{stage}.json"
-
-
-def output_name(file_name: str) -> str:
-    return f"output/{file_name}"
 
 
 def make_client() -> Any:
@@ -95,10 +36,12 @@ def make_client() -> Any:
         import boto3
         from botocore.config import Config
     except ImportError as exc:
-        raise JobError("boto3 is not installed", "install the aws extra: "
-                       "pip install 'vsr-desktop[aws]'") from exc
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10,
-                    read_timeout=60)
+        raise JobError(
+            "boto3 is not installed", "install the aws extra: pip install 'vsr-desktop[aws]'"
+        ) from exc
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60
+    )
     return boto3.client("s3", config=config)
 
 
@@ -111,28 +54,36 @@ class S3Job:
 
     def get_json(self, name: str, missing_hint: str = "") -> dict[str, Any]:
         with s3_errors("read", self.location, name, missing_hint):
-            body = self.client.get_object(Bucket=self.location.bucket,
-                                          Key=self.location.key(name))["Body"].read()
+            body = self.client.get_object(Bucket=self.location.bucket, Key=self.location.key(name))[
+                "Body"
+            ].read()
         try:
             data = json.loads(body)
         except ValueError as exc:
-            raise JobError(f"{self.location.url_of(name)} is not JSON ({exc})",
-                           "submit the job again") from exc
+            raise JobError(
+                f"{self.location.url_of(name)} is not JSON ({exc})", "submit the job again"
+            ) from exc
         if not isinstance(data, dict):
-            raise JobError(f"{self.location.url_of(name)} is not a JSON object",
-                           "submit the job again")
+            raise JobError(
+                f"{self.location.url_of(name)} is not a JSON object", "submit the job again"
+            )
         return data
 
     def get_text(self, name: str, missing_hint: str = "") -> str:
         with s3_errors("read", self.location, name, missing_hint):
-            body = self.client.get_object(Bucket=self.location.bucket,
-                                          Key=self.location.key(name))["Body"].read()
+            body = self.client.get_object(Bucket=self.location.bucket, Key=self.location.key(name))[
+                "Body"
+            ].read()
         return str(body.decode("utf-8"))
 
     def put_text(self, name: str, text: str, content_type: str = "application/json") -> None:
         with s3_errors("write", self.location, name):
-            self.client.put_object(Bucket=self.location.bucket, Key=self.location.key(name),
-                                   Body=text.encode("utf-8"), ContentType=content_type)
+            self.client.put_object(
+                Bucket=self.location.bucket,
+                Key=self.location.key(name),
+                Body=text.encode("utf-8"),
+                ContentType=content_type,
+            )
 
     def put_json(self, name: str, data: dict[str, Any]) -> None:
         self.put_text(name, json.dumps(data))
@@ -143,8 +94,9 @@ class S3Job:
 
         with s3_errors("check", self.location, name):
             try:
-                head = self.client.head_object(Bucket=self.location.bucket,
-                                               Key=self.location.key(name))
+                head = self.client.head_object(
+                    Bucket=self.location.bucket, Key=self.location.key(name)
+                )
             except ClientError as exc:
                 if _code(exc) in _MISSING_CODES:
                     return None
@@ -154,8 +106,9 @@ class S3Job:
         except ValueError:
             return None
 
-    def download(self, name: str, path: Path, cancel: threading.Event | None = None,
-                 missing_hint: str = "") -> None:
+    def download(
+        self, name: str, path: Path, cancel: threading.Event | None = None, missing_hint: str = ""
+    ) -> None:
         """Managed (multipart, parallel) download; a set `cancel` stops it between parts."""
         path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -164,8 +117,9 @@ class S3Job:
                 raise CancelledError("cancelled during a download")
 
         with s3_errors("download", self.location, name, missing_hint):
-            self.client.download_file(self.location.bucket, self.location.key(name), str(path),
-                                      Callback=check)
+            self.client.download_file(
+                self.location.bucket, self.location.key(name), str(path), Callback=check
+            )
         check(0)
 
     def upload(self, path: Path, name: str, metadata: dict[str, str] | None = None) -> None:
@@ -176,8 +130,9 @@ class S3Job:
         if content_type:
             extra["ContentType"] = content_type
         with s3_errors("upload", self.location, name):
-            self.client.upload_file(str(path), self.location.bucket, self.location.key(name),
-                                    ExtraArgs=extra)
+            self.client.upload_file(
+                str(path), self.location.bucket, self.location.key(name), ExtraArgs=extra
+            )
 
 
 def _code(exc: BaseException) -> str:
@@ -186,8 +141,9 @@ def _code(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def s3_errors(action: str, location: JobLocation, name: str = "",
-              missing_hint: str = "") -> Iterator[None]:
+def s3_errors(
+    action: str, location: JobLocation, name: str = "", missing_hint: str = ""
+) -> Iterator[None]:
     """Turn what boto3 raises into a JobError naming the object and saying what to do."""
     from boto3.exceptions import Boto3Error
     from botocore.exceptions import (
@@ -201,35 +157,48 @@ def s3_errors(action: str, location: JobLocation, name: str = "",
     try:
         yield
     except (NoCredentialsError, PartialCredentialsError) as exc:
-        raise JobError("no AWS credentials were found",
-                       "run with an IAM role (Batch job role, EC2 instance profile) or set "
-                       "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
+        raise JobError(
+            "no AWS credentials were found",
+            "run with an IAM role (Batch job role, EC2 instance profile) or set "
+            "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        ) from exc
     except ClientError as exc:
         raise _client_job_error(exc, action, location, where, missing_hint) from exc
     except (BotoCoreError, Boto3Error) as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ClientError):
             raise _client_job_error(cause, action, location, where, missing_hint) from exc
-        raise JobError(f"could not {action} {where}: {exc}",
-                       "check the network, the AWS region and the endpoint") from exc
+        raise JobError(
+            f"could not {action} {where}: {exc}",
+            "check the network, the AWS region and the endpoint",
+        ) from exc
 
 
-def _client_job_error(exc: BaseException, action: str, location: JobLocation, where: str,
-                      missing_hint: str) -> JobError:
+def _client_job_error(
+    exc: BaseException, action: str, location: JobLocation, where: str, missing_hint: str
+) -> JobError:
     code = _code(exc)
     if code == "NoSuchBucket":
-        return JobError(f"the bucket {location.bucket} does not exist",
-                        f"check the job URI and the AWS region; {JOB_URI_HINT}")
+        return JobError(
+            f"the bucket {location.bucket} does not exist",
+            f"check the job URI and the AWS region; {JOB_URI_HINT}",
+        )
     if code in _MISSING_CODES:
-        return JobError(f"{where} does not exist", missing_hint or f"check the job URI; "
-                        f"{JOB_URI_HINT}")
+        return JobError(
+            f"{where} does not exist", missing_hint or f"check the job URI; {JOB_URI_HINT}"
+        )
     if code in _DENIED_CODES:
-        return JobError(f"access to {where} was denied",
-                        "the role needs s3:GetObject, s3:PutObject and s3:ListBucket on the "
-                        "job's bucket")
+        return JobError(
+            f"access to {where} was denied",
+            "the role needs s3:GetObject, s3:PutObject and s3:ListBucket on the job's bucket",
+        )
     if code in _CREDENTIAL_CODES:
-        return JobError(f"AWS rejected the credentials ({code})",
-                        "sign in again or fix the profile / access keys")
+        return JobError(
+            f"AWS rejected the credentials ({code})",
+            "sign in again or fix the profile / access keys",
+        )
     message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", exc))
-    return JobError(f"S3 refused to {action} {where}: {code} {message}".rstrip(),
-                    "try again; if it keeps failing, check the bucket's policy")
+    return JobError(
+        f"S3 refused to {action} {where}: {code} {message}".rstrip(),
+        "try again; if it keeps failing, check the bucket's policy",
+    )

@@ -4,7 +4,7 @@
 then `merge` once. Each stage reads and writes only files in the work folder, so any machine
 that sees the folder can run any stage, and a stage run twice does no harm:
 
-    WORKDIR/job.json                    the request (source, output, settings)
+    WORKDIR/spec.json                   the job spec (source, output, every setting)
     WORKDIR/media.json, plan.json       the probe and the chunk plan, made once by `plan`
     WORKDIR/chunks/chunk_00003.mp4      finished chunks (written as .partial, then renamed)
     WORKDIR/progress/chunk_00003.json   state, frames done, fps — read by the app to show progress
@@ -24,6 +24,7 @@ from typing import Any
 
 from vsr_desktop.core.atomic_file import write_text_atomic
 from vsr_desktop.core.errors import CancelledError, JobError, VsrError
+from vsr_desktop.core.job_spec import EngineSettings, JobSpec
 from vsr_desktop.core.media.encode import container_for
 from vsr_desktop.core.media.probe import (
     MediaInfo,
@@ -33,14 +34,8 @@ from vsr_desktop.core.media.probe import (
 )
 from vsr_desktop.core.plan import Plan, plan_chunks
 from vsr_desktop.core.upscaler import FrameUpscaler
+from vsr_desktop.worker.job_setup import build_engine, check_source_unchanged, validate_spec
 from vsr_desktop.worker.merge import merge_job
-from vsr_desktop.worker.request import (
-    UpscaleRequest,
-    build_engine,
-    request_from_dict,
-    request_to_dict,
-    validate_request,
-)
 from vsr_desktop.worker.upscale_chunk import upscale_chunk
 
 PROGRESS_INTERVAL_SECONDS = 1.0
@@ -53,8 +48,8 @@ class WorkFolder:
     root: Path
 
     @property
-    def job_file(self) -> Path:
-        return self.root / "job.json"
+    def spec_file(self) -> Path:
+        return self.root / "spec.json"
 
     @property
     def media_file(self) -> Path:
@@ -70,16 +65,18 @@ class WorkFolder:
     def progress_file(self, name: str) -> Path:
         return self.root / "progress" / f"{name}.json"
 
-    def load(self) -> tuple[UpscaleRequest, MediaInfo, Plan]:
+    def load(self) -> tuple[JobSpec, MediaInfo, Plan]:
         """Everything `plan` wrote; a clear error when it has not run (or the folder is wrong)."""
         try:
-            request = request_from_dict(json.loads(self.job_file.read_text()))
+            spec = JobSpec.from_json(self.spec_file.read_text())
             media = media_info_from_json(self.media_file.read_text())
             plan = Plan.from_json(self.plan_file.read_text())
         except FileNotFoundError as exc:
-            raise JobError(f"{self.root} holds no planned job ({exc.filename} is missing)",
-                           "run `vsr worker plan` first, with the same --workdir") from exc
-        return request, media, plan
+            raise JobError(
+                f"{self.root} holds no planned job ({exc.filename} is missing)",
+                "run `vsr worker plan` first, with the same --workdir",
+            ) from exc
+        return spec, media, plan
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -87,16 +84,18 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data))
 
 
-def plan_stage(request: UpscaleRequest, workdir: Path) -> Plan:
-    """Validate the request, probe the source once, cut the plan, and record all three."""
+def plan_stage(spec: JobSpec, workdir: Path) -> Plan:
+    """Validate the spec, probe the source once, cut the plan, and record all three."""
     folder = WorkFolder(workdir)
     # Other machines run the later stages from other folders: store absolute paths.
-    request = replace(request, source=request.source.expanduser().resolve(),
-                      output=request.output.expanduser().resolve())
-    media = validate_request(request)
-    plan = plan_chunks(media.video, request.chunk_seconds)
+    spec = replace(
+        spec, source=spec.source.expanduser().resolve(), output=spec.output.expanduser().resolve()
+    )
+    media = validate_spec(spec)
+    check_source_unchanged(spec, check_mtime=False)
+    plan = plan_chunks(media.video, spec.chunk_seconds)
     workdir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder.job_file, request_to_dict(request))
+    write_text_atomic(folder.spec_file, spec.to_json())
     folder.media_file.write_text(media_info_to_json(media))
     folder.plan_file.write_text(plan.to_json())
     return plan
@@ -107,12 +106,18 @@ ProgressHook = Callable[[dict[str, Any], bool], None]
 the S3 worker mirrors them to progress objects."""
 
 
-def progress_record(state: str, frames_done: int, frames_total: int, fps: float = 0.0,
-                    message: str = "") -> dict[str, Any]:
+def progress_record(
+    state: str, frames_done: int, frames_total: int, fps: float = 0.0, message: str = ""
+) -> dict[str, Any]:
     """One progress file's content: the same fields in a work folder and in S3."""
     return {
-        "state": state, "frames_done": frames_done, "frames_total": frames_total, "fps": fps,
-        "message": message, "updated_at": time.time(), "host": os.uname().nodename,
+        "state": state,
+        "frames_done": frames_done,
+        "frames_total": frames_total,
+        "fps": fps,
+        "message": message,
+        "updated_at": time.time(),
+        "host": os.uname().nodename,
     }
 
 
@@ -133,8 +138,13 @@ class _ProgressWriter:
             return
         self.last_write = now
         elapsed = now - self.started
-        record = progress_record(state, self.frames_done, self.frames_total,
-                                 self.frames_done / elapsed if elapsed > 0 else 0.0, message)
+        record = progress_record(
+            state,
+            self.frames_done,
+            self.frames_total,
+            self.frames_done / elapsed if elapsed > 0 else 0.0,
+            message,
+        )
         write_json_atomic(self.path, record)
         if self.mirror is not None:
             self.mirror(record, force)
@@ -149,7 +159,7 @@ def upscale_stage(
     index: int,
     *,
     cancel: threading.Event | None = None,
-    engine_factory: Callable[[UpscaleRequest], FrameUpscaler] = build_engine,
+    engine_factory: Callable[[EngineSettings], FrameUpscaler] = build_engine,
     on_progress: ProgressHook | None = None,
     publish: Callable[[Path], None] | None = None,
 ) -> bool:
@@ -158,14 +168,17 @@ def upscale_stage(
     `publish` gets the finished chunk before progress says done (the S3 worker uploads it).
     """
     folder = WorkFolder(workdir)
-    request, media, plan = folder.load()
+    spec, media, plan = folder.load()
     if not 0 <= index < len(plan.chunks):
-        raise JobError(f"chunk {index} does not exist; the plan has {len(plan.chunks)}",
-                       f"use an index from 0 to {len(plan.chunks) - 1}")
+        raise JobError(
+            f"chunk {index} does not exist; the plan has {len(plan.chunks)}",
+            f"use an index from 0 to {len(plan.chunks) - 1}",
+        )
     chunk = plan.chunks[index]
-    target = folder.chunk_file(index, request.output.suffix)
-    progress = _ProgressWriter(folder.progress_file(f"chunk_{index:05d}"), chunk.frame_count,
-                               mirror=on_progress)
+    target = folder.chunk_file(index, spec.output.suffix)
+    progress = _ProgressWriter(
+        folder.progress_file(f"chunk_{index:05d}"), chunk.frame_count, mirror=on_progress
+    )
     if _chunk_complete(target, chunk.frame_count):
         progress.frames_done = chunk.frame_count
         progress.write("done", "already done", force=True)
@@ -173,11 +186,17 @@ def upscale_stage(
     target.parent.mkdir(parents=True, exist_ok=True)
     progress.write("running", force=True)
     try:
-        engine = engine_factory(request)
+        engine = engine_factory(spec.engine)
         upscale_chunk(
-            media, chunk, engine, request.encode, target,
-            container_format=container_for(request.output), batch_size=request.batch_size,
-            on_frames=progress.add, cancel=cancel,
+            media,
+            chunk,
+            engine,
+            spec.encode,
+            target,
+            container_format=container_for(spec.output),
+            batch_size=spec.engine.batch_size,
+            on_frames=progress.add,
+            cancel=cancel,
         )
         if publish is not None:
             publish(target)
@@ -206,21 +225,30 @@ def merge_stage(
     `publish` gets the finished output before progress says done (the S3 worker uploads it).
     """
     folder = WorkFolder(workdir)
-    request, media, plan = folder.load()
-    suffix = request.output.suffix
-    missing = [c.index for c in plan.chunks
-               if not _chunk_complete(folder.chunk_file(c.index, suffix), c.frame_count)]
+    spec, media, plan = folder.load()
+    suffix = spec.output.suffix
+    missing = [
+        c.index
+        for c in plan.chunks
+        if not _chunk_complete(folder.chunk_file(c.index, suffix), c.frame_count)
+    ]
     if missing:
-        raise JobError(f"{len(missing)} chunk(s) are not finished: {missing[:10]}",
-                       "run the upscale stage for them, then merge again")
-    progress = _ProgressWriter(folder.progress_file("merge"), plan.frame_count,
-                               mirror=on_progress)
+        raise JobError(
+            f"{len(missing)} chunk(s) are not finished: {missing[:10]}",
+            "run the upscale stage for them, then merge again",
+        )
+    progress = _ProgressWriter(folder.progress_file("merge"), plan.frame_count, mirror=on_progress)
     progress.write("running", force=True)
     try:
-        warnings = merge_job(media, plan, [folder.chunk_file(c.index, suffix)
-                                           for c in plan.chunks], request.output, cancel)
+        warnings = merge_job(
+            media,
+            plan,
+            [folder.chunk_file(c.index, suffix) for c in plan.chunks],
+            spec.output,
+            cancel,
+        )
         if publish is not None:
-            publish(request.output)
+            publish(spec.output)
     except CancelledError:
         progress.write("cancelled", "stopped before the end; run again to redo it", force=True)
         raise
@@ -247,7 +275,13 @@ class JobProgress:
 
 def read_progress(workdir: Path) -> JobProgress:
     folder = WorkFolder(workdir)
-    plan = Plan.from_json(folder.plan_file.read_text())
+    try:
+        plan = Plan.from_json(folder.plan_file.read_text())
+    except OSError as exc:
+        raise JobError(
+            f"{workdir} holds no planned job ({exc.strerror}: {folder.plan_file})",
+            "check --workdir, or wait for the plan stage to run",
+        ) from exc
     frames = 0
     states: dict[int, str] = {}
     messages: dict[int, str] = {}
@@ -261,9 +295,12 @@ def read_progress(workdir: Path) -> JobProgress:
             messages[chunk.index] = str(data["message"])
     merge = _read_json(folder.progress_file("merge"))
     return JobProgress(
-        frames_done=frames, frames_total=plan.frame_count,
-        chunks_done=sum(s == "done" for s in states.values()), chunks_total=len(plan.chunks),
-        chunk_states=states, merge_state=None if merge is None else str(merge.get("state")),
+        frames_done=frames,
+        frames_total=plan.frame_count,
+        chunks_done=sum(s == "done" for s in states.values()),
+        chunks_total=len(plan.chunks),
+        chunk_states=states,
+        merge_state=None if merge is None else str(merge.get("state")),
         messages=messages,
     )
 

@@ -10,7 +10,7 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,10 @@ import numpy as np
 
 from vsr_desktop.core.errors import CancelledError, MediaError, VsrError
 from vsr_desktop.core.media.decode import DecodedFrame, iter_frames
-from vsr_desktop.core.media.encode import ChunkEncoder, EncodeSettings
+from vsr_desktop.core.media.encode import ChunkEncoder, EncodeSettings, raise_for_os_error
 from vsr_desktop.core.media.probe import MediaInfo
 from vsr_desktop.core.plan import Chunk
-from vsr_desktop.core.upscaler import FrameUpscaler, upscale_in_groups
+from vsr_desktop.core.upscaler import FrameUpscaler, engine_error, upscale_in_groups
 
 QUEUE_DEPTH = 4
 _END = object()
@@ -45,21 +45,50 @@ def partial_path(final: Path) -> Path:
     return final.with_name(f"{final.stem}.partial{final.suffix}")
 
 
+class _Failures:
+    """The pipeline's errors in the order they happened; recording one stops every stage.
+
+    When one stage fails, the others see the stop and give up, some by raising
+    CancelledError: those are echoes, and the error that started the shutdown is the one
+    the caller gets (see :meth:`first`).
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._errors: list[BaseException] = []
+
+    def record(self, exc: BaseException) -> None:
+        with self._lock:
+            if not any(exc is seen for seen in self._errors):
+                self._errors.append(exc)
+        self._stop.set()
+
+    def first(self, user_cancelled: bool) -> BaseException | None:
+        """The first real error. A CancelledError stands for itself only when the user
+        cancelled and nothing failed before it; otherwise it is a stage obeying the stop."""
+        with self._lock:
+            errors = list(self._errors)
+        for exc in errors:
+            if isinstance(exc, CancelledError) and not user_cancelled:
+                continue
+            return exc
+        return errors[0] if errors else None
+
+
 class _Stage(threading.Thread):
     """A pipeline thread that records its exception instead of dying silently."""
 
-    def __init__(self, name: str, target: Callable[[], None], stop: threading.Event) -> None:
+    def __init__(self, name: str, target: Callable[[], None], failures: _Failures) -> None:
         super().__init__(name=name, daemon=True)
         self._work = target
-        self._stop_all = stop
-        self.error: BaseException | None = None
+        self._failures = failures
 
     def run(self) -> None:
         try:
             self._work()
         except BaseException as exc:
-            self.error = exc
-            self._stop_all.set()
+            self._failures.record(exc)
 
 
 def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
@@ -74,12 +103,13 @@ def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
 
 
 def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
-    while True:
+    """Blocking get that gives up (returns the end marker) when the pipeline is stopping."""
+    while not stop.is_set():
         try:
             return q.get(timeout=0.1)
         except queue.Empty:
-            if stop.is_set():
-                return _END
+            continue
+    return _END
 
 
 def upscale_chunk(
@@ -94,42 +124,112 @@ def upscale_chunk(
     on_frames: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> ChunkResult:
-    """Write the upscaled chunk to `out_path` (atomically) and return it."""
+    """Write the upscaled chunk to `out_path` (atomically) and return it.
+
+    Raises the error that stopped the pipeline first, as a VsrError: MediaError for the
+    decoder or the encoder (DiskFullError for a full disk), EngineError for the upscaler
+    (its own VsrErrors pass unchanged), CancelledError only when ``cancel`` was set and no
+    stage had failed before. Nothing is left under either file name on an error.
+    """
     video = source.video
     out_w, out_h = encoded_size(engine, video.width, video.height)
     # An engine that runs one frame per core wants that many frames per call.
     batch_size = max(batch_size, int(getattr(engine, "frames_per_call", 1)))
     stop = threading.Event()
+    failures = _Failures(stop)
     # Deep enough that a whole batch is waiting when the engine asks for the next one.
     depth = max(QUEUE_DEPTH, 2 * batch_size)
     decoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
     upscaled: queue.Queue[Any] = queue.Queue(maxsize=depth)
     tmp_path = partial_path(out_path)
-    encoder = ChunkEncoder(
-        tmp_path, settings, container_format=container_format, width=out_w, height=out_h,
-        time_base=video.time_base, rate=video.average_rate, source_bit_depth=video.bit_depth,
-        color=video.color, pts_offset=chunk.start_pts,
-    )
+    try:
+        encoder = ChunkEncoder(
+            tmp_path,
+            settings,
+            container_format=container_format,
+            width=out_w,
+            height=out_h,
+            time_base=video.time_base,
+            rate=video.average_rate,
+            source_bit_depth=video.bit_depth,
+            color=video.color,
+            pts_offset=chunk.start_pts,
+        )
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink(missing_ok=True)
+        raise
 
     def decode() -> None:
-        for frame in iter_frames(
-            source.path, video.index, chunk.start_pts, chunk.frame_count,
-            bit_depth=video.bit_depth, first_pts=video.frame_pts[0], cancel=stop,
-        ):
-            if not _put(decoded, frame, stop):
-                return
+        try:
+            for frame in iter_frames(
+                source.path,
+                video.index,
+                chunk.start_pts,
+                chunk.frame_count,
+                bit_depth=video.bit_depth,
+                first_pts=video.frame_pts[0],
+                cancel=stop,
+            ):
+                if not _put(decoded, frame, stop):
+                    return
+        except VsrError:
+            raise
+        except OSError as exc:
+            raise MediaError(
+                f"{source.path.name}: reading failed in chunk {chunk.index}: {exc}",
+                "check that the source file is still there and readable",
+            ) from exc
+        except Exception as exc:
+            raise MediaError(
+                f"{source.path.name}: decoding failed in chunk {chunk.index}: "
+                f"{type(exc).__name__}: {exc}",
+                "the file may be corrupt or truncated; re-export it",
+            ) from exc
         _put(decoded, _END, stop)
 
     def encode() -> None:
-        while True:
-            item = _get(upscaled, stop)
-            if item is _END:
-                return
-            pts, rgb = item
-            encoder.write(pts, rgb[:out_h, :out_w])
+        try:
+            while True:
+                item = _get(upscaled, stop)
+                if item is _END:
+                    return
+                pts, rgb = item
+                encoder.write(pts, rgb[:out_h, :out_w])
+        except VsrError:
+            raise
+        except OSError as exc:
+            raise_for_os_error(exc, tmp_path)  # DiskFullError or MediaError
+        except Exception as exc:
+            raise MediaError(
+                f"encoding chunk {chunk.index} with {settings.codec} failed: "
+                f"{type(exc).__name__}: {exc}",
+                "check the encoder options (CRF, preset, bit rate)",
+            ) from exc
 
-    decoder = _Stage("vsr-decode", decode, stop)
-    writer = _Stage("vsr-encode", encode, stop)
+    def upscaled_frames(
+        results: Iterable[tuple[DecodedFrame, np.ndarray]],
+    ) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
+        """The engine's results; its unexpected errors become EngineError (recorded at once,
+        so they come before the echoes of the stop they cause)."""
+        iterator = iter(results)
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except VsrError as exc:
+                failures.record(exc)
+                raise
+            except Exception as exc:
+                error = engine_error(exc)
+                error.__cause__ = exc  # as `from exc`: recorded before it is raised
+                failures.record(error)
+                raise error from exc
+            yield item
+
+    decoder = _Stage("vsr-decode", decode, failures)
+    writer = _Stage("vsr-encode", encode, failures)
     decoder.start()
     writer.start()
 
@@ -140,19 +240,20 @@ def upscale_chunk(
                 return
             yield item
 
-    stream = getattr(engine, "upscale_stream", None)
-    results: Iterator[tuple[DecodedFrame, np.ndarray]] = (
-        stream(decoded_frames(), _rgb_of, cancel) if stream is not None
-        else upscale_in_groups(engine, decoded_frames(), _rgb_of, batch_size, cancel)
-    )
     done = 0
     try:
+        stream = getattr(engine, "upscale_stream", None)
+        results: Iterator[tuple[DecodedFrame, np.ndarray]] = (
+            stream(decoded_frames(), _rgb_of, cancel)
+            if stream is not None
+            else upscale_in_groups(engine, decoded_frames(), _rgb_of, batch_size, cancel)
+        )
         try:
-            for frame, rgb in results:
+            for frame, rgb in upscaled_frames(results):
                 if cancel is not None and cancel.is_set():
                     raise CancelledError("cancelled")
                 if not _put(upscaled, (frame.pts, rgb), stop):
-                    break
+                    break  # another stage failed: its error is recorded
                 done += 1
                 if on_frames is not None:
                     on_frames(1)
@@ -163,28 +264,28 @@ def upscale_chunk(
         if cancel is not None and cancel.is_set():
             raise CancelledError("cancelled")
         _put(upscaled, _END, stop)
-        writer.join()
-        decoder.join()
-        for stage in (decoder, writer):
-            if stage.error is not None:
-                raise stage.error
+    except BaseException as exc:
+        failures.record(exc)
+    writer.join()
+    decoder.join()
+    try:
+        error = failures.first(user_cancelled=cancel is not None and cancel.is_set())
+        if error is not None:
+            raise error
         if done != chunk.frame_count or encoder.frames_written != chunk.frame_count:
             raise MediaError(
                 f"chunk {chunk.index}: {encoder.frames_written} of {chunk.frame_count} "
                 "frames were written"
             )
         encoder.close()
-        os.replace(tmp_path, out_path)
-    except BaseException as exc:
-        stop.set()
-        decoder.join()
-        writer.join()
+        try:
+            os.replace(tmp_path, out_path)
+        except OSError as exc:
+            raise_for_os_error(exc, out_path)
+    except BaseException:
         encoder.abort()
         with contextlib.suppress(OSError):  # never mask the error that got us here
             tmp_path.unlink(missing_ok=True)
-        for stage in (decoder, writer):
-            if stage.error is not None and not isinstance(exc, VsrError):
-                raise stage.error from exc
         raise
     return ChunkResult(path=out_path, frames=done)
 

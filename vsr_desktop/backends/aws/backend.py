@@ -1,11 +1,14 @@
-"""The AWS backend: submit, poll, cancel and download jobs that run in the user's account.
+"""The AWS backend: submit, poll, cancel, resume, fetch and remove jobs in the user's account.
 
-submit: probe and plan here (the estimate needs them anyway), upload the request and the
-source (resumable), then start the stack's state machine with an execution named after the
-job, so a repeated start is harmless. poll: the execution's status plus the workers'
-progress objects in S3 — no Batch calls on the common path, so polling a dozen jobs stays
-cheap. cancel: StopExecution, then TerminateJob for every chunk job the execution started
-(Step Functions alone leaves them running). The jobs panel draws these rows like any other.
+submit: check the spec here (the estimate needs the probe and plan anyway) and record the
+job, then upload the source (resumable), the user's model file if any, and the spec as one
+object (spec.json, written last), and start the stack's state machine with an execution
+named after the job, so a repeated start is harmless. poll: the execution's status plus
+the workers' progress objects in S3 — no Batch calls on the common path, so polling a dozen
+jobs stays cheap. cancel: StopExecution, then TerminateJob for every chunk job the execution
+started (Step Functions alone leaves them running). resume: a new execution; the workers
+skip the chunks already in S3 (restart forgets them). Where each object lives is
+worker/s3_layout.py, shared with the workers.
 """
 
 from __future__ import annotations
@@ -14,54 +17,38 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vsr_desktop.backends.aws.errors import CloudError, cloud_error
+from vsr_desktop.backends.aws.session import CloudCredentials
 from vsr_desktop.backends.aws.stack import DEFAULT_STACK_NAME, StackInfo, describe_stack
 from vsr_desktop.backends.aws.transfer import BytesProgress, download_file, upload_file
-from vsr_desktop.core.errors import CancelledError, InputError
+from vsr_desktop.backends.protocol import Progress, ProgressCallback
+from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
+from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.plan import plan_chunks
-from vsr_desktop.worker.request import (
-    UpscaleRequest,
-    request_to_dict,
+from vsr_desktop.worker.job_setup import (
+    check_source_unchanged,
+    spec_of,
     user_model_files,
-    validate_request,
+    validate_spec,
 )
-from vsr_desktop.worker.s3_transfer import model_name
+from vsr_desktop.worker.s3_layout import (
+    PROGRESS_FOLDER,
+    SPEC_FILE,
+    WORKER_MADE,
+    JobLocation,
+    model_name,
+    progress_stage,
+)
 
 _EXECUTION_FINISHED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 _BATCH_FINISHED = {"SUCCEEDED", "FAILED"}
-
-
-@dataclass(frozen=True)
-class JobLocation:
-    """Where one job's objects live: s3://bucket/jobs/<id>/ (docs/cloud-contract.md)."""
-
-    bucket: str
-    job_id: str
-
-    @property
-    def prefix(self) -> str:
-        return f"jobs/{self.job_id}/"
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/jobs/{self.job_id}"
-
-    def key(self, name: str) -> str:
-        return self.prefix + name
-
-    def source_key(self, source: Path) -> str:
-        return self.key(f"input/source{source.suffix.lower()}")
-
-    def output_key(self, output: Path) -> str:
-        return self.key(f"output/{output.name}")
 
 
 @dataclass(frozen=True)
@@ -76,15 +63,33 @@ class AwsBackend:
     """One AWS account and region, through the app's stack."""
 
     name = "aws"
+    runs_in_process = False
 
-    def __init__(self, store: JobStore, session: Any, stack_name: str = DEFAULT_STACK_NAME,
-                 part_size: int | None = None, stack: StackInfo | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        session: Any,
+        stack_name: str = DEFAULT_STACK_NAME,
+        part_size: int | None = None,
+        stack: StackInfo | None = None,
+        credentials: CloudCredentials | None = None,
+    ) -> None:
         self.store = store
         self.session = session
         self.stack_name = stack.name if stack is not None else stack_name
         self.part_size = part_size
+        self.credentials = credentials
         self._stack = stack
         self._clients: dict[str, Any] = {}
+
+    @classmethod
+    def for_job(cls, store: JobStore, job: JobRecord | None) -> AwsBackend:
+        """The backend for the account, region and stack `job` was sent to (its spec's
+        target), or for the app's saved cloud settings when there is no job or no target."""
+        from vsr_desktop.backends.aws.session import open_session
+
+        credentials, stack_name = job_credentials(job)
+        return cls(store, open_session(credentials), stack_name, credentials=credentials)
 
     # ------------------------------------------------------------------ plumbing
     def client(self, service: str) -> Any:
@@ -96,11 +101,24 @@ class AwsBackend:
         if self._stack is None:
             info = describe_stack(self.session, self.stack_name)
             if info is None or not info.ready:
-                raise CloudError(f"the cloud stack {self.stack_name} is not set up in "
-                                 f"{self.session.region_name}",
-                                 "run `vsr cloud setup` (or Cloud → Set up in the app) first")
+                raise CloudError(
+                    f"the cloud stack {self.stack_name} is not set up in "
+                    f"{self.session.region_name}",
+                    "run `vsr cloud setup` (or Cloud → Set up in the app) first",
+                )
             self._stack = info
         return self._stack
+
+    def target(self) -> dict[str, str]:
+        """Where this backend sends jobs, as the spec records it: names only, no secrets."""
+        creds = self.credentials
+        profile = creds.profile if creds is not None else _explicit_profile(self.session)
+        return {
+            "region": str(self.session.region_name or ""),
+            "profile": profile or "",
+            "keychain_account": (creds.keychain_account or "") if creds else "",
+            "stack": self.stack_name,
+        }
 
     @staticmethod
     def aws_state(job: JobRecord) -> dict[str, Any]:
@@ -114,79 +132,221 @@ class AwsBackend:
         settings["aws"] = {**self.aws_state(job), **changes}
         self.store.update(job_id, settings=settings)
 
+    def location(self, job: JobRecord) -> JobLocation:
+        bucket = self.aws_state(job).get("bucket")
+        if not bucket:
+            raise CloudError(f"job {job.id} has no S3 location", "submit it again")
+        return JobLocation.for_job(str(bucket), job.id)
+
+    def _fail(self, job_id: str, error: BaseException) -> None:
+        """A submit or resume that stopped: FAILED with its reason (CANCELLED for a pause)."""
+        if isinstance(error, CancelledError):
+            self.store.update(
+                job_id,
+                state=JobState.CANCELLED,
+                phase="",
+                pid=None,
+                message="upload paused; resume to continue it",
+            )
+            return
+        text = (
+            error.user_message()
+            if isinstance(error, VsrError)
+            else f"{type(error).__name__}: {error}"
+        )
+        self.store.update(job_id, state=JobState.FAILED, phase="", pid=None, message=text)
+
     # ------------------------------------------------------------------ submit
-    def create_job(self, request: UpscaleRequest, price_per_gpu_hour: float | None = None,
-                   ) -> JobRecord:
-        """Check the request here and record the job; nothing is sent yet."""
-        media = validate_request(request)
-        user_model_files(request.model)  # a .param without its .bin fails here, not on Batch
-        plan = plan_chunks(media.video, request.chunk_seconds)
-        stack = self.stack()
-        job_id = JobStore.new_id()
-        where = JobLocation(stack.output("BucketName"), job_id)
-        settings: dict[str, Any] = {**request.identity(), "aws": {
-            "bucket": where.bucket, "region": self.session.region_name,
-            "stack": self.stack_name, "state_machine": stack.output("StateMachineArn"),
-            "price_per_gpu_hour": price_per_gpu_hour, "downloaded": False,
-            "overwrite": request.overwrite,
-        }}
-        return self.store.add(JobRecord(
-            id=job_id, name=request.source.name, backend=self.name,
-            source=str(request.source.resolve()), output=str(request.output.resolve()),
-            settings=settings, work_dir=where.uri, phase="uploading",
-            frames_total=media.video.frame_count, chunks_total=len(plan.chunks),
-        ))
+    def create_job(self, spec: JobSpec, price_per_gpu_hour: float | None = None) -> JobRecord:
+        """Check the spec here and record the job; nothing is sent yet.
 
-    def submit(self, request: UpscaleRequest, job: JobRecord | None = None, *,
-               on_upload: BytesProgress | None = None, cancel: threading.Event | None = None,
-               price_per_gpu_hour: float | None = None) -> JobRecord:
-        """Upload (resuming an interrupted upload) and start the execution; returns the job.
-
-        With an existing job whose upload finished, this is a retry: a new execution runs,
-        and the workers skip the chunks already in S3.
+        A spec that cannot run is refused with no record; once recorded, a failure (no
+        stack, say) leaves the record FAILED with its reason, resumable and removable.
         """
+        media = validate_spec(spec)
+        user_model_files(spec.engine.model)  # a .param without its .bin fails here, not on Batch
+        plan = plan_chunks(media.video, spec.chunk_seconds)
+        if price_per_gpu_hour is None:  # the app's dialog hands it over with the spec
+            price = spec.target.get("price_per_gpu_hour")
+            price_per_gpu_hour = float(price) if isinstance(price, (int, float)) else None
+        spec = replace(
+            spec,
+            backend=self.name,
+            source=spec.source.expanduser().resolve(),
+            output=spec.output.expanduser().resolve(),
+            target=self.target(),
+        )
+        if spec.source_identity is None:
+            spec = spec.with_source_identity()
+        job = self.store.add(
+            JobRecord(
+                id=JobStore.new_id(),
+                name=spec.source.name,
+                backend=self.name,
+                source=str(spec.source),
+                output=str(spec.output),
+                spec=spec,
+                settings={
+                    "aws": {
+                        "region": self.session.region_name,
+                        "stack": self.stack_name,
+                        "price_per_gpu_hour": price_per_gpu_hour,
+                        "downloaded": False,
+                    }
+                },
+                state=JobState.RUNNING,
+                phase="preparing",
+                pid=os.getpid(),  # a crash: INTERRUPTED
+                frames_total=media.video.frame_count,
+                chunks_total=len(plan.chunks),
+            )
+        )
+        try:
+            self._locate(job)
+        except Exception as exc:
+            self._fail(job.id, exc)
+            raise
+        return self.store.get(job.id)
+
+    def _locate(self, job: JobRecord) -> None:
+        """Record the stack's bucket and state machine for the job (its S3 prefix)."""
+        stack = self.stack()
+        where = JobLocation.for_job(stack.output("BucketName"), job.id)
+        self._remember(job.id, bucket=where.bucket, state_machine=stack.output("StateMachineArn"))
+        self.store.update(job.id, work_dir=where.uri)
+
+    def submit(
+        self,
+        spec: JobSpec,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        job: JobRecord | None = None,
+        on_upload: BytesProgress | None = None,
+        price_per_gpu_hour: float | None = None,
+    ) -> JobRecord:
+        """Record the job (or take `job`, made by create_job), upload what it needs (resuming
+        an interrupted upload) and start the execution; returns the job, RUNNING.
+
+        A cancel pauses the upload (CANCELLED, resumable); any other failure leaves the
+        job FAILED with the reason in its message, and is raised."""
         if job is None:
-            job = self.create_job(request, price_per_gpu_hour)
-        elif self.aws_state(job).get("execution_arn"):
-            return self.start(job)
+            job = self.create_job(spec, price_per_gpu_hour)
+        return self._send(self.store.get(job.id), progress, cancel, on_upload)
+
+    def _send(
+        self,
+        job: JobRecord,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+        on_upload: BytesProgress | None,
+    ) -> JobRecord:
+        """Upload what is not in S3 yet, write the spec, start an execution."""
+        uploading = not self._uploaded(job)
+        if progress is not None:  # at once: the caller learns the job's id before any upload
+            size = (
+                Path(job.source).stat().st_size if uploading and Path(job.source).is_file() else 0
+            )
+            progress(
+                Progress(
+                    job.id,
+                    "uploading" if uploading else "starting",
+                    0,
+                    size,
+                    0,
+                    job.chunks_total,
+                    0.0,
+                    None,
+                )
+            )
+        try:
+            if not self.aws_state(job).get("bucket"):
+                self._locate(job)
+            if uploading:
+                self._upload(self.store.get(job.id), progress, cancel, on_upload)
+            self._put_spec(self.store.get(job.id))
+            return self.start(self.store.get(job.id))
+        except Exception as exc:  # CancelledError included: a paused upload
+            self._fail(job.id, exc)
+            raise
+        except BaseException:  # the process is going away: resumable, as after a crash
+            self.store.update(
+                job.id,
+                state=JobState.INTERRUPTED,
+                phase="",
+                pid=None,
+                message="interrupted while sending; resume to continue",
+            )
+            raise
+
+    def _uploaded(self, job: JobRecord) -> bool:
+        state = self.aws_state(job)
+        return bool(state.get("uploaded") or state.get("execution_arn"))
+
+    def _upload(
+        self,
+        job: JobRecord,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+        on_upload: BytesProgress | None,
+    ) -> None:
+        """The model file(s), then the source (multipart, resumable); spec.json follows."""
+        spec = spec_of(job)
         where = self.location(job)
         s3 = self.client("s3")
-        self.store.update(job.id, state=JobState.RUNNING, phase="uploading", message="",
-                          pid=os.getpid())  # an upload cut off by a crash reads INTERRUPTED
+        self.store.update(
+            job.id, state=JobState.RUNNING, phase="uploading", message="", pid=os.getpid()
+        )  # an upload cut off by a crash reads INTERRUPTED
+        # An upload resumed over a replaced file would splice two sources: refuse it.
+        check_source_unchanged(spec, job_id=job.id)
         try:
-            s3.put_object(Bucket=where.bucket, Key=where.key("job.json"),
-                          Body=json.dumps(request_to_dict(request)).encode())
             # The user's own model file goes with the job: workers cannot read this disk.
-            for path in user_model_files(request.model):
+            for path in user_model_files(spec.engine.model):
                 with open(path, "rb") as model_file:
-                    s3.put_object(Bucket=where.bucket, Key=where.key(model_name(path.name)),
-                                  Body=model_file)
+                    s3.put_object(
+                        Bucket=where.bucket, Key=where.key(model_name(path.name)), Body=model_file
+                    )
         except (ClientError, BotoCoreError) as exc:
-            raise cloud_error("sending the job", exc) from exc
+            raise cloud_error("sending the model file", exc) from exc
         except OSError as exc:
-            raise InputError(f"cannot read the model file: {exc}",
-                             "check the model file, then retry the job") from exc
+            raise InputError(
+                f"cannot read the model file: {exc}", "check the model file, then resume the job"
+            ) from exc
 
-        def progress(done: int, total: int) -> None:
+        def report(done: int, total: int) -> None:
             self.store.update(job.id, phase=f"uploading {done * 100 // max(total, 1)}%")
             if on_upload is not None:
                 on_upload(done, total)
+            if progress is not None:  # a transfer phase: the counts are bytes
+                progress(Progress(job.id, "uploading", done, total, 0, job.chunks_total, 0.0, None))
 
+        upload_file(
+            s3,
+            spec.source,
+            where.bucket,
+            where.source_key(spec.source),
+            upload_id=self.aws_state(job).get("upload_id"),
+            on_upload_id=lambda uid: self._remember(job.id, upload_id=uid),
+            on_progress=report,
+            cancel=cancel,
+            part_size=self.part_size,
+        )
+        self._remember(job.id, upload_id=None, uploaded=True)
+
+    def _put_spec(self, job: JobRecord) -> None:
+        """The job's spec as the one object the workers read (written after the inputs, so
+        a job whose spec exists in S3 has its whole input there; again on every resume, so
+        it is always the stored spec)."""
+        where = self.location(job)
         try:
-            upload_file(s3, request.source, where.bucket, where.source_key(request.source),
-                        upload_id=self.aws_state(job).get("upload_id"),
-                        on_upload_id=lambda uid: self._remember(job.id, upload_id=uid),
-                        on_progress=progress, cancel=cancel, part_size=self.part_size)
-        except CancelledError:
-            self.store.update(job.id, state=JobState.CANCELLED, phase="", pid=None,
-                              message="upload paused; retry to continue it")
-            raise
-        except CloudError as exc:
-            self.store.update(job.id, state=JobState.FAILED, phase="", pid=None,
-                              message=exc.user_message())
-            raise
-        self._remember(job.id, upload_id=None)
-        return self.start(self.store.get(job.id))
+            self.client("s3").put_object(
+                Bucket=where.bucket,
+                Key=where.key(SPEC_FILE),
+                Body=spec_of(job).to_json().encode(),
+                ContentType="application/json",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise cloud_error("sending the job spec", exc) from exc
 
     def start(self, job: JobRecord) -> JobRecord:
         """Start (or find) the execution for this try of the job."""
@@ -199,25 +359,79 @@ class AwsBackend:
         machine = str(state.get("state_machine") or self.stack().output("StateMachineArn"))
         payload = json.dumps({"job_id": job.id, "job_uri": where.uri, "chunks": chunks})
         try:
-            arn = sfn.start_execution(stateMachineArn=machine, name=name,
-                                      input=payload)["executionArn"]
+            arn = sfn.start_execution(stateMachineArn=machine, name=name, input=payload)[
+                "executionArn"
+            ]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
                 raise cloud_error("starting the job", exc) from exc
             arn = machine.replace(":stateMachine:", ":execution:") + f":{name}"
         except BotoCoreError as exc:
             raise cloud_error("starting the job", exc) from exc
-        self._remember(job.id, execution_arn=arn, tries=tries + 1,
-                       started_at=time.time())
-        self.store.update(job.id, state=JobState.RUNNING, phase="waiting for capacity",
-                          message="", pid=None)
+        self._remember(job.id, execution_arn=arn, tries=tries + 1, started_at=time.time())
+        self.store.update(
+            job.id, state=JobState.RUNNING, phase="waiting for capacity", message="", pid=None
+        )
         return self.store.get(job.id)
 
-    def location(self, job: JobRecord) -> JobLocation:
-        bucket = self.aws_state(job).get("bucket")
-        if not bucket:
-            raise CloudError(f"job {job.id} has no S3 location", "submit it again")
-        return JobLocation(str(bucket), job.id)
+    # ------------------------------------------------------------------ resume
+    def resume(
+        self,
+        job: JobRecord,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        restart: bool = False,
+        overwrite: bool = False,
+        on_upload: BytesProgress | None = None,
+    ) -> JobRecord:
+        """Finish a paused upload, or run a failed/cancelled job again in a new execution
+        (the workers skip chunks already in S3). restart: forget the finished chunks (and
+        upload the source again if it changed); overwrite: the download may replace an
+        existing output."""
+        job = self.poll(job)
+        spec = spec_of(job)
+        if overwrite and not spec.overwrite:
+            # A finished job too: its download may now replace an existing output.
+            self.store.update(job.id, spec=replace(spec, overwrite=True))
+            job = self.store.get(job.id)
+        if job.state is JobState.COMPLETED and not restart:
+            return job
+        self._refuse_if_running(job)
+        if restart:
+            self._forget_work(self.store.get(job.id))
+        return self._send(self.store.get(job.id), progress, cancel, on_upload)
+
+    def _refuse_if_running(self, job: JobRecord) -> None:
+        if job.state is not JobState.RUNNING:
+            return
+        if job.pid is not None:  # alive: the store marks a dead uploader's job INTERRUPTED
+            raise JobError(
+                f"job {job.id} is being sent to AWS by process {job.pid}",
+                "wait for the upload, or stop it there (Cancel, or Ctrl+C)",
+            )
+        raise JobError(
+            f"job {job.id} is running in the cloud", "wait for it to finish, or cancel it first"
+        )
+
+    def _forget_work(self, job: JobRecord) -> None:
+        """What a restart forgets: every object the workers made (chunks, plan, progress,
+        output). A source changed here since the upload is recorded and sent again."""
+        spec = spec_of(job)
+        if job.work_dir and self.aws_state(job).get("bucket"):
+            self._delete_objects(self.location(job), WORKER_MADE)
+        changes: dict[str, Any] = {"downloaded": False}
+        source = spec.source.expanduser()
+        if source.is_file():
+            fresh = spec.with_source_identity()
+            if spec.source_identity is None or spec.source_identity.differences(
+                source, check_mtime=True
+            ):
+                self.store.update(job.id, spec=fresh)
+                self._abort_upload(job)
+                changes.update(uploaded=False, upload_id=None, execution_arn=None)
+        self._remember(job.id, **changes)
+        self.store.update(job.id, frames_done=0, chunks_done=0, cost_usd=None)
 
     # ------------------------------------------------------------------ poll
     def poll(self, job: JobRecord) -> JobRecord:
@@ -238,19 +452,28 @@ class AwsBackend:
         frames = sum(p.frames_done for p in chunk_states.values())
         done = sum(p.state == "done" for p in chunk_states.values())
         changes: dict[str, Any] = {
-            "frames_done": min(frames, job.frames_total), "chunks_done": done,
+            "frames_done": min(frames, job.frames_total),
+            "chunks_done": done,
             "cost_usd": self._cost(job, chunk_states),
         }
         if status == "SUCCEEDED":
-            changes.update(state=JobState.COMPLETED, phase="", frames_done=job.frames_total,
-                           chunks_done=job.chunks_total,
-                           message="finished in the cloud; download to get the output")
+            changes.update(
+                state=JobState.COMPLETED,
+                phase="",
+                frames_done=job.frames_total,
+                chunks_done=job.chunks_total,
+                message="finished in the cloud; download to get the output",
+            )
         elif status in _EXECUTION_FINISHED:
-            changes.update(state=JobState.FAILED if status != "ABORTED" else JobState.CANCELLED,
-                           phase="", message=self._failure(execution, chunk_states))
+            changes.update(
+                state=JobState.FAILED if status != "ABORTED" else JobState.CANCELLED,
+                phase="",
+                message=self._failure(execution, chunk_states),
+            )
         else:
-            changes.update(state=JobState.RUNNING,
-                           phase=self._phase(progress, done, job.chunks_total))
+            changes.update(
+                state=JobState.RUNNING, phase=self._phase(progress, done, job.chunks_total)
+            )
         self.store.update(job.id, unless_finished=True, **changes)
         return self.store.get(job.id)
 
@@ -261,18 +484,22 @@ class AwsBackend:
         found: dict[int | str, ChunkProgress] = {}
         try:
             pages = s3.get_paginator("list_objects_v2").paginate(
-                Bucket=where.bucket, Prefix=where.key("progress/"))
+                Bucket=where.bucket, Prefix=where.key(PROGRESS_FOLDER)
+            )
             keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
             for key in keys:
+                name = progress_stage(key)
+                if name is None:
+                    continue
                 data = json.loads(s3.get_object(Bucket=where.bucket, Key=key)["Body"].read())
-                stem = Path(key).stem
-                name: int | str = int(stem.split("_")[1]) if stem.startswith("chunk_") else stem
                 fps = float(data.get("fps") or 0.0)
                 frames = int(data.get("frames_done", 0))
                 found[name] = ChunkProgress(
-                    state=str(data.get("state", "")), frames_done=frames,
+                    state=str(data.get("state", "")),
+                    frames_done=frames,
                     seconds=frames / fps if fps > 0 else 0.0,
-                    message=str(data.get("message", "")))
+                    message=str(data.get("message", "")),
+                )
         except (ClientError, BotoCoreError) as exc:
             raise cloud_error("reading the job's progress", exc) from exc
         except (ValueError, IndexError, TypeError):
@@ -308,30 +535,58 @@ class AwsBackend:
         error = str(execution.get("error") or execution.get("status"))
         try:  # a Batch failure's cause is the job description as JSON
             detail = json.loads(cause)
-            cause = str(detail.get("StatusReason") or detail.get("statusReason") or
-                        detail.get("Cause") or cause)
+            cause = str(
+                detail.get("StatusReason")
+                or detail.get("statusReason")
+                or detail.get("Cause")
+                or cause
+            )
         except (ValueError, AttributeError):
             pass
         return f"{error}: {cause}"[:500] if cause else error
 
     # ------------------------------------------------------------------ cancel
-    def cancel(self, job: JobRecord) -> list[str]:
-        """Stop the execution and terminate its Batch jobs; returns the jobs terminated."""
+    def cancel(self, job: JobRecord) -> JobRecord:
+        """Stop the execution and its Batch jobs; finished chunks stay in S3 for a resume."""
+        job = self.store.get(job.id)
+        if job.state.is_finished:
+            return job
+        if (
+            not self.aws_state(job).get("execution_arn")
+            and job.pid is not None
+            and job.pid != os.getpid()
+        ):
+            raise JobError(
+                f"job {job.id} is being sent to AWS by process {job.pid}",
+                "stop the upload there (Cancel in the app, or Ctrl+C)",
+            )
+        self.stop(job)
+        return self.store.get(job.id)
+
+    def stop(self, job: JobRecord) -> list[str]:
+        """cancel, returning the Batch jobs it terminated (the CLI and the app count them)."""
         arn = self.aws_state(job).get("execution_arn")
         terminated: list[str] = []
         if arn:
             sfn = self.client("stepfunctions")
             try:
-                sfn.stop_execution(executionArn=arn, error="Cancelled",
-                                   cause="cancelled from vsr_desktop")
+                sfn.stop_execution(
+                    executionArn=arn, error="Cancelled", cause="cancelled from vsr_desktop"
+                )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
                     raise cloud_error("cancelling the job", exc) from exc
             except BotoCoreError as exc:
                 raise cloud_error("cancelling the job", exc) from exc
             terminated = self._terminate_batch_jobs(job, arn)
-        self.store.update(job.id, state=JobState.CANCELLED, phase="",
-                          message="cancelled; retry to continue from the finished chunks")
+        stopped = f"; stopped {len(terminated)} Batch job(s)" if terminated else ""
+        self.store.update(
+            job.id,
+            state=JobState.CANCELLED,
+            phase="",
+            pid=None,
+            message=f"cancelled{stopped}; resume to continue from the finished chunks",
+        )
         return terminated
 
     def batch_job_ids(self, execution_arn: str) -> list[str]:
@@ -339,8 +594,7 @@ class AwsBackend:
         sfn = self.client("stepfunctions")
         ids: list[str] = []
         try:
-            pages = sfn.get_paginator("get_execution_history").paginate(
-                executionArn=execution_arn)
+            pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
             for page in pages:
                 for event in page.get("events", []):
                     details = event.get("taskSubmittedEventDetails") or {}
@@ -372,23 +626,27 @@ class AwsBackend:
                 continue
             try:
                 pages = batch.get_paginator("list_jobs").paginate(
-                    jobQueue=queue,
-                    filters=[{"name": "JOB_NAME", "values": [f"vsr-{job.id}-*"]}])
+                    jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [f"vsr-{job.id}-*"]}]
+                )
                 for page in pages:
-                    ids.extend(item["jobId"] for item in page.get("jobSummaryList", [])
-                               if item.get("status") not in _BATCH_FINISHED)
+                    ids.extend(
+                        item["jobId"]
+                        for item in page.get("jobSummaryList", [])
+                        if item.get("status") not in _BATCH_FINISHED
+                    )
             except (ClientError, BotoCoreError) as exc:
                 raise cloud_error("listing the job's Batch jobs", exc) from exc
         return ids
 
     def _terminate_batch_jobs(self, job: JobRecord, execution_arn: str) -> list[str]:
         batch = self.client("batch")
-        ids = list(dict.fromkeys(self.batch_job_ids(execution_arn) +
-                                 self.queued_batch_job_ids(job)))
+        ids = list(
+            dict.fromkeys(self.batch_job_ids(execution_arn) + self.queued_batch_job_ids(job))
+        )
         terminated = []
         for start in range(0, len(ids), 100):
             try:
-                described = batch.describe_jobs(jobs=ids[start:start + 100])["jobs"]
+                described = batch.describe_jobs(jobs=ids[start : start + 100])["jobs"]
             except (ClientError, BotoCoreError) as exc:
                 raise cloud_error("reading the job's Batch jobs", exc) from exc
             for item in described:
@@ -401,18 +659,38 @@ class AwsBackend:
                 terminated.append(item["jobId"])
         return terminated
 
-    # ------------------------------------------------------------------ download
-    def download(self, job: JobRecord, *, on_progress: BytesProgress | None = None,
-                 cancel: threading.Event | None = None,
-                 target: Path | None = None) -> Path:
-        """Fetch the finished output to the job's output path (or `target`)."""
+    # ------------------------------------------------------------------ output
+    def fetch_output(
+        self,
+        job: JobRecord,
+        on_bytes: BytesProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Path:
+        """Download the finished output to the job's output path (resumes a partial file)."""
+        return self.download(job, on_progress=on_bytes, cancel=cancel)
+
+    def download(
+        self,
+        job: JobRecord,
+        *,
+        on_progress: BytesProgress | None = None,
+        cancel: threading.Event | None = None,
+        target: Path | None = None,
+    ) -> Path:
+        """fetch_output, by its older name; `target` downloads a copy elsewhere."""
+        job = self.store.get(job.id)
         if job.state != JobState.COMPLETED:
-            raise CloudError(f"job {job.id} has not finished ({job.state.value})",
-                             "wait until it completes")
+            raise CloudError(
+                f"job {job.id} has not finished ({job.state.value})", "wait until it completes"
+            )
         output = Path(job.output) if target is None else target
-        if output.exists() and not self.aws_state(job).get("overwrite") and target is None:
-            raise InputError(f"{output} already exists", "move it away, or download to "
-                             "another file")
+        if output.exists() and not spec_of(job).overwrite and target is None:
+            raise InputError(
+                f"{output} already exists",
+                "move it away, or download to "
+                f"another file (`vsr jobs resume {job.id} --overwrite` allows "
+                "replacing it)",
+            )
         where = self.location(job)
         self.store.update(job.id, phase="downloading")
 
@@ -422,13 +700,134 @@ class AwsBackend:
                 on_progress(done, total)
 
         try:
-            download_file(self.client("s3"), where.bucket, where.output_key(Path(job.output)),
-                          output, on_progress=progress, cancel=cancel)
+            download_file(
+                self.client("s3"),
+                where.bucket,
+                where.output_key(job.output),
+                output,
+                on_progress=progress,
+                cancel=cancel,
+            )
         finally:
             self.store.update(job.id, phase="")
-        self._remember(job.id, downloaded=True)
+        if target is None:
+            self._remember(job.id, downloaded=True)
         self.store.update(job.id, message=f"downloaded to {output}")
         return output
 
+    def needs_fetch(self, job: JobRecord) -> bool:
+        return job.state is JobState.COMPLETED and self.aws_state(job).get("downloaded") is False
 
-BackendFactory = Callable[[JobRecord], AwsBackend]
+    def work_lost_on_remove(self, job: JobRecord) -> str:
+        if self.needs_fetch(job):
+            return (
+                "The output is still in the cloud, not downloaded. Removing the job "
+                "deletes it there."
+            )
+        if job.state is not JobState.COMPLETED and job.chunks_done > 0:
+            return (
+                f"{job.chunks_done} of {job.chunks_total} chunks are finished in the cloud. "
+                "Removing the job deletes them: it can no longer be resumed, only "
+                "submitted again."
+            )
+        return ""
+
+    # ------------------------------------------------------------------ remove
+    def remove(self, job: JobRecord) -> None:
+        """Delete every object under the job's prefix (and an unfinished upload), then its
+        record; never the local output. A job still running is refused: cancel it first."""
+        job = self.store.get(job.id)
+        if self.aws_state(job).get("execution_arn") and not job.state.is_finished:
+            job = self.poll(job)  # the facts: it may have ended since the last look
+        self._refuse_if_running(job)
+        if self.aws_state(job).get("bucket"):
+            self._abort_upload(job)
+            self._delete_objects(self.location(job), ("",))
+        self.store.delete(job.id)
+
+    def _abort_upload(self, job: JobRecord) -> None:
+        """Abort the job's unfinished multipart uploads (S3 bills their parts until then)."""
+        where = self.location(job)
+        s3 = self.client("s3")
+        try:
+            pages = s3.get_paginator("list_multipart_uploads").paginate(
+                Bucket=where.bucket, Prefix=where.folder
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    s3.abort_multipart_upload(
+                        Bucket=where.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {"NoSuchUpload", "NoSuchBucket"}:
+                raise cloud_error("abandoning the job's upload", exc) from exc
+        except BotoCoreError as exc:
+            raise cloud_error("abandoning the job's upload", exc) from exc
+
+    def _delete_objects(self, where: JobLocation, names: tuple[str, ...]) -> int:
+        """Delete the objects under each of `names` (relative to the job prefix, "" for all
+        of them); returns how many went."""
+        s3 = self.client("s3")
+        removed = 0
+        try:
+            for name in names:
+                pages = s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=where.bucket, Prefix=where.key(name) if name else where.folder
+                )
+                for page in pages:
+                    keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                    for start in range(0, len(keys), 1000):
+                        s3.delete_objects(
+                            Bucket=where.bucket,
+                            Delete={"Objects": keys[start : start + 1000], "Quiet": True},
+                        )
+                    removed += len(keys)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return removed
+            raise cloud_error("deleting the job's files in S3", exc) from exc
+        except BotoCoreError as exc:
+            raise cloud_error("deleting the job's files in S3", exc) from exc
+        return removed
+
+
+def job_credentials(job: JobRecord | None) -> tuple[CloudCredentials, str]:
+    """The credentials (names only) and stack name a job was sent with: its spec's target;
+    for a job recorded before targets, or for new jobs, the app's saved cloud settings."""
+    from vsr_desktop.core.settings import SettingsFile
+
+    target = job.spec.target if job is not None and job.spec is not None else {}
+    if target.get("region"):
+        return (
+            CloudCredentials(
+                region=str(target["region"]),
+                profile=str(target.get("profile") or "") or None,
+                keychain_account=str(target.get("keychain_account") or "") or None,
+            ),
+            str(target.get("stack") or DEFAULT_STACK_NAME),
+        )
+    recorded = AwsBackend.aws_state(job) if job is not None else {}
+    saved = SettingsFile().load()
+    region = (
+        str(recorded.get("region") or "")
+        or saved.cloud_region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or ""
+    )
+    profile = saved.cloud_profile or None
+    credentials = CloudCredentials(
+        region=region,
+        profile=profile,
+        keychain_account=None if profile else saved.cloud_keychain_account or None,
+    )
+    return credentials, str(recorded.get("stack") or saved.cloud_stack_name or DEFAULT_STACK_NAME)
+
+
+def _explicit_profile(session: Any) -> str | None:
+    """The profile a session was opened with (argument or AWS_PROFILE); None for the
+    default chain, which the record then leaves to the default chain again."""
+    name = getattr(session, "profile_name", None)
+    if not name or name == "default" or name not in getattr(session, "available_profiles", []):
+        return None
+    return str(name)

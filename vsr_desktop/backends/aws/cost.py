@@ -15,10 +15,13 @@ from datetime import datetime, timezone
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vsr_desktop.backends.aws.errors import CloudError
 from vsr_desktop.core.errors import InputError, VsrError
+
+if TYPE_CHECKING:
+    from vsr_desktop.core.job_spec import JobSpec
 
 TRANSFER_OUT_USD_PER_GB = 0.09  # S3 → internet, first 10 TB/month: the user's download
 S3_USD_PER_GB_MONTH = 0.023  # S3 Standard; in-region S3 ↔ EC2 traffic is free
@@ -116,9 +119,17 @@ def _gigabytes(frames: int, pixels: int, bits_per_pixel: float) -> float:
     return frames * pixels * bits_per_pixel / 8 / 1e9
 
 
-def estimate_job(frames: int, width: int, height: int, scale: int, model: str,
-                 instance_types: list[str], spot_prices: dict[str, float], max_parallel: int,
-                 chunks: int | None = None) -> CostEstimate:
+def estimate_job(
+    frames: int,
+    width: int,
+    height: int,
+    scale: int,
+    model: str,
+    instance_types: list[str],
+    spot_prices: dict[str, float],
+    max_parallel: int,
+    chunks: int | None = None,
+) -> CostEstimate:
     """Estimate GPU hours, wall time and dollars for upscaling `frames` frames of width×height.
 
     `scale` is the output scale (it sizes the output; the model sets the compute).
@@ -139,11 +150,14 @@ def estimate_job(frames: int, width: int, height: int, scale: int, model: str,
         if itype not in spot_prices:
             notes.append(f"{itype}: no Spot price in this region; left out")
             continue
-        options.append(InstanceOption(itype, str(family["gpu"]), fps,
-                                      spot_prices[itype] / gpus_in(itype), 0.0))
+        options.append(
+            InstanceOption(itype, str(family["gpu"]), fps, spot_prices[itype] / gpus_in(itype), 0.0)
+        )
     if not options:
-        raise CloudError(f"Cannot estimate {model} on {', '.join(instance_types) or 'no GPUs'}",
-                         "; ".join(notes) or "choose GPU instance types in the cloud settings")
+        raise CloudError(
+            f"Cannot estimate {model} on {', '.join(instance_types) or 'no GPUs'}",
+            "; ".join(notes) or "choose GPU instance types in the cloud settings",
+        )
 
     chunks = max(1, min(frames, chunks if chunks is not None else max_parallel))
     parallel = min(max_parallel, chunks)
@@ -152,8 +166,10 @@ def estimate_job(frames: int, width: int, height: int, scale: int, model: str,
     def billed_hours(option: InstanceOption) -> float:
         return frames / option.fps / 3600 + parallel * STARTUP_S / 3600
 
-    priced = sorted((replace(o, gpu_usd=billed_hours(o) * o.usd_per_gpu_hour) for o in options),
-                    key=lambda o: o.gpu_usd)
+    priced = sorted(
+        (replace(o, gpu_usd=billed_hours(o) * o.usd_per_gpu_hour) for o in options),
+        key=lambda o: o.gpu_usd,
+    )
     best = priced[0]
     gpu_hours = frames / best.fps / 3600
     compute_s = rounds * (gpu_hours * 3600 / chunks)
@@ -168,12 +184,23 @@ def estimate_job(frames: int, width: int, height: int, scale: int, model: str,
     transfer_usd = output_gb * TRANSFER_OUT_USD_PER_GB
     rest = cpu_usd + storage_usd + transfer_usd
     return CostEstimate(
-        frames=frames, instance_type=best.instance_type, gpu_hours=gpu_hours,
-        billed_gpu_hours=billed_hours(best), wall_seconds=STARTUP_S + compute_s + cpu_s,
-        parallel=parallel, gpu_usd=best.gpu_usd, cpu_overhead_usd=cpu_usd,
-        storage_usd=storage_usd, transfer_out_usd=transfer_usd, output_gb=output_gb,
-        total_usd=best.gpu_usd + rest, total_usd_high=priced[-1].gpu_usd + rest,
-        options=tuple(priced), notes=tuple(notes), assumptions=ASSUMPTIONS)
+        frames=frames,
+        instance_type=best.instance_type,
+        gpu_hours=gpu_hours,
+        billed_gpu_hours=billed_hours(best),
+        wall_seconds=STARTUP_S + compute_s + cpu_s,
+        parallel=parallel,
+        gpu_usd=best.gpu_usd,
+        cpu_overhead_usd=cpu_usd,
+        storage_usd=storage_usd,
+        transfer_out_usd=transfer_usd,
+        output_gb=output_gb,
+        total_usd=best.gpu_usd + rest,
+        total_usd_high=priced[-1].gpu_usd + rest,
+        options=tuple(priced),
+        notes=tuple(notes),
+        assumptions=ASSUMPTIONS,
+    )
 
 
 ASSUMPTIONS = (
@@ -205,8 +232,10 @@ def spot_prices(session: Any, instance_types: list[str], region: str) -> dict[st
     latest: dict[tuple[str, str], tuple[datetime, float]] = {}
     try:
         pages = ec2.get_paginator("describe_spot_price_history").paginate(
-            InstanceTypes=list(instance_types), ProductDescriptions=list(_LINUX),
-            StartTime=datetime.now(timezone.utc))
+            InstanceTypes=list(instance_types),
+            ProductDescriptions=list(_LINUX),
+            StartTime=datetime.now(timezone.utc),
+        )
         for page in pages:
             for item in page.get("SpotPriceHistory", []):
                 if item.get("ProductDescription") not in _LINUX:
@@ -219,8 +248,10 @@ def spot_prices(session: Any, instance_types: list[str], region: str) -> dict[st
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code.startswith(("Invalid", "Expired", "Unrecognized", "Signature", "AuthFailure")):
             raise as_credentials_error(exc) from None
-        raise CloudError(f"Spot prices could not be read ({code})",
-                         "the estimate needs ec2:DescribeSpotPriceHistory; try again") from None
+        raise CloudError(
+            f"Spot prices could not be read ({code})",
+            "the estimate needs ec2:DescribeSpotPriceHistory; try again",
+        ) from None
     except (bexc.NoCredentialsError, bexc.SSOError, bexc.TokenRetrievalError) as exc:
         raise as_credentials_error(exc) from None
     except bexc.EndpointConnectionError:
@@ -231,30 +262,44 @@ def spot_prices(session: Any, instance_types: list[str], region: str) -> dict[st
     return prices
 
 
-def estimate_for_request(session: Any, request: Any, stack_name: str) -> CostEstimate:
-    """The estimate for one upscale request on the deployed stack (its GPU types, its
-    parallelism), with today's Spot prices — what the CLI and the submit dialog show."""
+def estimate_for_spec(session: Any, spec: JobSpec, stack_name: str) -> CostEstimate:
+    """The estimate for one job spec on the deployed stack (its GPU types, its parallelism),
+    with today's Spot prices — what the CLI and the submit dialog show."""
     from vsr_desktop.backends.aws import stack_template as tpl
     from vsr_desktop.backends.aws.stack import describe_stack
     from vsr_desktop.core.models import get_spec
     from vsr_desktop.core.plan import plan_chunks
-    from vsr_desktop.worker.request import validate_request
+    from vsr_desktop.worker.job_setup import validate_spec
 
-    media = validate_request(request)
-    chunks = len(plan_chunks(media.video, request.chunk_seconds).chunks)
+    media = validate_spec(spec)
+    chunks = len(plan_chunks(media.video, spec.chunk_seconds).chunks)
+    engine = spec.engine
     try:
-        scale = float(request.outscale or get_spec(request.model).scale)
+        scale = float(engine.outscale or get_spec(engine.model).scale)
     except VsrError:  # a model file rather than a registry name: the common x4
-        scale = float(request.outscale or 4)
+        scale = float(engine.outscale or 4)
     defaults = tpl.parameter_defaults()
     stack = describe_stack(session, stack_name)
     chosen = stack.parameters if stack is not None else {}
-    types = (stack.list_parameter(tpl.PARAM_GPU_INSTANCE_TYPES) if stack is not None else []
-             ) or defaults[tpl.PARAM_GPU_INSTANCE_TYPES].split(",")
-    parallel = int(chosen.get(tpl.PARAM_MAX_PARALLEL_CHUNKS)
-                   or defaults[tpl.PARAM_MAX_PARALLEL_CHUNKS])
+    types = (
+        stack.list_parameter(tpl.PARAM_GPU_INSTANCE_TYPES) if stack is not None else []
+    ) or defaults[tpl.PARAM_GPU_INSTANCE_TYPES].split(",")
+    parallel = int(
+        chosen.get(tpl.PARAM_MAX_PARALLEL_CHUNKS) or defaults[tpl.PARAM_MAX_PARALLEL_CHUNKS]
+    )
     prices = spot_prices(session, types, session.region_name)
-    return estimate_job(frames=media.video.frame_count, width=media.video.width,
-                        height=media.video.height, scale=max(1, round(scale)),
-                        model=Path(request.model).stem, instance_types=types,
-                        spot_prices=prices, max_parallel=parallel, chunks=chunks)
+    return estimate_job(
+        frames=media.video.frame_count,
+        width=media.video.width,
+        height=media.video.height,
+        scale=max(1, round(scale)),
+        model=Path(engine.model).stem,
+        instance_types=types,
+        spot_prices=prices,
+        max_parallel=parallel,
+        chunks=chunks,
+    )
+
+
+#: The name the app's submit dialog and older callers use.
+estimate_for_request = estimate_for_spec

@@ -17,9 +17,16 @@ class CredentialsError(CloudError):
     exit_code = 9
 
 
-_CREDENTIAL_CODES = {"InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
-                     "UnrecognizedClientException", "SignatureDoesNotMatch", "AccessDenied",
-                     "AccessDeniedException", "InvalidAccessKeyId"}
+_CREDENTIAL_CODES = {
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidAccessKeyId",
+}
 
 
 def cloud_error(action: str, exc: Exception) -> CloudError:
@@ -27,12 +34,17 @@ def cloud_error(action: str, exc: Exception) -> CloudError:
     from botocore.exceptions import ClientError, NoCredentialsError
 
     if isinstance(exc, NoCredentialsError):
-        return CredentialsError(f"no AWS credentials for {action}",
-                                "pick a profile or enter access keys in the cloud settings")
+        return CredentialsError(
+            f"no AWS credentials for {action}",
+            "pick a profile or enter access keys in the cloud settings",
+        )
     code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
     if code in _CREDENTIAL_CODES:
-        return CredentialsError(f"AWS refused {action}: {exc}",
-                                "check the profile or keys in the cloud settings, or sign in "
-                                "again")
-    return CloudError(f"AWS error while {action}: {exc}",
-                      "try again in a minute; if it persists, check the AWS console")
+        return CredentialsError(
+            f"AWS refused {action}: {exc}",
+            "check the profile or keys in the cloud settings, or sign in again",
+        )
+    return CloudError(
+        f"AWS error while {action}: {exc}",
+        "try again in a minute; if it persists, check the AWS console",
+    )

@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from vsr_desktop.backends.aws.errors import CloudError, cloud_error
 from vsr_desktop.core.errors import CancelledError
+from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 
 DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
 PNG = "image/png"
@@ -46,6 +47,20 @@ HOURLY_USD = {
 }
 
 
+#: The endpoint's row in the job store: it bills like a job, so the jobs panel shows it as one.
+ENDPOINT_BACKEND = "aws-preview"
+ENDPOINT_ROW_ID = "cloud-preview-endpoint"
+#: What the app knows of its endpoint (the words of the preview controller's states).
+OFF, STARTING, READY, DELETING, FAILED = "off", "starting", "ready", "deleting", "failed"
+_ROW_STATES = {
+    STARTING: (JobState.RUNNING, "starting (a few minutes)"),
+    READY: (JobState.RUNNING, "in service"),
+    DELETING: (JobState.RUNNING, "deleting"),
+    FAILED: (JobState.FAILED, ""),
+    OFF: (JobState.COMPLETED, ""),
+}
+
+
 def resource_name(stack_name: str) -> str:
     """`vsr-preview-<stack>`, cut to SageMaker's 63-character limit."""
     return f"vsr-preview-{stack_name}"[:63].rstrip("-")
@@ -56,20 +71,102 @@ def hourly_cost(instance_type: str) -> float | None:
     return HOURLY_USD.get(instance_type)
 
 
+def state_of_status(status: str) -> str:
+    """The app's word for a SageMaker endpoint status (what a restarted app finds)."""
+    if status == _READY:
+        return READY
+    if status in _STARTING:
+        return STARTING
+    if status == "Deleting":
+        return DELETING
+    if status == ABSENT:
+        return OFF
+    return FAILED  # Failed, OutOfService, RollingBack: it cannot answer
+
+
+def record_endpoint_row(
+    store: JobStore,
+    state: str,
+    *,
+    hourly_price: float | None = None,
+    hours: float | None = 0.0,
+    failure: str = "",
+) -> JobRecord | None:
+    """Write the endpoint's row: its state, hourly price and cost so far (hours None: keep
+    the cost recorded); None when it is off and has no row.
+
+    A failure stays a failure: once the row says FAILED, deleting that endpoint (turning the
+    preview off, quitting the app) leaves it FAILED with its reason and "deleted: no longer
+    billing" — never Completed, before or after a restart. Starting again clears it.
+    """
+    exists = store.exists(ENDPOINT_ROW_ID)
+    if state == OFF and not exists:
+        return None
+    previous = store.get(ENDPOINT_ROW_ID) if exists else None
+    remembered = previous.settings.get(ENDPOINT_BACKEND, {}) if previous is not None else {}
+    remembered = dict(remembered) if isinstance(remembered, dict) else {}
+    if state == FAILED:
+        remembered["failure"] = failure or remembered.get("failure") or "it failed"
+    elif state == STARTING:
+        remembered.pop("failure", None)
+    row_state, phase = _ROW_STATES[state]
+    hourly = f"${hourly_price:.2f}/h" if hourly_price is not None else "price unknown"
+    reason = str(remembered.get("failure") or "")
+    if state == FAILED:
+        message = f"failed: {reason}; turn Cloud → Preview in the cloud on to try again"
+    elif reason and state in (OFF, DELETING):
+        row_state = JobState.FAILED if state == OFF else row_state
+        message = (
+            f"failed: {reason}; deleted: no longer billing"
+            if state == OFF
+            else f"failed: {reason}; deleting it"
+        )
+    elif state == OFF:
+        message = "deleted: no longer billing"
+    else:
+        message = f"SageMaker preview endpoint, {hourly} while it exists"
+    if previous is None:
+        store.add(
+            JobRecord(
+                id=ENDPOINT_ROW_ID,
+                name="Cloud preview endpoint",
+                backend=ENDPOINT_BACKEND,
+                source="",
+                output="",
+            )
+        )
+    changes: dict[str, Any] = {
+        "state": row_state,
+        "phase": phase,
+        "message": message,
+        "settings": {ENDPOINT_BACKEND: {**remembered, "downloaded": True}},
+    }
+    if hours is not None:
+        changes["cost_usd"] = hourly_price * hours if hourly_price is not None else None
+    store.update(ENDPOINT_ROW_ID, **changes)
+    return store.get(ENDPOINT_ROW_ID)
+
+
 def not_ready_error(name: str, status: str, reason: str = "") -> CloudError:
     """The message the preview shows when the endpoint cannot answer yet (or any more)."""
     if status in _STARTING:
-        return CloudError(f"the cloud preview endpoint {name} is starting ({status})",
-                          "starting a GPU endpoint takes a few minutes (typically 5-10); "
-                          "the preview uses it as soon as it is in service")
+        return CloudError(
+            f"the cloud preview endpoint {name} is starting ({status})",
+            "starting a GPU endpoint takes a few minutes (typically 5-10); "
+            "the preview uses it as soon as it is in service",
+        )
     if status in (ABSENT, "Deleting", "OutOfService"):
-        return CloudError(f"the cloud preview endpoint {name} is gone ({status})",
-                          "it was deleted (idle timeout, or from another window); turn "
-                          "Preview in the cloud on again to start a new one")
+        return CloudError(
+            f"the cloud preview endpoint {name} is gone ({status})",
+            "it was deleted (idle timeout, or from another window); turn "
+            "Preview in the cloud on again to start a new one",
+        )
     detail = f": {reason}" if reason else ""
-    return CloudError(f"the cloud preview endpoint {name} failed{detail}",
-                      "turn Preview in the cloud off and on again; if it fails again, "
-                      "look at the endpoint's CloudWatch logs")
+    return CloudError(
+        f"the cloud preview endpoint {name} failed{detail}",
+        "turn Preview in the cloud off and on again; if it fails again, "
+        "look at the endpoint's CloudWatch logs",
+    )
 
 
 def _missing(exc: ClientError) -> bool:
@@ -80,8 +177,14 @@ def _missing(exc: ClientError) -> bool:
 class PreviewEndpoint:
     """One account's preview endpoint: create, watch, invoke and delete it (no Qt)."""
 
-    def __init__(self, session: Any, stack_name: str, image: str, role_arn: str,
-                 instance_type: str = DEFAULT_INSTANCE_TYPE) -> None:
+    def __init__(
+        self,
+        session: Any,
+        stack_name: str,
+        image: str,
+        role_arn: str,
+        instance_type: str = DEFAULT_INSTANCE_TYPE,
+    ) -> None:
         self.name = resource_name(stack_name)
         self.image = image
         self.role_arn = role_arn
@@ -94,6 +197,10 @@ class PreviewEndpoint:
     def status(self) -> str:
         """Creating, InService, Updating, Failed, Deleting …, or `absent`."""
         return self._describe()[0]
+
+    def status_and_reason(self) -> tuple[str, str]:
+        """The status and SageMaker's failure reason ("" unless it failed)."""
+        return self._describe()
 
     def _describe(self) -> tuple[str, str]:
         try:
@@ -119,27 +226,44 @@ class PreviewEndpoint:
         try:
             if not self._exists(self._sm.describe_model, ModelName=self.name):
                 self._sm.create_model(
-                    ModelName=self.name, ExecutionRoleArn=self.role_arn,
-                    PrimaryContainer={"Image": self.image, "Mode": "SingleModel",
-                                      "Environment": {"VSR_SERVE": "sagemaker"}},
-                    Tags=[{"Key": "app", "Value": "vsr-desktop"}])
-            if not self._exists(self._sm.describe_endpoint_config,
-                                EndpointConfigName=self.name):
+                    ModelName=self.name,
+                    ExecutionRoleArn=self.role_arn,
+                    PrimaryContainer={
+                        "Image": self.image,
+                        "Mode": "SingleModel",
+                        "Environment": {"VSR_SERVE": "sagemaker"},
+                    },
+                    Tags=[{"Key": "app", "Value": "vsr-desktop"}],
+                )
+            if not self._exists(self._sm.describe_endpoint_config, EndpointConfigName=self.name):
                 self._sm.create_endpoint_config(
                     EndpointConfigName=self.name,
-                    ProductionVariants=[{"VariantName": "preview", "ModelName": self.name,
-                                         "InstanceType": self.instance_type,
-                                         "InitialInstanceCount": 1}],
-                    Tags=[{"Key": "app", "Value": "vsr-desktop"}])
-            self._sm.create_endpoint(EndpointName=self.name, EndpointConfigName=self.name,
-                                     Tags=[{"Key": "app", "Value": "vsr-desktop"}])
+                    ProductionVariants=[
+                        {
+                            "VariantName": "preview",
+                            "ModelName": self.name,
+                            "InstanceType": self.instance_type,
+                            "InitialInstanceCount": 1,
+                        }
+                    ],
+                    Tags=[{"Key": "app", "Value": "vsr-desktop"}],
+                )
+            self._sm.create_endpoint(
+                EndpointName=self.name,
+                EndpointConfigName=self.name,
+                Tags=[{"Key": "app", "Value": "vsr-desktop"}],
+            )
         except (ClientError, BotoCoreError) as exc:
             raise cloud_error("creating the preview endpoint", exc) from exc
         return self.status()
 
-    def wait_in_service(self, timeout: float = 1200.0, cancel: threading.Event | None = None,
-                        poll_seconds: float = 15.0,
-                        on_status: Callable[[str], None] | None = None) -> None:
+    def wait_in_service(
+        self,
+        timeout: float = 1200.0,
+        cancel: threading.Event | None = None,
+        poll_seconds: float = 15.0,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
         """Return once the endpoint answers; CloudError when it failed, vanished or timed out."""
         deadline = time.monotonic() + timeout
         while True:
@@ -152,11 +276,15 @@ class PreviewEndpoint:
             if status not in _STARTING:
                 raise not_ready_error(self.name, status, reason)
             if cancel is not None and cancel.is_set():
-                raise CancelledError("stopped waiting for the preview endpoint",
-                                     "it keeps starting; turn the cloud preview off to delete it")
+                raise CancelledError(
+                    "stopped waiting for the preview endpoint",
+                    "it keeps starting; turn the cloud preview off to delete it",
+                )
             if time.monotonic() > deadline:
-                raise CloudError(f"the preview endpoint {self.name} is still {status}",
-                                 "look at the SageMaker console, or turn the preview off")
+                raise CloudError(
+                    f"the preview endpoint {self.name} is still {status}",
+                    "look at the SageMaker console, or turn the preview off",
+                )
             (cancel.wait if cancel is not None else time.sleep)(poll_seconds)
 
     def delete(self) -> bool:
@@ -176,7 +304,8 @@ class PreviewEndpoint:
             (self._sm.delete_endpoint, {"EndpointName": self.name}),
             (self._sm.delete_endpoint_config, {"EndpointConfigName": config}),
             (self._sm.delete_endpoint_config, {"EndpointConfigName": self.name}),
-            (self._sm.delete_model, {"ModelName": self.name})]
+            (self._sm.delete_model, {"ModelName": self.name}),
+        ]
         if reply is None:
             steps = steps[1:]
         if config == self.name:
@@ -214,8 +343,12 @@ class PreviewEndpoint:
             self._in_service = True
         try:
             reply = self._runtime.invoke_endpoint(
-                EndpointName=self.name, ContentType=PNG, Accept=PNG, Body=region_png,
-                CustomAttributes=custom_attributes(model, outscale))
+                EndpointName=self.name,
+                ContentType=PNG,
+                Accept=PNG,
+                Body=region_png,
+                CustomAttributes=custom_attributes(model, outscale),
+            )
         except ClientError as exc:
             self._in_service = False
             status, reason = self._describe()
@@ -241,19 +374,25 @@ class HttpInferenceClient:
         self.timeout = timeout
 
     def invoke(self, region_png: bytes, model: str, outscale: float | None = None) -> bytes:
-        query = {"model": model} if outscale is None else {"model": model,
-                                                          "outscale": f"{outscale:g}"}
+        query = (
+            {"model": model} if outscale is None else {"model": model, "outscale": f"{outscale:g}"}
+        )
         request = urllib.request.Request(
-            f"{self.url}/invocations?{urllib.parse.urlencode(query)}", data=region_png,
-            method="POST", headers={"Content-Type": PNG, "Accept": PNG})
+            f"{self.url}/invocations?{urllib.parse.urlencode(query)}",
+            data=region_png,
+            method="POST",
+            headers={"Content-Type": PNG, "Accept": PNG},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 return bytes(reply.read())
         except urllib.error.HTTPError as exc:
             raise _server_error(exc) from None
         except OSError as exc:
-            raise CloudError(f"the preview server at {self.url} cannot be reached: {exc}",
-                             "check that it is running") from None
+            raise CloudError(
+                f"the preview server at {self.url} cannot be reached: {exc}",
+                "check that it is running",
+            ) from None
 
 
 def _server_error(exc: urllib.error.HTTPError) -> CloudError:
@@ -265,8 +404,101 @@ def _server_error(exc: urllib.error.HTTPError) -> CloudError:
     except ValueError:
         body = {}
     body = body if isinstance(body, dict) else {}
-    return CloudError(str(body.get("error") or f"the preview server answered {exc.code}"),
-                      str(body.get("hint") or "check the server's log"))
+    return CloudError(
+        str(body.get("error") or f"the preview server answered {exc.code}"),
+        str(body.get("hint") or "check the server's log"),
+    )
+
+
+class PreviewEndpointBackend:
+    """The endpoint's row through the backend protocol (`vsr jobs`, the jobs panel): poll
+    reads the endpoint's real status, cancel and remove delete it (what stops the billing).
+    It is made and started only by the app's "Preview in the cloud" toggle."""
+
+    name = ENDPOINT_BACKEND
+    runs_in_process = False
+
+    def __init__(
+        self,
+        store: JobStore,
+        session: Any,
+        stack_name: str,
+        instance_type: str = DEFAULT_INSTANCE_TYPE,
+    ) -> None:
+        self.store = store
+        self.endpoint = PreviewEndpoint(session, stack_name, "", "", instance_type)
+
+    @classmethod
+    def for_job(cls, store: JobStore, job: JobRecord | None) -> PreviewEndpointBackend:
+        """The endpoint of the app's saved account and stack (the one the app made)."""
+        from vsr_desktop.backends.aws.backend import job_credentials
+        from vsr_desktop.backends.aws.session import open_session
+        from vsr_desktop.core.settings import SettingsFile
+
+        credentials, stack_name = job_credentials(None)
+        return cls(
+            store,
+            open_session(credentials),
+            stack_name,
+            SettingsFile().load().cloud_preview_instance_type,
+        )
+
+    def submit(self, spec: Any, progress: Any = None, cancel: Any = None) -> JobRecord:
+        raise _not_a_job()
+
+    def resume(
+        self,
+        job: JobRecord,
+        progress: Any = None,
+        cancel: Any = None,
+        *,
+        restart: bool = False,
+        overwrite: bool = False,
+    ) -> JobRecord:
+        raise _not_a_job()
+
+    def poll(self, job: JobRecord) -> JobRecord:
+        """The row from the endpoint as it is (one left by a crashed app included)."""
+        status, reason = self.endpoint.status_and_reason()
+        state = state_of_status(status)
+        row = self.store.get(job.id)
+        if state == OFF and row.state is not JobState.RUNNING:
+            return row  # gone, and the row already says how it ended
+        written = record_endpoint_row(
+            self.store, state, hours=None, failure=reason, hourly_price=self.endpoint.hourly_cost()
+        )
+        return written if written is not None else row
+
+    def cancel(self, job: JobRecord) -> JobRecord:
+        self.endpoint.delete()
+        written = record_endpoint_row(
+            self.store, OFF, hours=None, hourly_price=self.endpoint.hourly_cost()
+        )
+        return written if written is not None else self.store.get(job.id)
+
+    def fetch_output(self, job: JobRecord, on_bytes: Any = None, cancel: Any = None) -> Any:
+        raise CloudError(
+            "the cloud preview endpoint has no output to download",
+            "its results go straight to the preview",
+        )
+
+    def remove(self, job: JobRecord) -> None:
+        """Delete the endpoint (if it still exists), then its row."""
+        self.endpoint.delete()
+        self.store.delete(job.id)
+
+    def needs_fetch(self, job: JobRecord) -> bool:
+        return False
+
+    def work_lost_on_remove(self, job: JobRecord) -> str:
+        return ""
+
+
+def _not_a_job() -> CloudError:
+    return CloudError(
+        "the cloud preview endpoint is not a job to start from here",
+        "turn Cloud → Preview in the cloud on in the app",
+    )
 
 
 class InferenceTarget(Protocol):
@@ -283,16 +515,25 @@ class RemotePreviewUpscaler:
     picture in the preview.
     """
 
-    def __init__(self, target: InferenceTarget, model: str, outscale: float | None = None,
-                 model_scale: int | None = None,
-                 on_use: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        target: InferenceTarget,
+        model: str,
+        outscale: float | None = None,
+        model_scale: int | None = None,
+        on_use: Callable[[], None] | None = None,
+    ) -> None:
         self.target = target
         self.on_use = on_use  # e.g. IdleReaper.touch: every render keeps the endpoint alive
         self.model = model
         self.outscale_arg = outscale
-        self.scale = float(outscale if outscale is not None
-                           else model_scale if model_scale is not None
-                           else _registry_scale(model))
+        self.scale = float(
+            outscale
+            if outscale is not None
+            else model_scale
+            if model_scale is not None
+            else _registry_scale(model)
+        )
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """Truncated like the local engine (and RealESRGANer) does."""
@@ -311,10 +552,11 @@ class RemotePreviewUpscaler:
             image = decode_png(reply)
             want = self.output_size(frame.shape[1], frame.shape[0])
             if (image.shape[1], image.shape[0]) != want:
-                raise CloudError(f"the preview server returned {image.shape[1]}×"
-                                 f"{image.shape[0]} pixels, expected {want[0]}×{want[1]}",
-                                 "the server may run another model or version; restart the "
-                                 "cloud preview")
+                raise CloudError(
+                    f"the preview server returned {image.shape[1]}×"
+                    f"{image.shape[0]} pixels, expected {want[0]}×{want[1]}",
+                    "the server may run another model or version; restart the cloud preview",
+                )
             results.append(image)
         return np.stack(results)
 
@@ -331,7 +573,8 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(
-        buffer, "PNG", compress_level=1)  # speed over size: the region is sent once
+        buffer, "PNG", compress_level=1
+    )  # speed over size: the region is sent once
     return buffer.getvalue()
 
 
@@ -342,8 +585,10 @@ def decode_png(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError):
-        raise CloudError(f"the preview server's reply is not a PNG image ({len(data)} bytes)",
-                         "the endpoint may run an older worker image; update the stack") from None
+        raise CloudError(
+            f"the preview server's reply is not a PNG image ({len(data)} bytes)",
+            "the endpoint may run an older worker image; update the stack",
+        ) from None
 
 
 class IdleReaper:

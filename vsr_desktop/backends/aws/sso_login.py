@@ -69,21 +69,26 @@ def read_sso_config(profile: str) -> SsoConfig:
     config = aws_config()
     section = config.get("profiles", {}).get(profile)
     if section is None:
-        raise CredentialsError(f"The AWS profile {profile!r} does not exist",
-                               "create it with `aws configure sso`")
+        raise CredentialsError(
+            f"The AWS profile {profile!r} does not exist", "create it with `aws configure sso`"
+        )
     session_name = section.get("sso_session")
     if session_name is not None:
         sso = config.get("sso_sessions", {}).get(session_name)
         if sso is None:
-            raise CredentialsError(f"The sso-session {session_name!r} of profile {profile!r} "
-                                   "is missing", "add it to ~/.aws/config (`aws configure sso`)")
+            raise CredentialsError(
+                f"The sso-session {session_name!r} of profile {profile!r} is missing",
+                "add it to ~/.aws/config (`aws configure sso`)",
+            )
         raw_scopes = sso.get("sso_registration_scopes", "")
         scopes = tuple(s.strip() for s in raw_scopes.split(",") if s.strip()) or DEFAULT_SCOPES
     else:
         sso, scopes = section, ()
     if "sso_start_url" not in sso or "sso_region" not in sso:
-        raise CredentialsError(f"The AWS profile {profile!r} is not set up for SSO",
-                               "run `aws configure sso`, or choose another profile")
+        raise CredentialsError(
+            f"The AWS profile {profile!r} is not set up for SSO",
+            "run `aws configure sso`, or choose another profile",
+        )
     return SsoConfig(profile, sso["sso_start_url"], sso["sso_region"], session_name, scopes)
 
 
@@ -106,18 +111,22 @@ class DeviceAuthorization:
 def oidc_client(region: str) -> Any:
     """An unsigned sso-oidc client: these calls need no AWS credentials."""
     session = botocore.session.Session()
-    return session.create_client("sso-oidc", region_name=region,
-                                 config=Config(signature_version=UNSIGNED))
+    return session.create_client(
+        "sso-oidc", region_name=region, config=Config(signature_version=UNSIGNED)
+    )
 
 
 def _fail(exc: bexc.ClientError, what: str) -> CloudError:
     code = str(exc.response.get("Error", {}).get("Code", ""))
-    return CloudError(f"SSO sign-in failed while {what} ({code})",
-                      "check the profile's start URL and SSO region, then try again")
+    return CloudError(
+        f"SSO sign-in failed while {what} ({code})",
+        "check the profile's start URL and SSO region, then try again",
+    )
 
 
-def start_login(profile: str, client: Any = None,
-                now: Callable[[], datetime] = _utc_now) -> DeviceAuthorization:
+def start_login(
+    profile: str, client: Any = None, now: Callable[[], datetime] = _utc_now
+) -> DeviceAuthorization:
     """Register the app and start device authorisation; the user then approves in a browser."""
     config = read_sso_config(profile)
     client = client or oidc_client(config.region)
@@ -126,30 +135,40 @@ def start_login(profile: str, client: Any = None,
         if config.scopes:
             register_args["scopes"] = list(config.scopes)
         reg = client.register_client(**register_args)
-        dev = client.start_device_authorization(clientId=reg["clientId"],
-                                                clientSecret=reg["clientSecret"],
-                                                startUrl=config.start_url)
+        dev = client.start_device_authorization(
+            clientId=reg["clientId"], clientSecret=reg["clientSecret"], startUrl=config.start_url
+        )
     except bexc.ClientError as exc:
         raise _fail(exc, "starting") from None
     except bexc.EndpointConnectionError:
-        raise CloudError("AWS SSO cannot be reached",
-                         "check the internet connection and the profile's SSO region") from None
+        raise CloudError(
+            "AWS SSO cannot be reached",
+            "check the internet connection and the profile's SSO region",
+        ) from None
     started = now()
     uri = dev["verificationUri"]
     return DeviceAuthorization(
-        config=config, verification_uri=uri,
+        config=config,
+        verification_uri=uri,
         verification_uri_complete=dev.get("verificationUriComplete", uri),
         user_code=dev["userCode"],
         expires_at=started + timedelta(seconds=int(dev["expiresIn"])),
         interval=float(dev.get("interval") or 5),
-        client_id=reg["clientId"], client_secret=reg["clientSecret"],
+        client_id=reg["clientId"],
+        client_secret=reg["clientSecret"],
         client_expires_at=datetime.fromtimestamp(int(reg["clientSecretExpiresAt"]), timezone.utc),
-        device_code=dev["deviceCode"])
+        device_code=dev["deviceCode"],
+    )
 
 
-def wait_for_token(auth: DeviceAuthorization, cancel: threading.Event | None = None, *,
-                   client: Any = None, cache_dir: Path | None = None,
-                   now: Callable[[], datetime] = _utc_now) -> Path:
+def wait_for_token(
+    auth: DeviceAuthorization,
+    cancel: threading.Event | None = None,
+    *,
+    client: Any = None,
+    cache_dir: Path | None = None,
+    now: Callable[[], datetime] = _utc_now,
+) -> Path:
     """Poll until the user approves, then write botocore's token cache file; returns its path.
 
     Raises CancelledError when `cancel` is set, CredentialsError when the code expires or
@@ -160,22 +179,29 @@ def wait_for_token(auth: DeviceAuthorization, cancel: threading.Event | None = N
     interval = auth.interval
     while True:
         if now() >= auth.expires_at:
-            raise CredentialsError("The sign-in code expired before it was approved",
-                                   "start the SSO sign-in again")
+            raise CredentialsError(
+                "The sign-in code expired before it was approved", "start the SSO sign-in again"
+            )
         try:
-            reply = client.create_token(grantType=DEVICE_GRANT, deviceCode=auth.device_code,
-                                        clientId=auth.client_id, clientSecret=auth.client_secret)
+            reply = client.create_token(
+                grantType=DEVICE_GRANT,
+                deviceCode=auth.device_code,
+                clientId=auth.client_id,
+                clientSecret=auth.client_secret,
+            )
             break
         except client.exceptions.AuthorizationPendingException:
             pass
         except client.exceptions.SlowDownException:
             interval += SLOW_DOWN_STEP_S
         except client.exceptions.ExpiredTokenException:
-            raise CredentialsError("The sign-in code expired before it was approved",
-                                   "start the SSO sign-in again") from None
+            raise CredentialsError(
+                "The sign-in code expired before it was approved", "start the SSO sign-in again"
+            ) from None
         except client.exceptions.AccessDeniedException:
-            raise CredentialsError("The SSO sign-in was denied",
-                                   "start it again and choose Allow in the browser") from None
+            raise CredentialsError(
+                "The SSO sign-in was denied", "start it again and choose Allow in the browser"
+            ) from None
         except bexc.ClientError as exc:
             raise _fail(exc, "waiting for approval") from None
         if cancel.wait(interval):
@@ -186,16 +212,24 @@ def wait_for_token(auth: DeviceAuthorization, cancel: threading.Event | None = N
     return path
 
 
-def _token_record(auth: DeviceAuthorization, reply: dict[str, Any],
-                  issued: datetime) -> dict[str, str]:
+def _token_record(
+    auth: DeviceAuthorization, reply: dict[str, Any], issued: datetime
+) -> dict[str, str]:
     """The JSON botocore's SSOTokenLoader / SSOTokenProvider read back (AWS CLI v2's fields)."""
     expires = issued + timedelta(seconds=int(reply["expiresIn"]))
-    record = {"startUrl": auth.config.start_url, "region": auth.config.region,
-              "accessToken": reply["accessToken"], "expiresAt": expires.strftime(_TIME_FORMAT)}
+    record = {
+        "startUrl": auth.config.start_url,
+        "region": auth.config.region,
+        "accessToken": reply["accessToken"],
+        "expiresAt": expires.strftime(_TIME_FORMAT),
+    }
     if auth.config.session_name is not None:
         # sso-session profiles refresh the token themselves with the registration.
-        record.update(clientId=auth.client_id, clientSecret=auth.client_secret,
-                      registrationExpiresAt=auth.client_expires_at.strftime(_TIME_FORMAT))
+        record.update(
+            clientId=auth.client_id,
+            clientSecret=auth.client_secret,
+            registrationExpiresAt=auth.client_expires_at.strftime(_TIME_FORMAT),
+        )
         if reply.get("refreshToken"):
             record["refreshToken"] = reply["refreshToken"]
     return record

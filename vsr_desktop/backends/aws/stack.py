@@ -24,8 +24,15 @@ DEFAULT_STACK_NAME = "vsr-desktop"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 
 _DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
-_FAILED = {"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE",
-           "UPDATE_ROLLBACK_FAILED", "UPDATE_FAILED", "DELETE_FAILED"}
+_FAILED = {
+    "CREATE_FAILED",
+    "ROLLBACK_COMPLETE",
+    "ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "UPDATE_ROLLBACK_FAILED",
+    "UPDATE_FAILED",
+    "DELETE_FAILED",
+}
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,9 @@ class StackInfo:
         try:
             return self.outputs[key]
         except KeyError:
-            raise CloudError(f"the stack {self.name} has no output {key}",
-                             "update it with `vsr cloud setup`") from None
+            raise CloudError(
+                f"the stack {self.name} has no output {key}", "update it with `vsr cloud setup`"
+            ) from None
 
 
 EventCallback = Callable[[StackEvent], None]
@@ -87,10 +95,10 @@ def describe_stack(session: Any, name: str = DEFAULT_STACK_NAME) -> StackInfo | 
         return None
     stack = stacks[0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    parameters = {p["ParameterKey"]: p.get("ParameterValue", "")
-                  for p in stack.get("Parameters", [])}
-    return StackInfo(name=name, status=stack["StackStatus"], outputs=outputs,
-                     parameters=parameters)
+    parameters = {
+        p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])
+    }
+    return StackInfo(name=name, status=stack["StackStatus"], outputs=outputs, parameters=parameters)
 
 
 def deploy_stack(
@@ -112,21 +120,31 @@ def deploy_stack(
         if existing is None or existing.status == "ROLLBACK_COMPLETE":
             if existing is not None:  # a failed first create can only be deleted
                 delete_stack(session, name, on_event, cancel, poll_seconds, timeout_seconds)
-            cfn.create_stack(StackName=name, TemplateBody=template_body, Parameters=params,
-                             Capabilities=CAPABILITIES, OnFailure="ROLLBACK",
-                             Tags=[{"Key": "app", "Value": "vsr-desktop"}])
+            cfn.create_stack(
+                StackName=name,
+                TemplateBody=template_body,
+                Parameters=params,
+                Capabilities=CAPABILITIES,
+                OnFailure="ROLLBACK",
+                Tags=[{"Key": "app", "Value": "vsr-desktop"}],
+            )
         else:
             try:
-                cfn.update_stack(StackName=name, TemplateBody=template_body,
-                                 Parameters=params, Capabilities=CAPABILITIES)
+                cfn.update_stack(
+                    StackName=name,
+                    TemplateBody=template_body,
+                    Parameters=params,
+                    Capabilities=CAPABILITIES,
+                )
             except ClientError as exc:
                 if "No updates are to be performed" in str(exc):
                     return existing
                 raise
     except (ClientError, BotoCoreError) as exc:
         raise cloud_error("deploying the stack", exc) from exc
-    return _wait(session, name, seen, on_event, cancel, poll_seconds, timeout_seconds,
-                 deleting=False)
+    return _wait(
+        session, name, seen, on_event, cancel, poll_seconds, timeout_seconds, deleting=False
+    )
 
 
 def delete_stack(
@@ -150,8 +168,7 @@ def delete_stack(
         cfn.delete_stack(StackName=name)
     except (ClientError, BotoCoreError) as exc:
         raise cloud_error("deleting the stack", exc) from exc
-    _wait(session, name, seen, on_event, cancel, poll_seconds, timeout_seconds,
-          deleting=True)
+    _wait(session, name, seen, on_event, cancel, poll_seconds, timeout_seconds, deleting=True)
 
 
 def empty_bucket(session: Any, bucket: str) -> int:
@@ -160,16 +177,20 @@ def empty_bucket(session: Any, bucket: str) -> int:
     removed = 0
     try:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            keys = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
             for start in range(0, len(keys), 1000):
-                s3.delete_objects(Bucket=bucket,
-                                  Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+                s3.delete_objects(
+                    Bucket=bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True}
+                )
             removed += len(page.get("Versions", []))
         for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
             for upload in page.get("Uploads", []):
-                s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
-                                          UploadId=upload["UploadId"])
+                s3.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
             return removed
@@ -179,9 +200,16 @@ def empty_bucket(session: Any, bucket: str) -> int:
     return removed
 
 
-def _wait(session: Any, name: str, seen: set[str], on_event: EventCallback | None,
-          cancel: threading.Event | None, poll_seconds: float, timeout_seconds: float,
-          deleting: bool) -> StackInfo:
+def _wait(
+    session: Any,
+    name: str,
+    seen: set[str],
+    on_event: EventCallback | None,
+    cancel: threading.Event | None,
+    poll_seconds: float,
+    timeout_seconds: float,
+    deleting: bool,
+) -> StackInfo:
     """Report new stack events until the stack settles; a failure names its first cause."""
     cfn = session.client("cloudformation")
     failures: list[StackEvent] = []
@@ -196,22 +224,29 @@ def _wait(session: Any, name: str, seen: set[str], on_event: EventCallback | Non
         if info is None:
             if deleting:
                 return StackInfo(name=name, status="DELETE_COMPLETE", outputs={})
-            raise CloudError(f"the stack {name} disappeared while it was being created",
-                             "look at the CloudFormation console, then run setup again")
+            raise CloudError(
+                f"the stack {name} disappeared while it was being created",
+                "look at the CloudFormation console, then run setup again",
+            )
         if not info.status.endswith("_IN_PROGRESS"):
             if info.status in _DONE and not deleting:
                 return info
             cause = failures[0].describe() if failures else info.status
             action = "deleting" if deleting else "deploying"
-            raise CloudError(f"{action} the stack {name} failed: {cause}",
-                             "fix the cause (often a service quota or a missing permission), "
-                             "then run setup again")
+            raise CloudError(
+                f"{action} the stack {name} failed: {cause}",
+                "fix the cause (often a service quota or a missing permission), "
+                "then run setup again",
+            )
         if cancel is not None and cancel.is_set():
-            raise CancelledError("stopped watching the stack; CloudFormation carries on",
-                                 "run setup again to follow it")
+            raise CancelledError(
+                "stopped watching the stack; CloudFormation carries on",
+                "run setup again to follow it",
+            )
         if time.monotonic() > deadline:
-            raise CloudError(f"the stack {name} is still {info.status}",
-                             "look at the CloudFormation console")
+            raise CloudError(
+                f"the stack {name} is still {info.status}", "look at the CloudFormation console"
+            )
         if cancel is not None:
             cancel.wait(poll_seconds)
         else:
@@ -238,10 +273,13 @@ def _new_events(cfn: Any, name: str, seen: set[str]) -> list[StackEvent]:
         if event["EventId"] in seen:
             continue
         seen.add(event["EventId"])
-        fresh.append(StackEvent(
-            timestamp=stamp, resource=event.get("LogicalResourceId", ""),
-            resource_type=event.get("ResourceType", ""),
-            status=event.get("ResourceStatus", ""),
-            reason=event.get("ResourceStatusReason", "") or ""))
+        fresh.append(
+            StackEvent(
+                timestamp=stamp,
+                resource=event.get("LogicalResourceId", ""),
+                resource_type=event.get("ResourceType", ""),
+                status=event.get("ResourceStatus", ""),
+                reason=event.get("ResourceStatusReason", "") or "",
+            )
+        )
     return sorted(fresh, key=lambda e: e.timestamp)
-

@@ -26,9 +26,15 @@ OUTPUT_CPU_JOB_QUEUE_ARN = "CpuJobQueueArn"
 OUTPUT_LOG_GROUP_NAME = "LogGroupName"
 OUTPUT_MAX_PARALLEL_CHUNKS = "MaxParallelChunks"
 OUTPUT_PREVIEW_ROLE_ARN = "PreviewRoleArn"  # the cloud preview endpoint's execution role
-OUTPUT_KEYS = (OUTPUT_BUCKET_NAME, OUTPUT_STATE_MACHINE_ARN, OUTPUT_GPU_JOB_QUEUE_ARN,
-               OUTPUT_CPU_JOB_QUEUE_ARN, OUTPUT_LOG_GROUP_NAME, OUTPUT_MAX_PARALLEL_CHUNKS,
-               OUTPUT_PREVIEW_ROLE_ARN)
+OUTPUT_KEYS = (
+    OUTPUT_BUCKET_NAME,
+    OUTPUT_STATE_MACHINE_ARN,
+    OUTPUT_GPU_JOB_QUEUE_ARN,
+    OUTPUT_CPU_JOB_QUEUE_ARN,
+    OUTPUT_LOG_GROUP_NAME,
+    OUTPUT_MAX_PARALLEL_CHUNKS,
+    OUTPUT_PREVIEW_ROLE_ARN,
+)
 
 # Stack parameters.
 PARAM_CONTAINER_IMAGE = "ContainerImage"
@@ -63,8 +69,11 @@ MAX_INLINE_MAP_CONCURRENCY = 40
 STATE_MACHINE_RESOURCE = "StateMachine"
 # Logical ids of the named Batch resources, by the role they play in a job.
 JOB_QUEUE_RESOURCES = {"gpu": "GpuJobQueue", "cpu": "CpuJobQueue"}
-JOB_DEFINITION_RESOURCES = {"split": "SplitJobDefinition", "upscale": "UpscaleJobDefinition",
-                            "merge": "MergeJobDefinition"}
+JOB_DEFINITION_RESOURCES = {
+    "split": "SplitJobDefinition",
+    "upscale": "UpscaleJobDefinition",
+    "merge": "MergeJobDefinition",
+}
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -96,16 +105,19 @@ def resource_names(stack_name: str) -> dict[str, str]:
     resources = load_template()["Resources"]
     names: dict[str, str] = {}
     for role, logical_id in JOB_QUEUE_RESOURCES.items():
-        names[role] = _sub_stack_name(resources[logical_id]["Properties"]["JobQueueName"],
-                                      stack_name)
+        names[role] = _sub_stack_name(
+            resources[logical_id]["Properties"]["JobQueueName"], stack_name
+        )
     for role, logical_id in JOB_DEFINITION_RESOURCES.items():
         names[role] = _sub_stack_name(
-            resources[logical_id]["Properties"]["JobDefinitionName"], stack_name)
+            resources[logical_id]["Properties"]["JobDefinitionName"], stack_name
+        )
     return names
 
 
-def state_machine_definition(substitutions: dict[str, str],
-                             max_concurrency: int | None = None) -> str:
+def state_machine_definition(
+    substitutions: dict[str, str], max_concurrency: int | None = None
+) -> str:
     """The ASL JSON the stack deploys, with the substitutions applied as CloudFormation does.
 
     `max_concurrency` overrides the MaxParallelChunks substitution; without either, the

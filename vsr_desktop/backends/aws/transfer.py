@@ -86,17 +86,20 @@ def upload_file(
                     raise CancelledError("upload paused", "resume the job to continue it")
                 source.seek((number - 1) * part)
                 body = source.read(part)
-                reply = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
-                                       PartNumber=number, Body=body)
+                reply = s3.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                )
                 etags[number] = reply["ETag"]
                 sent += 1
                 done_bytes += len(body)
                 if on_progress is not None:
                     on_progress(done_bytes, size)
         s3.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]}
-                                       for n in sorted(etags)]})
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]},
+        )
     except (ClientError, BotoCoreError) as exc:
         raise cloud_error(f"uploading {path.name}", exc) from exc
     return UploadResult(key=key, size=size, parts_sent=sent, parts_reused=len(reused))
@@ -106,13 +109,15 @@ def _part_length(number: int, part: int, size: int) -> int:
     return max(0, min(part, size - (number - 1) * part))
 
 
-def _reusable_parts(s3: Any, bucket: str, key: str, upload_id: str, path: Path, part: int,
-                    size: int) -> dict[int, str] | None:
+def _reusable_parts(
+    s3: Any, bucket: str, key: str, upload_id: str, path: Path, part: int, size: int
+) -> dict[int, str] | None:
     """Parts of an earlier upload that match the file byte for byte; None to start afresh."""
     found: dict[int, str] = {}
     try:
         for page in s3.get_paginator("list_parts").paginate(
-                Bucket=bucket, Key=key, UploadId=upload_id):
+            Bucket=bucket, Key=key, UploadId=upload_id
+        ):
             for item in page.get("Parts", []):
                 found[int(item["PartNumber"])] = str(item["ETag"])
                 if int(item["Size"]) != _part_length(int(item["PartNumber"]), part, size):
@@ -154,8 +159,10 @@ def download_file(
         size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
-            raise CloudError(f"s3://{bucket}/{key} does not exist",
-                             "the job may not have finished, or its files expired") from exc
+            raise CloudError(
+                f"s3://{bucket}/{key} does not exist",
+                "the job may not have finished, or its files expired",
+            ) from exc
         raise cloud_error("starting the download", exc) from exc
     except BotoCoreError as exc:
         raise cloud_error("starting the download", exc) from exc
@@ -182,7 +189,9 @@ def download_file(
     except (ClientError, BotoCoreError) as exc:
         raise cloud_error("downloading the result", exc) from exc
     except OSError as exc:
-        raise CloudError(f"cannot write {target}: {exc.strerror}",
-                         "free some disk space or pick another output folder") from exc
+        raise CloudError(
+            f"cannot write {target}: {exc.strerror}",
+            "free some disk space or pick another output folder",
+        ) from exc
     os.replace(partial, target)
     return size

@@ -29,14 +29,103 @@ class CodecProfile:
     default_crf: int | None
     default_preset: str | None
     default_container: str
+    #: The CRF values the encoder honours as given; None: the encoder has no CRF.
+    crf_range: tuple[int, int] | None = None
+    #: The presets the encoder knows (compared without case); empty: it has none.
+    presets: tuple[str, ...] = ()
+    #: The name users know the encoder by, for messages.
+    label: str = ""
 
+
+# Ranges measured with the bundled PyAV 18.1 / FFmpeg 8.1 wheel, opening each encoder on
+# 64x48 frames (8-bit and 10-bit) and reading back what it wrote (x264/x265 store their
+# settings in the stream):
+# - libx264: FFmpeg's crf option takes -1 (unset) .. FLT_MAX; below -1 avcodec_open2 fails
+#   (OverflowError), so x264's own 10-bit floor of -12 cannot be reached. 52 and 99 open
+#   but x264 silently encodes them as crf=51.0. Usable: 0..51 at either bit depth.
+#   Presets: x264 knows ultrafast..placebo (case-insensitive); "bogus" fails at open.
+# - libx265 (x265 4.2): below -1 FFmpeg refuses, above 51 x265 refuses ("Valid quality based
+#   range: -qpBDOffsetY to 51"), 8-bit and 10-bit alike. Usable: 0..51. Same preset names.
+# - libsvtav1 (SVT-AV1 4.1.0): crf option range 0..63, where 0 means "unset" (SVT silently
+#   encodes at its default 35). Usable: 1..63. preset option -2..13 (-2 unset, -1 debug);
+#   SVT-AV1 4.1 runs 12 and 13 as 11 (it logs "Preset M13 is mapped to M11"): same speed
+#   level, no quality change. Usable: 0..13.
+# - libvpx-vp9: crf -1 (unset) .. 63; 64 fails at open. Usable: 0..63. It has no "preset"
+#   option: one given is ignored without a word (speed is deadline/cpu-used).
+# - prores_ks: no crf option and no preset (both ignored without a word); a bit rate on the
+#   codec context changed nothing (same bytes): quality comes from its profile.
+# - Bit rate: negative fails at open in every encoder; x264 refuses under 1000 b/s
+#   ("bitrate not specified": it counts in kbit/s).
+_X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+MIN_BITRATE = 1000
 
 CODECS: dict[str, CodecProfile] = {
-    "h264": CodecProfile("libx264", "yuv420p", "yuv420p10le", 18, "medium", "mp4"),
-    "h265": CodecProfile("libx265", "yuv420p", "yuv420p10le", 20, "medium", "mp4"),
-    "av1": CodecProfile("libsvtav1", "yuv420p", "yuv420p10le", 28, "8", "mp4"),
-    "prores": CodecProfile("prores_ks", "yuv422p10le", "yuv422p10le", None, None, "mov"),
-    "vp9": CodecProfile("libvpx-vp9", "yuv420p", "yuv420p", 30, None, "webm"),
+    "h264": CodecProfile(
+        "libx264",
+        "yuv420p",
+        "yuv420p10le",
+        18,
+        "medium",
+        "mp4",
+        crf_range=(0, 51),
+        presets=_X264_PRESETS,
+        label="H.264 (x264)",
+    ),
+    "h265": CodecProfile(
+        "libx265",
+        "yuv420p",
+        "yuv420p10le",
+        20,
+        "medium",
+        "mp4",
+        crf_range=(0, 51),
+        presets=_X264_PRESETS,
+        label="H.265 (x265)",
+    ),
+    "av1": CodecProfile(
+        "libsvtav1",
+        "yuv420p",
+        "yuv420p10le",
+        28,
+        "8",
+        "mp4",
+        crf_range=(1, 63),
+        presets=tuple(str(i) for i in range(14)),
+        label="AV1 (SVT-AV1)",
+    ),
+    "prores": CodecProfile(
+        "prores_ks",
+        "yuv422p10le",
+        "yuv422p10le",
+        None,
+        None,
+        "mov",
+        crf_range=None,
+        presets=(),
+        label="ProRes",
+    ),
+    "vp9": CodecProfile(
+        "libvpx-vp9",
+        "yuv420p",
+        "yuv420p",
+        30,
+        None,
+        "webm",
+        crf_range=(0, 63),
+        presets=(),
+        label="VP9 (libvpx)",
+    ),
 }
 
 # Output suffix → FFmpeg muxer name.
@@ -68,12 +157,19 @@ class EncodeSettings:
     extra_options: dict[str, str] = field(default_factory=dict)
 
     def profile(self) -> CodecProfile:
+        """The codec's profile; InputError when the codec or an option does not fit it.
+
+        Job validation calls this before any work, so a CRF, bit rate or preset the encoder
+        would refuse (or silently change) is reported up front, not as a failed chunk.
+        """
         try:
-            return CODECS[self.codec]
+            profile = CODECS[self.codec]
         except KeyError:
             raise InputError(
                 f"unknown codec {self.codec!r}", f"choose one of {', '.join(CODECS)}"
             ) from None
+        check_encoder_options(self, profile)
+        return profile
 
     def pix_fmt(self, source_bit_depth: int) -> str:
         profile = self.profile()
@@ -91,7 +187,7 @@ class EncodeSettings:
                 options["b"] = "0"
         preset = self.preset or profile.default_preset
         if preset is not None:
-            options["preset"] = preset
+            options["preset"] = preset.lower()  # x265 knows lower-case names only
         if profile.encoder == "libx265":
             options["x265-params"] = "log-level=error"
         if profile.encoder == "libvpx-vp9":
@@ -102,6 +198,53 @@ class EncodeSettings:
             options.setdefault("profile", "3")
         options.update(self.extra_options)
         return options
+
+
+def check_encoder_options(settings: EncodeSettings, profile: CodecProfile) -> None:
+    """Refuse a CRF, bit rate or preset this codec would reject, ignore or clamp."""
+    name = profile.label or settings.codec
+    crf, bitrate, preset = settings.crf, settings.bitrate, settings.preset
+    if crf is not None:
+        if profile.crf_range is None:
+            raise InputError(
+                f"{name} has no CRF (CRF {crf} was given)",
+                "ProRes quality comes from its profile, not a CRF: leave the CRF unset",
+            )
+        low, high = profile.crf_range
+        if isinstance(crf, bool) or not isinstance(crf, int) or not low <= crf <= high:
+            raise InputError(
+                f"CRF {crf} is out of range for {name}",
+                f"use a whole number from {low} (best) to {high} (smallest file)",
+            )
+    if bitrate is not None:
+        if profile.crf_range is None:
+            raise InputError(
+                f"{name} takes no bit rate (bit rate {bitrate} was given)",
+                "ProRes quality comes from its profile, not a bit rate: leave it unset",
+            )
+        if isinstance(bitrate, bool) or not isinstance(bitrate, int) or bitrate < MIN_BITRATE:
+            raise InputError(
+                f"bit rate {bitrate} is too low or not a number",
+                f"give bits per second, at least {MIN_BITRATE} (e.g. 8000000 for 8 Mbit/s)",
+            )
+        if crf is not None:
+            raise InputError(
+                f"both a CRF ({crf}) and a bit rate ({bitrate}) were given",
+                "choose one: a CRF for constant quality or a bit rate for a target size",
+            )
+    if preset:  # "" means the default, as in codec_options
+        if not profile.presets:
+            raise InputError(
+                f"{name} has no presets (preset {preset!r} was given)",
+                "leave the preset unset",
+            )
+        if not isinstance(preset, str) or preset.lower() not in profile.presets:
+            choices = (
+                f"a number from {profile.presets[0]} (slowest) to {profile.presets[-1]} (fastest)"
+                if profile.presets[0].isdigit()
+                else "one of " + ", ".join(profile.presets)
+            )
+            raise InputError(f"{name} has no preset {preset!r}", f"use {choices}")
 
 
 def container_for(path: Path) -> str:
@@ -161,16 +304,23 @@ class ChunkEncoder:
         self._color = color
         self._pix_fmt = settings.pix_fmt(source_bit_depth)
         self.frames_written = 0
+        self.width, self.height = width, height
         profile = settings.profile()
+        self._encoder_name = profile.encoder
+        self._options = settings.codec_options()
+        self._container: Any = None
         try:
-            self._container: Any = av.open(str(path), "w", format=container_format)
+            self._container = av.open(str(path), "w", format=container_format)
             stream: Any = self._container.add_stream(
-                profile.encoder, rate=rate, options=settings.codec_options()
+                profile.encoder, rate=rate, options=self._options
             )
-        except av.FFmpegError as exc:
-            raise MediaError(f"cannot start the {settings.codec} encoder: {exc}") from exc
-        except OSError as exc:
-            raise_for_os_error(exc, path)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, av.FFmpegError):
+                raise MediaError(f"cannot start the {settings.codec} encoder: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise_for_os_error(exc, path)
+            raise
         stream.width = width
         stream.height = height
         stream.pix_fmt = self._pix_fmt
@@ -191,9 +341,20 @@ class ChunkEncoder:
         self._stream = stream
 
     def write(self, pts: int, rgb: np.ndarray) -> None:
-        """Encode one frame at the source timestamp `pts`."""
+        """Encode one frame at the source timestamp `pts`.
+
+        The frame must have the size the encoder was opened with: FFmpeg would rescale
+        another size without a word. The encoder opens on the first frame, so options it
+        refuses surface here, as a MediaError naming them.
+        """
         import av
 
+        if rgb.ndim != 3 or rgb.shape[:2] != (self.height, self.width):
+            raise MediaError(
+                f"{self.path.name}: a frame of shape {rgb.shape} reached an encoder opened "
+                f"for {self.width}x{self.height}",
+                "the upscaler returned frames of another size than it announced",
+            )
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=self._rgb_format)
         space = self._color.space if self._color.space not in (0, 2) else None
         frame = frame.reformat(
@@ -203,12 +364,12 @@ class ChunkEncoder:
         )
         frame.pts = pts - self.pts_offset
         frame.time_base = self._stream.codec_context.time_base
-        self._mux(self._stream.encode(frame))
+        self._mux(self._encode(frame))
         self.frames_written += 1
 
     def close(self) -> None:
         """Flush the encoder and finish the file."""
-        self._mux(self._stream.encode(None))
+        self._mux(self._encode(None))
         try:
             self._container.close()
         except OSError as exc:
@@ -217,7 +378,26 @@ class ChunkEncoder:
     def abort(self) -> None:
         """Close without flushing; the caller deletes the partial file."""
         with contextlib.suppress(Exception):
-            self._container.close()
+            if self._container is not None:
+                self._container.close()
+
+    def _encode(self, frame: Any) -> Any:
+        import av
+
+        opened = self._stream.codec_context.is_open
+        try:
+            return self._stream.encode(frame)
+        except (av.FFmpegError, ValueError) as exc:
+            if not opened and not self._stream.codec_context.is_open:
+                options = ", ".join(f"{k}={v}" for k, v in self._options.items())
+                raise MediaError(
+                    f"the {self._encoder_name} encoder could not start for "
+                    f"{self.width}x{self.height} frames with {options}: {exc}",
+                    "check the CRF, preset and bit rate for this codec",
+                ) from exc
+            raise MediaError(
+                f"encoding {self.path.name} failed after {self.frames_written} frames: {exc}"
+            ) from exc
 
     def _mux(self, packets: Any) -> None:
         import av

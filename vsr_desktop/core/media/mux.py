@@ -113,7 +113,9 @@ def merge_chunks(
         raise MediaError("nothing to merge: the job produced no chunks")
     try:
         out = av.open(
-            str(output), "w", format=container_format,
+            str(output),
+            "w",
+            format=container_format,
             options=_MUXER_OPTIONS.get(container_format, {}),
         )
     except OSError as exc:
@@ -138,9 +140,7 @@ def merge_chunks(
                         f"{container_format} cannot hold it ({exc})"
                     )
         video_iter = ((_packet_seconds(p), 0, p) for p in _video_packets(chunks))
-        side_iter = (
-            (_packet_seconds(p), 1, p) for p in _source_packets(source.path, list(copied))
-        )
+        side_iter = ((_packet_seconds(p), 1, p) for p in _source_packets(source.path, list(copied)))
         merged = heapq.merge(video_iter, side_iter, key=lambda t: (t[0], t[1]))
         for count, (_, kind, packet) in enumerate(merged):
             if cancel is not None and count % _CANCEL_CHECK_PACKETS == 0 and cancel.is_set():

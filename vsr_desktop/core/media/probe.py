@@ -162,8 +162,9 @@ def probe(path: Path | str) -> MediaInfo:
             for s in container.streams.audio
         )
         subtitles = tuple(
-            StreamInfo(index=s.index, kind="subtitle", codec=s.codec_context.name,
-                       language=s.language)
+            StreamInfo(
+                index=s.index, kind="subtitle", codec=s.codec_context.name, language=s.language
+            )
             for s in container.streams.subtitles
         )
         frame_pts, keyframe_pts = _scan_packets(container, vstream, path)
@@ -267,8 +268,10 @@ def media_info_to_json(info: MediaInfo) -> str:
         "audio": [vars(s) for s in info.audio],
         "subtitles": [vars(s) for s in info.subtitles],
         "video": {
-            **{k: getattr(video, k) for k in ("index", "codec", "width", "height", "pix_fmt",
-                                              "bit_depth", "rotation")},
+            **{
+                k: getattr(video, k)
+                for k in ("index", "codec", "width", "height", "pix_fmt", "bit_depth", "rotation")
+            },
             "time_base": fraction(video.time_base),
             "average_rate": fraction(video.average_rate),
             "sample_aspect_ratio": fraction(video.sample_aspect_ratio),

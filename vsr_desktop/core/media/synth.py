@@ -75,11 +75,19 @@ def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Pat
     time_base = Fraction(1, spec.fps * 60)
     pts_list = _frame_pts(spec, time_base)
     with av.open(str(path), "w") as container:
-        options = {"crf": str(spec.crf), "preset": "veryfast", "bf": str(spec.bframes),
-                   "g": str(spec.gop), "keyint_min": str(spec.gop)}
+        options = {
+            "crf": str(spec.crf),
+            "preset": "veryfast",
+            "bf": str(spec.bframes),
+            "g": str(spec.gop),
+            "keyint_min": str(spec.gop),
+        }
         if spec.codec == "libx265":
-            options = {"crf": str(spec.crf), "preset": "ultrafast",
-                       "x265-params": f"log-level=error:keyint={spec.gop}:bframes={spec.bframes}"}
+            options = {
+                "crf": str(spec.crf),
+                "preset": "ultrafast",
+                "x265-params": f"log-level=error:keyint={spec.gop}:bframes={spec.bframes}",
+            }
         video: Any = container.add_stream(spec.codec, rate=spec.fps, options=options)
         video.width = spec.width
         video.height = spec.height
@@ -99,9 +107,7 @@ def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Pat
         subtitle: Any = _add_subtitle_stream(container) if spec.subtitles else None
         for pts, rgb in zip(pts_list, pan_zoom_frames(photo, spec), strict=True):
             if spec.ten_bit:
-                frame = av.VideoFrame.from_ndarray(
-                    rgb.astype(np.uint16) * 257, format="rgb48le"
-                )
+                frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint16) * 257, format="rgb48le")
             else:
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = pts
@@ -128,7 +134,7 @@ def _write_tone(container: Any, stream: Any, seconds: float) -> None:
     pcm = np.stack([left, right]).astype(np.float32)
     block = 1024
     for start in range(0, samples, block):
-        chunk = np.ascontiguousarray(pcm[:, start:start + block])
+        chunk = np.ascontiguousarray(pcm[:, start : start + block])
         frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
         frame.sample_rate = rate
         frame.pts = start

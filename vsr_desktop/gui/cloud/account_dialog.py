@@ -38,15 +38,31 @@ from PySide6.QtWidgets import (
 from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.settings import AppSettings
 from vsr_desktop.gui.cloud import account_tasks as work
-from vsr_desktop.gui.cloud.tasks import Task, TaskRunner
 from vsr_desktop.gui.errors import show_error
+from vsr_desktop.gui.tasks import Task, TaskRunner
 
-REGIONS = ("us-east-1", "us-east-2", "us-west-2", "ca-central-1", "eu-west-1", "eu-west-2",
-           "eu-central-1", "eu-north-1", "ap-northeast-1", "ap-southeast-2", "ap-south-1")
-_TITLES = {"check": "Cannot check the credentials", "keys": "Cannot keep the access keys",
-           "forget": "Cannot forget the access keys", "sso": "SSO sign-in failed",
-           "status": "Cannot read the stack", "deploy": "Deploying the stack failed",
-           "teardown": "Tearing down the stack failed"}
+REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+    "ca-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-northeast-1",
+    "ap-southeast-2",
+    "ap-south-1",
+)
+_TITLES = {
+    "check": "Cannot check the credentials",
+    "keys": "Cannot keep the access keys",
+    "forget": "Cannot forget the access keys",
+    "sso": "SSO sign-in failed",
+    "status": "Cannot read the stack",
+    "deploy": "Deploying the stack failed",
+    "teardown": "Tearing down the stack failed",
+}
 
 
 class CloudAccountDialog(QDialog):
@@ -99,10 +115,14 @@ class CloudAccountDialog(QDialog):
             button.toggled.connect(self._update_buttons)
         self.profile = QComboBox()
         self.profile.currentTextChanged.connect(self._update_buttons)
-        self.sso_button = self._button("Sign in with &SSO…", "Open the AWS sign-in page and "
-                                       "approve this app (IAM Identity Center)", self.sign_in)
-        self.sso_cancel = self._button("Cancel sign-in", "Stop waiting for the approval",
-                                       lambda: self._cancel("sso"))
+        self.sso_button = self._button(
+            "Sign in with &SSO…",
+            "Open the AWS sign-in page and approve this app (IAM Identity Center)",
+            self.sign_in,
+        )
+        self.sso_cancel = self._button(
+            "Cancel sign-in", "Stop waiting for the approval", lambda: self._cancel("sso")
+        )
         self.sso_info = QLabel()
         self.sso_info.setObjectName("ssoInfo")
         self.sso_info.setOpenExternalLinks(True)
@@ -114,12 +134,15 @@ class CloudAccountDialog(QDialog):
         self.secret = QLineEdit()
         self.secret.setEchoMode(QLineEdit.EchoMode.Password)
         self.secret.setObjectName("secretKey")
-        self.save_keys = self._button("Keep in &keychain", "Store the key pair in the OS "
-                                      "keychain (never in the app's files)", self.store_keys)
-        self.forget_keys = self._button("&Forget", "Remove these keys from the keychain",
-                                        self.forget)
-        self.check_button = self._button("&Check", "Ask AWS who these credentials are",
-                                         self.check)
+        self.save_keys = self._button(
+            "Keep in &keychain",
+            "Store the key pair in the OS keychain (never in the app's files)",
+            self.store_keys,
+        )
+        self.forget_keys = self._button(
+            "&Forget", "Remove these keys from the keychain", self.forget
+        )
+        self.check_button = self._button("&Check", "Ask AWS who these credentials are", self.check)
         self.identity = QLabel("Not checked yet")
         self.identity.setObjectName("identity")
         self.identity.setWordWrap(True)
@@ -150,12 +173,17 @@ class CloudAccountDialog(QDialog):
         self.max_parallel.setValue(int(defaults[work.PARAM_MAX_PARALLEL]))
         self.image = QLineEdit(defaults[work.PARAM_IMAGE])
         self.refresh_button = self._button("&Refresh", "Read the stack's status", self.refresh)
-        self.deploy_button = self._button("&Deploy / update", "Create or update the stack "
-                                          "(takes several minutes)", self.deploy)
-        self.teardown_button = self._button("&Tear down…", "Delete the stack and every file "
-                                            "in its bucket", self.confirm_teardown)
-        self.stop_button = self._button("Stop &watching", "Stop following CloudFormation "
-                                        "(it carries on)", lambda: self._cancel("stack"))
+        self.deploy_button = self._button(
+            "&Deploy / update", "Create or update the stack (takes several minutes)", self.deploy
+        )
+        self.teardown_button = self._button(
+            "&Tear down…", "Delete the stack and every file in its bucket", self.confirm_teardown
+        )
+        self.stop_button = self._button(
+            "Stop &watching",
+            "Stop following CloudFormation (it carries on)",
+            lambda: self._cancel("stack"),
+        )
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
         self.busy.setVisible(False)
@@ -178,8 +206,9 @@ class CloudAccountDialog(QDialog):
         sform.addRow(self.log)
         sform.addRow(self.auto_download)
 
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
-                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         columns = QHBoxLayout()
@@ -203,8 +232,13 @@ class CloudAccountDialog(QDialog):
                 self.profile.addItem(s.cloud_profile)
             self.profile.setCurrentText(s.cloud_profile)
         self.account.setText(s.cloud_keychain_account)
-        mode = (self.use_profile if s.cloud_profile else
-                self.use_keys if s.cloud_keychain_account else self.use_default)
+        mode = (
+            self.use_profile
+            if s.cloud_profile
+            else self.use_keys
+            if s.cloud_keychain_account
+            else self.use_default
+        )
         mode.setChecked(True)
         self.stack_name.setText(s.cloud_stack_name)
         self.auto_download.setChecked(s.cloud_auto_download)
@@ -216,10 +250,14 @@ class CloudAccountDialog(QDialog):
         """The dialog's choices as settings: names only (no key ID, no secret)."""
         profile = self.profile.currentText().strip() if self.use_profile.isChecked() else ""
         account = self.account.text().strip() if self.use_keys.isChecked() else ""
-        return replace(self._settings, cloud_region=self.region.currentText().strip(),
-                       cloud_profile=profile, cloud_keychain_account=account,
-                       cloud_stack_name=self.stack_name.text().strip() or "vsr-desktop",
-                       cloud_auto_download=self.auto_download.isChecked())
+        return replace(
+            self._settings,
+            cloud_region=self.region.currentText().strip(),
+            cloud_profile=profile,
+            cloud_keychain_account=account,
+            cloud_stack_name=self.stack_name.text().strip() or "vsr-desktop",
+            cloud_auto_download=self.auto_download.isChecked(),
+        )
 
     def _stack(self) -> str:
         return self.chosen_settings().cloud_stack_name
@@ -272,8 +310,9 @@ class CloudAccountDialog(QDialog):
     def deploy(self) -> None:
         settings, seconds = self.chosen_settings(), self.poll_seconds
         try:
-            params = work.deploy_parameters(self.gpu_types.text(), self.max_parallel.value(),
-                                            self.image.text())
+            params = work.deploy_parameters(
+                self.gpu_types.text(), self.max_parallel.value(), self.image.text()
+            )
         except VsrError as exc:
             show_error(self, "Cannot deploy", exc)
             return
@@ -283,13 +322,18 @@ class CloudAccountDialog(QDialog):
     @Slot()
     def confirm_teardown(self) -> None:
         name = self._stack()
-        box = QMessageBox(QMessageBox.Icon.Warning, "Tear down the stack?",
-                          f"Delete the stack {name} and everything in it?", parent=self)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Tear down the stack?",
+            f"Delete the stack {name} and everything in it?",
+            parent=self,
+        )
         box.setObjectName("teardownConfirm")
         box.setInformativeText(
             "Every file in the stack's S3 bucket will be deleted: uploaded sources, finished "
             "chunks and any output not downloaded yet. Running cloud jobs stop. This cannot "
-            "be undone; Deploy creates an empty stack again.")
+            "be undone; Deploy creates an empty stack again."
+        )
         self.confirm_button = box.addButton("Tear down", QMessageBox.ButtonRole.DestructiveRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
@@ -348,8 +392,11 @@ class CloudAccountDialog(QDialog):
 
     @Slot(str, object)
     def _on_failed(self, key: str, error: object) -> None:
-        detail = error if isinstance(error, VsrError) else VsrError(
-            f"{type(error).__name__}: {error}", "check the settings and try again")
+        detail = (
+            error
+            if isinstance(error, VsrError)
+            else VsrError(f"{type(error).__name__}: {error}", "check the settings and try again")
+        )
         if key == "check":
             self.identity.setText(detail.message)
         if key in ("deploy", "teardown"):
@@ -363,8 +410,9 @@ class CloudAccountDialog(QDialog):
         if key == "sso":
             self.sso_info.setText("Sign-in cancelled.")
         elif key in ("deploy", "teardown"):
-            self.log.appendPlainText("Stopped watching; CloudFormation carries on. "
-                                     "Refresh shows where it got to.")
+            self.log.appendPlainText(
+                "Stopped watching; CloudFormation carries on. Refresh shows where it got to."
+            )
 
     @Slot()
     def _update_buttons(self, *_args: object) -> None:
@@ -376,12 +424,12 @@ class CloudAccountDialog(QDialog):
         self.stop_button.setEnabled(stack_busy)
         profile_mode = self.use_profile.isChecked()
         self.profile.setEnabled(profile_mode)
-        self.sso_button.setEnabled(profile_mode and "sso" not in lanes
-                                   and work.is_sso(self.profile.currentText()))
+        self.sso_button.setEnabled(
+            profile_mode and "sso" not in lanes and work.is_sso(self.profile.currentText())
+        )
         self.sso_cancel.setVisible("sso" in lanes)
         keys_mode = self.use_keys.isChecked()
-        for widget in (self.account, self.key_id, self.secret, self.save_keys,
-                       self.forget_keys):
+        for widget in (self.account, self.key_id, self.secret, self.save_keys, self.forget_keys):
             widget.setEnabled(keys_mode and "creds" not in lanes)
         self.check_button.setEnabled("creds" not in lanes)
 

@@ -15,7 +15,7 @@ from typing import Any
 from vsr_desktop.core.errors import InputError
 from vsr_desktop.core.settings import AppSettings
 from vsr_desktop.gui.cloud.context import credentials_from
-from vsr_desktop.gui.cloud.tasks import TaskContext
+from vsr_desktop.gui.tasks import TaskContext
 
 PARAM_GPU_TYPES = "GpuInstanceTypes"
 PARAM_CPU_TYPES = "CpuInstanceTypes"
@@ -32,8 +32,10 @@ class SignInPrompt:
 
     def html(self) -> str:
         url = html.escape(self.url)
-        return (f"Open <a href=\"{url}\">{url}</a> in a browser and check that it shows the "
-                f"code <b>{html.escape(self.code)}</b>, then approve. Waiting…")
+        return (
+            f'Open <a href="{url}">{url}</a> in a browser and check that it shows the '
+            f"code <b>{html.escape(self.code)}</b>, then approve. Waiting…"
+        )
 
 
 def parameter_defaults() -> dict[str, str]:
@@ -90,8 +92,9 @@ def forget_keys(account: str) -> str:
     return account.strip()
 
 
-def sso_sign_in(profile: str, ctx: TaskContext, client: Any = None,
-                cache_dir: Path | None = None) -> str:
+def sso_sign_in(
+    profile: str, ctx: TaskContext, client: Any = None, cache_dir: Path | None = None
+) -> str:
     """Device authorisation: show the URL and code, then wait (cancellable) for approval."""
     from vsr_desktop.backends.aws import sso_login
 
@@ -116,31 +119,45 @@ def deploy_parameters(gpu_types: str, max_parallel: int, image: str) -> dict[str
     types = ",".join(t.strip() for t in gpu_types.split(",") if t.strip())
     if not types:
         raise InputError("No GPU instance type is given", "e.g. g4dn.xlarge,g5.xlarge")
-    return {PARAM_GPU_TYPES: types, PARAM_CPU_TYPES: defaults[PARAM_CPU_TYPES],
-            PARAM_MAX_PARALLEL: str(max_parallel),
-            PARAM_IMAGE: image.strip() or defaults[PARAM_IMAGE]}
+    return {
+        PARAM_GPU_TYPES: types,
+        PARAM_CPU_TYPES: defaults[PARAM_CPU_TYPES],
+        PARAM_MAX_PARALLEL: str(max_parallel),
+        PARAM_IMAGE: image.strip() or defaults[PARAM_IMAGE],
+    }
 
 
 def _event_line(event: Any) -> str:
     return f"{event.timestamp:%H:%M:%S}  {event.describe()}"
 
 
-def deploy(settings: AppSettings, parameters: dict[str, str], ctx: TaskContext,
-           poll_seconds: float) -> Any:
+def deploy(
+    settings: AppSettings, parameters: dict[str, str], ctx: TaskContext, poll_seconds: float
+) -> Any:
     from vsr_desktop.backends.aws.stack import deploy_stack
     from vsr_desktop.backends.aws.stack_template import template_body
 
-    return deploy_stack(_session(settings), template_body(), parameters,
-                        settings.cloud_stack_name, on_event=lambda e: ctx.report(_event_line(e)),
-                        cancel=ctx.cancel, poll_seconds=poll_seconds)
+    return deploy_stack(
+        _session(settings),
+        template_body(),
+        parameters,
+        settings.cloud_stack_name,
+        on_event=lambda e: ctx.report(_event_line(e)),
+        cancel=ctx.cancel,
+        poll_seconds=poll_seconds,
+    )
 
 
 def teardown(settings: AppSettings, ctx: TaskContext, poll_seconds: float) -> None:
     from vsr_desktop.backends.aws.stack import delete_stack
 
-    delete_stack(_session(settings), settings.cloud_stack_name,
-                 on_event=lambda e: ctx.report(_event_line(e)), cancel=ctx.cancel,
-                 poll_seconds=poll_seconds)
+    delete_stack(
+        _session(settings),
+        settings.cloud_stack_name,
+        on_event=lambda e: ctx.report(_event_line(e)),
+        cancel=ctx.cancel,
+        poll_seconds=poll_seconds,
+    )
     return None
 
 

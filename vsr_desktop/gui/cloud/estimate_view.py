@@ -14,7 +14,7 @@ from vsr_desktop.core.errors import CancelledError, InputError, MediaError, VsrE
 
 if TYPE_CHECKING:
     from vsr_desktop.backends.aws.cost import CostEstimate
-    from vsr_desktop.worker.request import UpscaleRequest
+    from vsr_desktop.core.job_spec import JobSpec
 
 COLUMNS = ("Source", "Frames", "GPU", "GPU time", "Ready in", "Cost", "Download")
 
@@ -23,7 +23,7 @@ COLUMNS = ("Source", "Frames", "GPU", "GPU time", "Ready in", "Cost", "Download"
 class SourceEstimate:
     """One source's estimate, or why there is none."""
 
-    request: UpscaleRequest
+    spec: JobSpec
     estimate: CostEstimate | None = None
     error: VsrError | None = None
 
@@ -67,7 +67,7 @@ def dollars(low: float, high: float | None = None) -> str:
 
 def row_cells(item: SourceEstimate) -> list[str]:
     """The table row for one source; a failed estimate says why in the GPU column."""
-    name = item.request.source.name
+    name = item.spec.source.name
     est = item.estimate
     if est is None:
         reason = item.error.message if item.error is not None else "no estimate"
@@ -97,9 +97,11 @@ def summary(items: list[SourceEstimate]) -> str:
     longest = max(e.wall_seconds for e in priced)
     types = sorted({f"{e.options[0].instance_type} ({e.options[0].gpu})" for e in priced})
     skipped = len(items) - len(priced)
-    text = (f"Total {dollars(low, high)} for {gpu_time(gpu_hours)} of GPU time on Spot "
-            f"{', '.join(types)}; results in S3 after {minutes(longest)}; "
-            f"download {size(gigabytes)} (${transfer:.2f} of that total).")
+    text = (
+        f"Total {dollars(low, high)} for {gpu_time(gpu_hours)} of GPU time on Spot "
+        f"{', '.join(types)}; results in S3 after {minutes(longest)}; "
+        f"download {size(gigabytes)} (${transfer:.2f} of that total)."
+    )
     if skipped:
         text += f" {skipped} source(s) have no estimate."
     return text
@@ -113,7 +115,7 @@ def notes(items: list[SourceEstimate]) -> list[str]:
             lines.extend(item.estimate.notes)
         elif item.error is not None:
             what = "cannot be sent" if not item.submittable else "has no estimate"
-            lines.append(f"{item.request.source.name} {what}: {item.error.user_message()}")
+            lines.append(f"{item.spec.source.name} {what}: {item.error.user_message()}")
     return list(dict.fromkeys(lines))
 
 
@@ -124,14 +126,19 @@ def assumptions(items: list[SourceEstimate]) -> list[str]:
     return []
 
 
-def estimate_all(session: Any, requests: list[UpscaleRequest], stack_name: str,
-                 cancel: threading.Event, check_stack: bool = True) -> list[SourceEstimate]:
-    """Estimate every request (runs in a worker thread: probing and Spot prices are slow).
+def estimate_all(
+    session: Any,
+    specs: list[JobSpec],
+    stack_name: str,
+    cancel: threading.Event,
+    check_stack: bool = True,
+) -> list[SourceEstimate]:
+    """Estimate every job spec (runs in a worker thread: probing and Spot prices are slow).
 
     The stack is checked first: without it nothing can be submitted, and the user should
     learn that before reading prices.
     """
-    from vsr_desktop.backends.aws.cost import estimate_for_request
+    from vsr_desktop.backends.aws.cost import estimate_for_spec
     from vsr_desktop.backends.aws.errors import CloudError
     from vsr_desktop.backends.aws.stack import describe_stack
 
@@ -139,15 +146,16 @@ def estimate_all(session: Any, requests: list[UpscaleRequest], stack_name: str,
         info = describe_stack(session, stack_name)
         if info is None or not info.ready:
             status = "is not deployed" if info is None else f"is {info.status}"
-            raise CloudError(f"the cloud stack {stack_name} {status} in {session.region_name}",
-                             "open Cloud → AWS account and stack… and press Deploy / update")
+            raise CloudError(
+                f"the cloud stack {stack_name} {status} in {session.region_name}",
+                "open Cloud → AWS account and stack… and press Deploy / update",
+            )
     results = []
-    for request in requests:
+    for spec in specs:
         if cancel.is_set():
             raise CancelledError("estimate cancelled")
         try:
-            results.append(SourceEstimate(request, estimate_for_request(
-                session, request, stack_name)))
+            results.append(SourceEstimate(spec, estimate_for_spec(session, spec, stack_name)))
         except VsrError as exc:
-            results.append(SourceEstimate(request, error=exc))
+            results.append(SourceEstimate(spec, error=exc))
     return results

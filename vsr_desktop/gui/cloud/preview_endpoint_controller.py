@@ -5,24 +5,30 @@ to three things the window does not otherwise track — the user's toggle, an id
 the app quitting. Creating and deleting run off the GUI thread (a TaskRunner lane: creating
 takes minutes); the state and hourly price sit in the status bar while the endpoint exists.
 Quitting deletes it synchronously: a forgotten endpoint must not keep billing, and the user
-is leaving anyway.
+is leaving anyway. It bills like a job, so it has a row in the jobs panel, reached like any
+other row through the Backend protocol (`EndpointRowBackend`: Cancel deletes it).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel
 
+from vsr_desktop.core.errors import JobError
+from vsr_desktop.core.job_spec import JobSpec
+from vsr_desktop.core.jobs import JobRecord, JobState
 from vsr_desktop.core.settings import AppSettings
 from vsr_desktop.core.upscaler import FrameUpscaler
 from vsr_desktop.gui.cloud.context import CloudContext
-from vsr_desktop.gui.cloud.tasks import Task, TaskContext, TaskRunner
+from vsr_desktop.gui.tasks import Task, TaskContext, TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +45,17 @@ class PreviewEndpointController(QObject):
     stateChanged = Signal(str)  # off / starting / ready / deleting / failed
     message = Signal(str)  # one line for the status bar
     upscalerChanged = Signal()  # the preview should rebuild its engine (cloud ↔ local)
-    jobChanged = Signal(str)  # its row in the jobs panel changed (the panel's actions contract)
+    jobChanged = Signal(str)  # its row in the jobs panel changed
+    #: Turn on/off from any thread (the row's protocol calls run off the GUI thread).
+    requestEnabled = Signal(bool)
 
-    def __init__(self, cloud: CloudContext, parent: QObject | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 idle_check_ms: int = IDLE_CHECK_MS) -> None:
+    def __init__(
+        self,
+        cloud: CloudContext,
+        parent: QObject | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        idle_check_ms: int = IDLE_CHECK_MS,
+    ) -> None:
         super().__init__(parent)
         self.cloud = cloud
         self._clock = clock
@@ -52,15 +64,19 @@ class PreviewEndpointController(QObject):
         self.reaper: Any = None  # an IdleReaper while the endpoint exists
         self._created_at = 0.0
         self._touched_remote = False  # something may exist in AWS: delete it on exit
+        self._failure = ""  # why the last start failed: its row says so until a new start
         self._runner = TaskRunner(self)
         self._runner.progress.connect(self._on_progress)
         self._runner.finished.connect(self._on_finished)
         self._runner.failed.connect(self._on_failed)
         self.action = QAction("Preview in the &cloud", self)
         self.action.setCheckable(True)
-        self.action.setToolTip("Upscale the preview on a SageMaker GPU endpoint in your AWS "
-                               "account (billed per hour while on; deleted when idle)")
+        self.action.setToolTip(
+            "Upscale the preview on a SageMaker GPU endpoint in your AWS "
+            "account (billed per hour while on; deleted when idle)"
+        )
         self.action.toggled.connect(self.set_enabled)
+        self.requestEnabled.connect(self.set_enabled)
         self._timer = QTimer(self)
         self._timer.setInterval(idle_check_ms)
         self._timer.timeout.connect(self.check_idle)
@@ -84,18 +100,26 @@ class PreviewEndpointController(QObject):
         def build() -> FrameUpscaler:
             from vsr_desktop.backends.aws.preview_endpoint import RemotePreviewUpscaler
 
-            return RemotePreviewUpscaler(endpoint, settings.model, settings.outscale,
-                                         on_use=reaper.touch if reaper is not None else None)
+            return RemotePreviewUpscaler(
+                endpoint,
+                settings.model,
+                settings.outscale,
+                on_use=reaper.touch if reaper is not None else None,
+            )
 
         return build
 
     def status_text(self) -> str:
-        """"Cloud preview: ready · $0.74/h · $0.12 so far" (prices are list-price estimates)."""
+        """ "Cloud preview: ready · $0.74/h · $0.12 so far" (prices are list-price estimates)."""
         if self.state == OFF:
             return ""
         price = self._hourly_price()
-        words = {STARTING: "starting (a few minutes)", READY: "ready",
-                 DELETING: "deleting", FAILED: "failed"}[self.state]
+        words = {
+            STARTING: "starting (a few minutes)",
+            READY: "ready",
+            DELETING: "deleting",
+            FAILED: "failed",
+        }[self.state]
         text = f"Cloud preview: {words}"
         if price is not None and self.state in (STARTING, READY):
             hours = max(0.0, self._clock() - self._created_at) / 3600
@@ -121,10 +145,12 @@ class PreviewEndpointController(QObject):
         self.reaper = IdleReaper(settings.cloud_preview_idle_minutes * 60, clock=self._clock)
         self._created_at = self._clock()
         self._touched_remote = True
+        self._failure = ""
         self._set_state(STARTING)
         self.message.emit("Starting the cloud preview endpoint: this takes a few minutes")
-        self._runner.start(Task(key="create", lane=LANE, fn=self._create_task,
-                                label="start cloud preview"))
+        self._runner.start(
+            Task(key="create", lane=LANE, fn=self._create_task, label="start cloud preview")
+        )
 
     def _create_task(self, ctx: TaskContext) -> object:
         endpoint = self._new_endpoint()
@@ -144,21 +170,27 @@ class PreviewEndpointController(QObject):
 
         session = self.cloud.session()
         name = self.cloud.stack_name()
-        stack = self.cloud.stack if self.cloud.stack is not None \
-            else describe_stack(session, name)
+        stack = self.cloud.stack if self.cloud.stack is not None else describe_stack(session, name)
         if stack is None:
-            raise VsrError(f"the AWS stack {name} is not deployed",
-                           "set it up first: Cloud → AWS account and stack…")
-        return PreviewEndpoint(session, name, stack.parameters.get(PARAM_CONTAINER_IMAGE, ""),
-                               stack.output(OUTPUT_PREVIEW_ROLE_ARN),
-                               self.cloud.settings.cloud_preview_instance_type)
+            raise VsrError(
+                f"the AWS stack {name} is not deployed",
+                "set it up first: Cloud → AWS account and stack…",
+            )
+        return PreviewEndpoint(
+            session,
+            name,
+            stack.parameters.get(PARAM_CONTAINER_IMAGE, ""),
+            stack.output(OUTPUT_PREVIEW_ROLE_ARN),
+            self.cloud.settings.cloud_preview_instance_type,
+        )
 
     def _delete(self, note: str) -> None:
         self._runner.cancel("create")
         self._set_state(DELETING)
         self.message.emit(note)
-        self._runner.start(Task(key="delete", lane=LANE, fn=self._delete_task,
-                                label="delete cloud preview"))
+        self._runner.start(
+            Task(key="delete", lane=LANE, fn=self._delete_task, label="delete cloud preview")
+        )
 
     def _delete_task(self, ctx: TaskContext) -> object:
         from vsr_desktop.backends.aws.preview_endpoint import PreviewEndpoint
@@ -212,6 +244,7 @@ class PreviewEndpointController(QObject):
             return  # turned off while starting; the delete task reports
         self.endpoint = None
         self._timer.stop()
+        self._failure = text
         self._set_state(FAILED)
         self.message.emit(f"Cloud preview: {text}")
 
@@ -236,46 +269,56 @@ class PreviewEndpointController(QObject):
 
     # -- its row in the jobs panel (the endpoint bills like a job: show it like one) ----------
     def _record_row(self) -> None:
-        """Write the endpoint's row into the job store: state, hourly price, cost so far."""
-        from vsr_desktop.core.jobs import JobRecord, JobState
+        """Write the endpoint's row into the job store: state, hourly price, cost so far.
 
+        Deleted after a failed start, the row stays FAILED with the reason (it never did
+        its work); deleted after use, it is COMPLETED."""
         store = self.cloud.store
         if self.state == OFF and not store.exists(ENDPOINT_ROW_ID):
             return
         price = self._hourly_price()
         hours = max(0.0, self._clock() - self._created_at) / 3600
+        failed = self.state == FAILED or (self.state == OFF and bool(self._failure))
         state, phase = {
             STARTING: (JobState.RUNNING, "starting (a few minutes)"),
             READY: (JobState.RUNNING, "in service"),
             DELETING: (JobState.RUNNING, "deleting"),
             FAILED: (JobState.FAILED, ""),
-            OFF: (JobState.COMPLETED, ""),
+            OFF: (JobState.FAILED if failed else JobState.COMPLETED, ""),
         }[self.state]
         hourly = f"${price:.2f}/h" if price is not None else "price unknown"
-        message = {OFF: "deleted: no longer billing",
-                   FAILED: "failed; turn Cloud → Preview in the cloud on to try again"}.get(
-            self.state, f"SageMaker preview endpoint, {hourly} while it exists")
-        changes: dict[str, Any] = {"state": state, "phase": phase, "message": message,
-                   "cost_usd": price * hours if price is not None else None}
+        if self.state == OFF:
+            message = (
+                f"failed ({self._failure}); deleted: no longer billing"
+                if failed
+                else "deleted: no longer billing"
+            )
+        elif self.state == FAILED:
+            message = f"failed ({self._failure}); turn Cloud → Preview in the cloud on to try again"
+        else:
+            message = f"SageMaker preview endpoint, {hourly} while it exists"
+        changes: dict[str, Any] = {
+            "state": state,
+            "phase": phase,
+            "message": message,
+            "cost_usd": price * hours if price is not None else None,
+        }
         if not store.exists(ENDPOINT_ROW_ID):
-            store.add(JobRecord(id=ENDPOINT_ROW_ID, name="Cloud preview endpoint",
-                                backend=ENDPOINT_BACKEND, source="", output="",
-                                settings={ENDPOINT_BACKEND: {"downloaded": True}}))
+            store.add(
+                JobRecord(
+                    id=ENDPOINT_ROW_ID,
+                    name="Cloud preview endpoint",
+                    backend=ENDPOINT_BACKEND,
+                    source="",
+                    output="",
+                )
+            )
         store.update(ENDPOINT_ROW_ID, **changes)
         self.jobChanged.emit(ENDPOINT_ROW_ID)
 
-    def busy(self, job_id: str) -> bool:
-        return self.state in (STARTING, DELETING)
-
-    def cancel(self, job: Any) -> None:
-        """Cancel on its row deletes the endpoint (what stops the billing)."""
-        self.set_enabled(False)
-
-    def retry(self, job: Any) -> None:
-        self.set_enabled(True)
-
-    def download(self, job: Any) -> None:
-        """Nothing to download: the endpoint's results go straight to the preview."""
+    def row_backend(self) -> EndpointRowBackend:
+        """What the app registers as the row's backend."""
+        return EndpointRowBackend(self)
 
     # -- exit --------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -291,3 +334,57 @@ class PreviewEndpointController(QObject):
         self._touched_remote = False
         self.endpoint, self.state = None, OFF
         self._record_row()
+
+
+class EndpointRowBackend:
+    """The endpoint's row through the Backend protocol, so the jobs panel treats it like any
+    row: Cancel deletes the endpoint (what stops the billing), Resume/Retry start it again,
+    Remove forgets the row. The controller writes the row; calls may come from any thread,
+    so they reach the controller as queued signals."""
+
+    name = ENDPOINT_BACKEND
+    runs_in_process = False
+
+    def __init__(self, controller: PreviewEndpointController) -> None:
+        self._controller = controller
+        self._store = controller.cloud.store
+
+    def submit(
+        self, spec: JobSpec, progress: Any = None, cancel: threading.Event | None = None
+    ) -> JobRecord:
+        raise JobError(
+            "the preview endpoint is not a job to submit", "turn on Cloud → Preview in the cloud"
+        )
+
+    def poll(self, job: JobRecord) -> JobRecord:
+        return self._store.get(job.id)
+
+    def cancel(self, job: JobRecord) -> JobRecord:
+        self._controller.requestEnabled.emit(False)
+        return self._store.get(job.id)
+
+    def resume(
+        self,
+        job: JobRecord,
+        progress: Any = None,
+        cancel: threading.Event | None = None,
+        *,
+        restart: bool = False,
+        overwrite: bool = False,
+    ) -> JobRecord:
+        self._controller.requestEnabled.emit(True)
+        return self._store.get(job.id)
+
+    def fetch_output(
+        self, job: JobRecord, on_bytes: Any = None, cancel: threading.Event | None = None
+    ) -> Path:
+        raise JobError("the preview endpoint has no output", "its results go to the preview")
+
+    def remove(self, job: JobRecord) -> None:
+        self._store.delete(job.id)
+
+    def needs_fetch(self, job: JobRecord) -> bool:
+        return False
+
+    def work_lost_on_remove(self, job: JobRecord) -> str:
+        return ""

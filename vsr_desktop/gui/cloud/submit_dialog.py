@@ -28,12 +28,13 @@ from PySide6.QtWidgets import (
 from vsr_desktop.core.errors import VsrError
 from vsr_desktop.gui.cloud import estimate_view as view
 from vsr_desktop.gui.cloud.estimate_view import SourceEstimate
-from vsr_desktop.gui.cloud.job_actions import CloudJobs, Transfer
-from vsr_desktop.gui.cloud.tasks import Task, TaskContext, TaskRunner
+from vsr_desktop.gui.cloud.job_actions import CloudJobs
 from vsr_desktop.gui.errors import show_error
+from vsr_desktop.gui.jobs.job_runner import Transfer
+from vsr_desktop.gui.tasks import Task, TaskContext, TaskRunner
 
 if TYPE_CHECKING:
-    from vsr_desktop.worker.request import UpscaleRequest
+    from vsr_desktop.core.job_spec import JobSpec
 
 
 def _size(count: int) -> str:
@@ -46,13 +47,14 @@ def _size(count: int) -> str:
 class SubmitDialog(QDialog):
     """Estimate, then upload and start the jobs; non-modal, closes itself when all started."""
 
-    def __init__(self, requests: list[UpscaleRequest], jobs: CloudJobs,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, specs: list[JobSpec], jobs: CloudJobs, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("cloudSubmitDialog")
         self.setWindowTitle("Send to AWS")
         self.resize(860, 420)
-        self.requests = list(requests)
+        self.specs = list(specs)
         self.jobs = jobs
         self.estimates: list[SourceEstimate] = []
         self._runner = TaskRunner(self)
@@ -61,18 +63,19 @@ class SubmitDialog(QDialog):
         context = jobs.context
         settings = context.settings
         where = settings.cloud_region or "the profile's default region"
-        self.header = QLabel(f"{len(requests)} video(s) to the stack "
-                             f"<b>{context.stack_name()}</b> in {where}. Estimating…")
-        self.table = QTableWidget(len(requests), len(view.COLUMNS))
+        self.header = QLabel(
+            f"{len(specs)} video(s) to the stack "
+            f"<b>{context.stack_name()}</b> in {where}. Estimating…"
+        )
+        self.table = QTableWidget(len(specs), len(view.COLUMNS))
         self.table.setObjectName("estimateTable")
         self.table.setHorizontalHeaderLabels(list(view.COLUMNS))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        for row, request in enumerate(requests):
-            self.table.setItem(row, 0, QTableWidgetItem(request.source.name))
+        for row, spec in enumerate(specs):
+            self.table.setItem(row, 0, QTableWidgetItem(spec.source.name))
         self.summary = QLabel("Reading Spot prices and probing the videos…")
         self.summary.setObjectName("estimateSummary")
         self.summary.setWordWrap(True)
@@ -107,8 +110,16 @@ class SubmitDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
 
         layout = QVBoxLayout(self)
-        for widget in (self.header, self.table, self.summary, self.notes, self.assumptions,
-                       self.progress, self.status, self.buttons):
+        for widget in (
+            self.header,
+            self.table,
+            self.summary,
+            self.notes,
+            self.assumptions,
+            self.progress,
+            self.status,
+            self.buttons,
+        ):
             layout.addWidget(widget, 1 if widget is self.table else 0)
 
         jobs.transferProgress.connect(self._on_transfer)
@@ -121,13 +132,14 @@ class SubmitDialog(QDialog):
 
     def _start_estimate(self) -> None:
         context = self.jobs.context
-        requests = self.requests
+        specs = self.specs
         stack_name = context.stack_name()
         pinned = context.stack is not None
 
         def run(ctx: TaskContext) -> object:
-            return view.estimate_all(context.session(), requests, stack_name, ctx.cancel,
-                                     check_stack=not pinned)
+            return view.estimate_all(
+                context.session(), specs, stack_name, ctx.cancel, check_stack=not pinned
+            )
 
         self._runner.start(Task("estimate", "estimate", run))
 
@@ -140,8 +152,9 @@ class SubmitDialog(QDialog):
             for column, text in enumerate(view.row_cells(item)):
                 cell = QTableWidgetItem(text)
                 if column in (1, 3, 5, 6):
-                    cell.setTextAlignment(Qt.AlignmentFlag.AlignRight
-                                          | Qt.AlignmentFlag.AlignVCenter)
+                    cell.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
                 self.table.setItem(row, column, cell)
         self.summary.setText(view.summary(self.estimates))
         notes = view.notes(self.estimates)
@@ -151,16 +164,24 @@ class SubmitDialog(QDialog):
         ready = [item for item in self.estimates if item.submittable]
         self.submit_button.setEnabled(bool(ready))
         self.header.setText(self.header.text().replace("Estimating…", "Estimated."))
-        self.status.setText(f"{len(ready)} of {len(self.estimates)} can be sent. Prices are "
-                            "estimates; Spot prices change." if ready else
-                            "Nothing can be sent: see the notes.")
+        self.status.setText(
+            f"{len(ready)} of {len(self.estimates)} can be sent. Prices are "
+            "estimates; Spot prices change."
+            if ready
+            else "Nothing can be sent: see the notes."
+        )
 
     @Slot(str, object)
     def _on_estimate_failed(self, key: str, error: object) -> None:
         self.progress.setRange(0, 100)
         self.summary.setText("No estimate: the cloud account or stack is not ready.")
-        detail = error if isinstance(error, VsrError) else VsrError(
-            f"{type(error).__name__}: {error}", "check the cloud settings and try again")
+        detail = (
+            error
+            if isinstance(error, VsrError)
+            else VsrError(
+                f"{type(error).__name__}: {error}", "check the cloud settings and try again"
+            )
+        )
         self.status.setText(detail.user_message())
         show_error(self, "Cannot estimate the cloud jobs", detail)
 
@@ -173,7 +194,7 @@ class SubmitDialog(QDialog):
         self.pause_button.setVisible(True)
         for item in self.estimates:
             if item.submittable:
-                key = self.jobs.submit(item.request, item.price_per_gpu_hour)
+                key = self.jobs.submit(item.spec, item.price_per_gpu_hour)
                 self._keys[key] = ""
         self.status.setText(f"Uploading {len(self._keys)} video(s)…")
 
@@ -187,9 +208,14 @@ class SubmitDialog(QDialog):
     def _on_transfer(self, key: str, value: object) -> None:
         if key not in self._keys or not isinstance(value, Transfer):
             return
+        if not value.total:  # recorded; the upload has not started
+            self.status.setText(f"Preparing {value.name}…")
+            return
         self.progress.setValue(value.percent)
-        self.status.setText(f"Uploading {value.name}: {_size(value.done)} of "
-                            f"{_size(value.total)} ({value.percent}%)")
+        self.status.setText(
+            f"Uploading {value.name}: {_size(value.done)} of "
+            f"{_size(value.total)} ({value.percent}%)"
+        )
 
     @Slot(str, str)
     def _on_task_ended(self, key: str, outcome: str) -> None:
@@ -205,8 +231,10 @@ class SubmitDialog(QDialog):
             self.accept()
             return
         paused, failed = outcomes.count("cancelled"), outcomes.count("failed")
-        self.status.setText(f"{outcomes.count('done')} started, {paused} paused, {failed} "
-                            "failed. Retry them from the jobs panel.")
+        self.status.setText(
+            f"{outcomes.count('done')} started, {paused} paused, {failed} "
+            "failed. Retry them from the jobs panel."
+        )
 
     def done(self, result: int) -> None:
         """Closing stops the estimate; uploads carry on (the jobs panel shows them)."""

@@ -1,200 +1,291 @@
-"""Runs local jobs one at a time on a worker QThread, reporting back through signals.
+"""Every backend call the app makes for a job, as tasks on the one TaskRunner.
 
-Design (the "worker object" pattern): one long-lived QThread per runner, started on the
-first job, with a `_Worker` QObject moved onto it. The runner (GUI thread) owns the queue;
-it hands one task at a time to the worker through a queued signal, and the worker reports
-back through its own signals, which Qt delivers to the runner's slots on the GUI thread.
-Only one job runs at a time because a local job already uses every core (or the GPU).
+The jobs panel never asks which backend a job is on: it asks the registry for the job's
+backend and this runner decides *where* each protocol call runs from what the backend says
+of itself:
 
-Rules this keeps:
-- the worker never touches a widget or the model; it only emits signals;
-- worker signals are connected to *slots of the runner* (a GUI-thread QObject), never to
-  lambdas, which would run in the worker thread;
-- payloads are `object`/`str`, so frame counts past 2**31 survive;
-- `prepare` (validation: probe the source, check the output) runs on the GUI thread so a bad
-  request raises straight to the caller, who can show a dialog;
-- cancel is cooperative: the backend checks a threading.Event between batches;
-- `shutdown()` cancels, quits the thread and waits: no thread outlives the runner.
+- a backend that ``runs_in_process`` (local) runs its jobs here, one at a time, on the
+  "jobs" lane; its other calls (cancel, remove) are quick and local and answer at once;
+- every call of any other backend (Slurm, AWS, …) may block on the network, so each runs as
+  a background task: submits and resumes on the "upload" lane (one uplink), fetches on the
+  "downloads" lane, cancels and removes on a lane of the job's own.
+
+State is never invented here: rows change because a backend wrote the store. Quitting with
+"Keep for later" stops an in-process run the way a quitting process would — mid-run, writing
+nothing — so the store sees its runner gone and reads the job INTERRUPTED (resumable).
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
-from vsr_desktop.backends.local import LocalBackend, Progress, UpscaleRequest, request_from_job
-from vsr_desktop.core.errors import CancelledError, VsrError
-from vsr_desktop.core.jobs import JobRecord, JobState
+from vsr_desktop.backends.protocol import Backend, Progress
+from vsr_desktop.backends.registry import BackendRegistry
+from vsr_desktop.core.errors import VsrError
+from vsr_desktop.core.job_spec import JobSpec
+from vsr_desktop.core.jobs import JobRecord
+from vsr_desktop.gui.tasks import CANCELLED, DONE, Task, TaskContext, TaskResult, TaskRunner
 
-BackendFactory = Callable[[], LocalBackend]
+JOBS_LANE = "jobs"
+UPLOAD_LANE = "upload"
+DOWNLOAD_LANE = "downloads"
+INTERRUPTED = "interrupted"  # a TaskResult outcome of our own: stopped as if the app quit
 
 
-@dataclass
-class _Task:
-    job: JobRecord
-    request: UpscaleRequest
-    cancel: threading.Event = field(default_factory=threading.Event)
+@runtime_checkable
+class RecordsBeforeRunning(Protocol):
+    """An in-process backend that can record a job without running it (LocalBackend's
+    `prepare`): the row appears as Queued while the job waits for the one before it, and a
+    bad input is refused on the spot, before anything is queued."""
+
+    def prepare(self, spec: JobSpec) -> JobRecord: ...
 
 
-class _Worker(QObject):
-    """Lives on the worker thread; runs one task per `run_task` call."""
+class AppClosing(BaseException):
+    """Raised from a run's progress callback when the app quits with "Keep for later".
 
-    taskStarted = Signal(str)
-    taskProgress = Signal(object)
-    taskFinished = Signal(str)
-    taskFailed = Signal(str, str)
-    taskCancelled = Signal(str)
+    Not an Exception, so the backend's handlers record nothing: the run stops as it would
+    if the process ended here, its lock is released, and the store reads it INTERRUPTED.
+    """
 
-    def __init__(self, backend: LocalBackend) -> None:
-        super().__init__()
-        self._backend = backend
 
-    @Slot(object)
-    def run_task(self, task: _Task) -> None:
-        job_id = task.job.id
-        self.taskStarted.emit(job_id)
-        try:
-            # progress.emit is called on this thread; Qt queues it to the runner's slot.
-            self._backend.run(
-                task.request, progress=self.taskProgress.emit, cancel=task.cancel, job=task.job
-            )
-        except CancelledError:
-            self.taskCancelled.emit(job_id)
-        except VsrError as exc:
-            self.taskFailed.emit(job_id, exc.user_message())
-        except Exception as exc:  # a bug or an OS error outside the backend's own handling
-            message = f"the job failed unexpectedly: {exc}"
-            with contextlib.suppress(VsrError, OSError):
-                self._backend.store.update(job_id, state=JobState.FAILED, phase="", message=message)
-            self.taskFailed.emit(job_id, message)
-        else:
-            self.taskFinished.emit(job_id)
+@dataclass(frozen=True)
+class Transfer:
+    """Progress of one upload or download (or a remote submit), as dialogs show it."""
+
+    name: str
+    done: int
+    total: int
+    phase: str = ""
+
+    @property
+    def percent(self) -> int:
+        return self.done * 100 // self.total if self.total else 0
 
 
 class JobRunner(QObject):
-    """A queue of local jobs run one at a time off the GUI thread."""
+    """Runs the protocol calls of the jobs panel (and the cloud dialog) off the GUI thread."""
 
+    jobQueued = Signal(str)
     jobStarted = Signal(str)
-    progress = Signal(object)  # backends.local.Progress
+    progress = Signal(object)  # backends.protocol.Progress of an in-process run
     jobFinished = Signal(str)
     jobFailed = Signal(str, str)  # job id, message for the user
     jobCancelled = Signal(str)
-    jobQueued = Signal(str)
+    jobChanged = Signal(str)  # a call about the job started or ended: re-read its row
+    transfer = Signal(str, object)  # task key, Transfer
+    taskEnded = Signal(str, str)  # task key, "done" | "failed" | "cancelled" | "interrupted"
+    callFailed = Signal(str, object)  # what failed (a dialog title), the exception
+    message = Signal(str)  # one line for the status bar
 
-    _runTask = Signal(object)  # runner -> worker (queued across threads)
-
-    def __init__(self, backend_factory: BackendFactory, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        registry: BackendRegistry,
+        tasks: TaskRunner | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
-        self._backend_factory = backend_factory
-        self._backend: LocalBackend | None = None
-        self._queue: deque[_Task] = deque()
-        self._current: _Task | None = None
-        self._thread: QThread | None = None
-        self._worker: _Worker | None = None
+        self.registry = registry
+        self._owns_tasks = tasks is None
+        self.tasks = tasks if tasks is not None else TaskRunner(self)
+        self._ids = itertools.count(1)
+        #: Cancel events of this runner's in-process runs (the user's Cancel: CANCELLED).
+        self._run_cancels: dict[str, threading.Event] = {}
+        #: Set when the app quits with "Keep for later": runs stop at their next report.
+        self._closing = threading.Event()
         self._closed = False
+        self.tasks.started.connect(self._on_task_started)
+        self.tasks.jobAttached.connect(self._on_job_attached)
 
-    # -- public API (GUI thread) --------------------------------------------------------
-
-    @property
-    def backend(self) -> LocalBackend:
-        """Created on first use: building it must not slow the window's start."""
-        if self._backend is None:
-            self._backend = self._backend_factory()
-        return self._backend
-
-    @property
-    def running_job_id(self) -> str | None:
-        return self._current.job.id if self._current is not None else None
+    # -- queries (GUI thread) -----------------------------------------------------------
 
     @property
     def is_closed(self) -> bool:
         return self._closed
 
     @property
+    def running_job_id(self) -> str | None:
+        task = self.tasks.running_in(JOBS_LANE)
+        return task.job_id if task is not None else None
+
+    @property
     def queued_job_ids(self) -> list[str]:
-        return [task.job.id for task in self._queue]
+        return [task.job_id for task in self.tasks.queued_in(JOBS_LANE)]
 
     def owns(self, job_id: str) -> bool:
-        """True when this runner is running or holding the job in its queue."""
-        return job_id == self.running_job_id or job_id in self.queued_job_ids
+        """True while a run, transfer or call of this runner works on the job."""
+        return bool(self._own_tasks(job_id))
 
-    def submit(self, request: UpscaleRequest) -> str:
-        """Validate and queue a request; returns the job id (an unfinished twin is resumed).
+    def busy_job_ids(self) -> list[str]:
+        """Jobs this app is working on now (runs, queued runs, transfers, calls)."""
+        ids = [t.job_id for t in self.tasks.tasks() if t.job_id and t.key.startswith(_OURS)]
+        return list(dict.fromkeys(ids))
 
-        Raises VsrError for bad input, before anything is queued or written.
+    def is_busy(self) -> bool:
+        return any(t.key.startswith(_OURS) for t in self.tasks.tasks())
+
+    def backend_for(self, job: JobRecord) -> Backend:
+        """The job's backend from the registry (JobError: none of that name)."""
+        return self.registry.for_job(job)
+
+    # -- actions (GUI thread; each returns at once) --------------------------------------
+
+    def submit(self, spec: JobSpec, backend: Backend | None = None) -> str:
+        """Send a new job; returns its id (in-process) or the submit task's key.
+
+        An in-process backend records the job first, so a bad input raises VsrError here,
+        before anything is queued; a remote submit's errors come back as `callFailed`.
         """
         self._check_open()
-        job = self.backend.prepare(request)
-        if self.owns(job.id):
-            return job.id  # the same request twice: it is already on its way
-        self._enqueue(_Task(job, request))
-        return job.id
+        backend = backend if backend is not None else self.registry.for_name(spec.backend)
+        if backend.runs_in_process and isinstance(backend, RecordsBeforeRunning):
+            job = backend.prepare(spec)
+            if not self.owns(job.id):
+                self._queue_run(backend, job, restart=False)
+            return job.id
+        key = f"submit-{next(self._ids)}"
+        name = spec.source.name
 
-    def resume(self, job_id: str) -> str:
-        """Continue a stopped job from its last finished chunk."""
+        def run(ctx: TaskContext) -> object:
+            return backend.submit(
+                spec, progress=self._transfer_reporter(ctx, name), cancel=ctx.cancel
+            )
+
+        lane = JOBS_LANE if backend.runs_in_process else UPLOAD_LANE
+        self._start(Task(key, lane, run, label=name), f"Cannot send {name}")
+        return key
+
+    def resume(self, job: JobRecord, *, restart: bool = False) -> str:
+        """Continue a stopped job from its finished chunks (restart: from nothing)."""
         self._check_open()
-        if self.owns(job_id):
-            return job_id
-        job = self.backend.store.get(job_id)
-        self._enqueue(_Task(job, request_from_job(job)))
-        return job_id
+        backend = self.backend_for(job)
+        if backend.runs_in_process:
+            if not self.owns(job.id):
+                self._queue_run(backend, job, restart=restart)
+            return job.id
+        store = self.registry.store
 
-    def retry(self, job_id: str) -> str:
-        """Run a stopped job again from the start (its finished chunks are forgotten)."""
-        self._check_open()
-        if self.owns(job_id):
-            return job_id
-        store = self.backend.store
-        job = store.get(job_id)
-        request = request_from_job(job)
-        store.forget_chunks(job_id)
-        store.update(job_id, frames_done=0, chunks_done=0, fps=0.0, eta_seconds=None)
-        self._enqueue(_Task(store.get(job_id), request))
-        return job_id
+        def run(ctx: TaskContext) -> object:
+            return backend.resume(
+                store.get(job.id),
+                progress=self._transfer_reporter(ctx, job.name),
+                cancel=ctx.cancel,
+                restart=restart,
+            )
 
-    def cancel(self, job_id: str) -> bool:
-        """Stop a running job (cooperatively) or drop a queued one; False if not ours.
+        verb = "restart" if restart else "resume"
+        return self._start(
+            Task(f"{verb}-{job.id}", UPLOAD_LANE, run, label=job.name, job_id=job.id),
+            f"Cannot {verb} {job.name}",
+        )
 
-        A queued job is marked cancelled at once; a stale QUEUED row left by a crash is
-        marked cancelled too, which makes it resumable.
-        """
-        if self._current is not None and self._current.job.id == job_id:
-            self._current.cancel.set()
-            return True
-        for task in list(self._queue):
-            if task.job.id == job_id:
-                self._queue.remove(task)
-                self._mark_cancelled(job_id, "cancelled before it started")
-                self.jobCancelled.emit(job_id)
-                return True
-        with contextlib.suppress(VsrError):
-            if self.backend.store.get(job_id).state is JobState.QUEUED:
-                self._mark_cancelled(job_id, "cancelled before it started")
-                self.jobCancelled.emit(job_id)
-                return True
-        return False
-
-    def shutdown(self) -> None:
-        """Cancel everything, stop the thread and wait for it (safe to call twice)."""
-        if self._closed:
+    def cancel(self, job: JobRecord) -> None:
+        """Stop the job: this app's own run or transfer of it if there is one, else
+        wherever it runs (a local run in another process, a cluster, the cloud)."""
+        backend = self.backend_for(job)
+        own = self._own_tasks(job.id)
+        if backend.runs_in_process:
+            event = self._run_cancels.get(job.id)
+            if event is not None and any(self.tasks.is_running(t.key) for t in own):
+                event.set()
+            backend.cancel(job)  # the backend records the state (CANCELLED)
+            for task in own:
+                if not self.tasks.is_running(task.key):
+                    self.tasks.cancel(task.key)  # dropped before it started
+            self.jobChanged.emit(job.id)
             return
+        if own:  # an upload or download of ours: pausing it is the cancel (resume goes on)
+            for task in own:
+                self.tasks.cancel(task.key)
+            return
+        store = self.registry.store
+        self._start(
+            Task(
+                f"cancel-{job.id}",
+                f"call-{job.id}",
+                lambda ctx: backend.cancel(store.get(job.id)),
+                label=job.name,
+                job_id=job.id,
+            ),
+            f"Cannot cancel {job.name}",
+        )
+
+    def fetch(self, job: JobRecord) -> str:
+        """Bring a remotely finished output here (resumes a partial download)."""
+        self._check_open()
+        backend = self.backend_for(job)
+        store = self.registry.store
+
+        def run(ctx: TaskContext) -> object:
+            def on_bytes(done: int, total: int) -> None:
+                ctx.report(Transfer(job.name, done, total, "downloading"))
+
+            return backend.fetch_output(store.get(job.id), on_bytes=on_bytes, cancel=ctx.cancel)
+
+        return self._start(
+            Task(f"fetch-{job.id}", DOWNLOAD_LANE, run, label=job.name, job_id=job.id),
+            f"Cannot download {job.name}",
+        )
+
+    def remove(self, job: JobRecord) -> None:
+        """Delete the job's work files wherever they are, then its row (never the output)."""
+        backend = self.backend_for(job)
+        if backend.runs_in_process:
+            backend.remove(job)
+            self.message.emit(f"Removed “{job.name}” and its work files; its output was kept.")
+            self.jobChanged.emit(job.id)
+            return
+        self._start(
+            Task(
+                f"remove-{job.id}",
+                f"call-{job.id}",
+                lambda ctx: backend.remove(job),
+                label=job.name,
+                job_id=job.id,
+            ),
+            f"Cannot remove {job.name}",
+        )
+
+    def cancel_task(self, key: str) -> bool:
+        """Stop one task of ours (the submit dialog's Pause)."""
+        return self.tasks.cancel(key)
+
+    def stop_all(self, *, cancel_jobs: bool) -> None:
+        """The app is quitting: runs stop (kept resumable, or cancelled), transfers pause.
+
+        Returns at once; `TaskRunner.idle` (or `is_busy()`) says when everything stopped.
+        """
         self._closed = True
-        while self._queue:
-            task = self._queue.popleft()
-            self._mark_cancelled(task.job.id, "cancelled when the app closed; resume to run it")
-        if self._current is not None:
-            self._current.cancel.set()
-        if self._thread is not None:
-            self._thread.quit()  # handled after the running task returns
-            self._thread.wait()
-            self._thread = None
-        self._worker = None
-        self._current = None
+        if not cancel_jobs:
+            self._closing.set()
+        for task in self.tasks.tasks():
+            if not task.key.startswith(_OURS):
+                continue
+            running = self.tasks.is_running(task.key)
+            if task.lane == JOBS_LANE and running:
+                if cancel_jobs:
+                    self._run_cancels.get(task.job_id, threading.Event()).set()
+                continue  # keep: stops at its next progress report, writing nothing
+            if task.lane == JOBS_LANE and not cancel_jobs:
+                task.on_done = None  # a queued run stays as the store has it: resumable
+                self.taskEnded.emit(task.key, INTERRUPTED)
+            self.tasks.cancel(task.key)
+            if task.lane == JOBS_LANE and cancel_jobs and task.job_id:
+                self._cancel_recorded(task.job_id)  # a queued run: record it cancelled
+
+    def shutdown(self, *, cancel_jobs: bool = False) -> None:
+        """Stop everything and wait for the threads this runner owns (idempotent)."""
+        if not self._closed:
+            self.stop_all(cancel_jobs=cancel_jobs)
+        if self._owns_tasks:
+            self.tasks.shutdown()
 
     # -- internals ----------------------------------------------------------------------
 
@@ -202,69 +293,125 @@ class JobRunner(QObject):
         if self._closed:
             raise RuntimeError("the job runner was shut down")
 
-    def _enqueue(self, task: _Task) -> None:
-        self.backend.store.update(task.job.id, state=JobState.QUEUED, phase="", message="")
-        self._queue.append(task)
-        self.jobQueued.emit(task.job.id)
-        self._start_next()
+    def _own_tasks(self, job_id: str) -> list[Task]:
+        return [t for t in self.tasks.for_job(job_id) if t.key.startswith(_OURS)]
 
-    def _mark_cancelled(self, job_id: str, message: str) -> None:
-        with contextlib.suppress(VsrError):
-            self.backend.store.update(job_id, state=JobState.CANCELLED, phase="", message=message)
+    def _cancel_recorded(self, job_id: str) -> None:
+        try:
+            job = self.registry.store.get(job_id)
+            self.backend_for(job).cancel(job)
+        except VsrError:
+            pass
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = QThread(self)
-        self._thread.setObjectName("vsr-job-runner")
-        self._worker = _Worker(self.backend)
-        self._worker.moveToThread(self._thread)
-        self._thread.finished.connect(self._worker.deleteLater)
-        self._runTask.connect(self._worker.run_task)
-        self._worker.taskStarted.connect(self._on_started)
-        self._worker.taskProgress.connect(self._on_progress)
-        self._worker.taskFinished.connect(self._on_finished)
-        self._worker.taskFailed.connect(self._on_failed)
-        self._worker.taskCancelled.connect(self._on_cancelled)
-        self._thread.start()
+    def _start(self, task: Task, title: str) -> str:
+        task.on_done = lambda result: self._on_call_done(task, title, result)
+        if task.on_progress is None:
+            task.on_progress = lambda value: self._on_call_progress(task, value)
+        key = self.tasks.start(task)
+        if task.job_id:
+            self.jobChanged.emit(task.job_id)
+        return key
 
-    def _start_next(self) -> None:
-        if self._closed or self._current is not None or not self._queue:
-            return
-        self._ensure_thread()
-        self._current = self._queue.popleft()
-        self._runTask.emit(self._current)
+    def _queue_run(self, backend: Backend, job: JobRecord, *, restart: bool) -> None:
+        cancel = threading.Event()
+        closing = self._closing
+        store = self.registry.store
 
-    def _done(self, job_id: str) -> bool:
-        """Clear the running task; False when the event belongs to a closed runner."""
-        if self._current is not None and self._current.job.id == job_id:
-            self._current = None
-        return not self._closed
+        def run(ctx: TaskContext) -> object:
+            def report(progress: Progress) -> None:
+                if closing.is_set():
+                    raise AppClosing
+                ctx.report(progress)
+
+            if closing.is_set():
+                return INTERRUPTED
+            try:
+                return backend.resume(
+                    store.get(job.id), progress=report, cancel=cancel, restart=restart
+                )
+            except AppClosing:
+                return INTERRUPTED
+
+        task = Task(f"run-{job.id}", JOBS_LANE, run, label=job.name, job_id=job.id)
+        task.on_progress = self._on_run_progress
+        task.on_done = lambda result: self._on_run_done(job.id, result)
+        self._run_cancels[job.id] = cancel
+        self.tasks.start(task)
+        self.jobQueued.emit(job.id)
+
+    @staticmethod
+    def _transfer_reporter(ctx: TaskContext, name: str) -> Callable[[Progress], None]:
+        def report(progress: Progress) -> None:
+            ctx.attach_job(progress.job_id)
+            ctx.report(Transfer(name, progress.frames_done, progress.frames_total, progress.phase))
+
+        return report
 
     @Slot(str)
-    def _on_started(self, job_id: str) -> None:
-        if not self._closed:
-            self.jobStarted.emit(job_id)
-
-    @Slot(object)
-    def _on_progress(self, progress: Progress) -> None:
-        if not self._closed:
-            self.progress.emit(progress)
-
-    @Slot(str)
-    def _on_finished(self, job_id: str) -> None:
-        if self._done(job_id):
-            self.jobFinished.emit(job_id)
-            self._start_next()
+    def _on_task_started(self, key: str) -> None:
+        task = self.tasks.task(key)
+        if task is not None and task.lane == JOBS_LANE and key.startswith("run-"):
+            self.jobStarted.emit(task.job_id)
 
     @Slot(str, str)
-    def _on_failed(self, job_id: str, message: str) -> None:
-        if self._done(job_id):
-            self.jobFailed.emit(job_id, message)
-            self._start_next()
+    def _on_job_attached(self, key: str, job_id: str) -> None:
+        if key.startswith(_OURS):
+            self.jobChanged.emit(job_id)
 
-    @Slot(str)
-    def _on_cancelled(self, job_id: str) -> None:
-        if self._done(job_id):
+    def _on_run_progress(self, value: object) -> None:
+        if isinstance(value, Progress):
+            self.progress.emit(value)
+
+    def _on_run_done(self, job_id: str, result: TaskResult) -> None:
+        self._run_cancels.pop(job_id, None)
+        if result.outcome == DONE and result.value == INTERRUPTED:
+            self.jobChanged.emit(job_id)
+            self.taskEnded.emit(f"run-{job_id}", INTERRUPTED)
+            return
+        if result.outcome == DONE:
+            self.jobFinished.emit(job_id)
+        elif result.outcome == CANCELLED:
             self.jobCancelled.emit(job_id)
-            self._start_next()
+        else:
+            self.jobFailed.emit(job_id, _message(result.value))
+        self.taskEnded.emit(f"run-{job_id}", result.outcome)
+
+    def _on_call_progress(self, task: Task, value: object) -> None:
+        self.transfer.emit(task.key, value)
+
+    def _on_call_done(self, task: Task, title: str, result: TaskResult) -> None:
+        value = result.value
+        if result.outcome == DONE:
+            if isinstance(value, JobRecord):
+                self.message.emit(f"“{value.name}”: {_state_words(value)}")
+                task.job_id = task.job_id or value.id
+            elif isinstance(value, Path):
+                self.message.emit(f"Downloaded {value}")
+            elif task.key.startswith("remove-"):
+                self.message.emit(
+                    f"Removed “{task.label}” and its work files; its output was kept."
+                )
+        elif result.outcome == CANCELLED:
+            self.message.emit(
+                f"Paused “{task.label}”; Retry (or Download) continues where it stopped"
+            )
+        elif not self._closed:
+            self.callFailed.emit(title, value)
+        if task.job_id:
+            self.jobChanged.emit(task.job_id)
+        self.taskEnded.emit(task.key, result.outcome)
+
+
+#: Key prefixes of this runner's tasks (others share the TaskRunner: polls, probes).
+_OURS = ("run-", "submit-", "resume-", "restart-", "cancel-", "fetch-", "remove-")
+
+
+def _message(error: object) -> str:
+    if isinstance(error, VsrError):
+        return error.user_message()
+    return f"the job failed unexpectedly: {type(error).__name__}: {error}"
+
+
+def _state_words(job: JobRecord) -> str:
+    detail = f" — {job.phase}" if job.phase else ""
+    return f"{job.state.value}{detail}"

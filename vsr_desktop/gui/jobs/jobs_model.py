@@ -7,12 +7,15 @@ second would drop the user's selection and scroll position. Live progress events
 runner patch their row in memory so the bar moves without waiting for the next poll.
 
 Nothing here asks which backend a row belongs to: every field drawn is one that every
-backend fills in (state, frames, chunks, fps, ETA, cost, message).
+backend fills in (state, frames, chunks, fps, ETA, cost, message), and "ready to download"
+is the row's backend's own answer (`needs_fetch`), asked through a function the panel gives.
+A state is never made up here: what a row says is what the store says.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
@@ -25,7 +28,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
-from vsr_desktop.backends.local import Progress
+from vsr_desktop.backends.protocol import Progress
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -70,11 +73,19 @@ ProgressRole = Roles.ProgressRole
 StateRole = Roles.StateRole
 JobRole = Roles.JobRole
 
-_BACKEND_LABELS = {"local": "This computer", "aws": "AWS", "slurm": "Slurm",
-                   "aws-preview": "AWS (preview)"}
+_BACKEND_LABELS = {
+    "local": "This computer",
+    "aws": "AWS",
+    "slurm": "Slurm",
+    "aws-preview": "AWS (preview)",
+}
 
 
-def state_text(job: JobRecord) -> str:
+#: Whether a finished job's output is still where it ran (its backend's `needs_fetch`).
+NeedsFetch = Callable[[JobRecord], bool]
+
+
+def state_text(job: JobRecord, ready_to_download: bool = False) -> str:
     """The state in words a user understands, including what they can do about it."""
     if job.state is JobState.RUNNING:
         return f"Running — {job.phase}" if job.phase else "Running"
@@ -84,9 +95,7 @@ def state_text(job: JobRecord) -> str:
         return "Cancelled — resumable"
     if job.state is JobState.COMPLETED and job.phase:  # e.g. fetching a cloud output
         return f"Completed — {job.phase}"
-    remote = job.settings.get(job.backend)
-    if job.state is JobState.COMPLETED and isinstance(remote, dict) and \
-            remote.get("downloaded") is False:
+    if job.state is JobState.COMPLETED and ready_to_download:
         return "Completed — ready to download"
     return {
         JobState.QUEUED: "Queued",
@@ -121,9 +130,14 @@ def _sorted_newest_first(jobs: list[JobRecord]) -> list[JobRecord]:
 class JobsTableModel(QAbstractTableModel):
     """Rows are JobRecords from the store, newest first; refresh() applies differences."""
 
-    def __init__(self, store: JobStore, parent: QObject | None = None) -> None:
+    def __init__(
+        self, store: JobStore, parent: QObject | None = None, needs_fetch: NeedsFetch | None = None
+    ) -> None:
         super().__init__(parent)
         self._store = store
+        self._needs_fetch = needs_fetch
+        #: (job id, updated_at) → needs_fetch: asked once per version of a row, not per paint.
+        self._fetch_answers: dict[tuple[str, float], bool] = {}
         self._jobs: list[JobRecord] = []
         self.refresh()
 
@@ -176,7 +190,7 @@ class JobsTableModel(QAbstractTableModel):
         job = self._jobs[index.row()]
         column = Column(index.column())
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(job, column)
+            return self._display(job, column, self.ready_to_download(job))
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(job, column)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (
@@ -196,13 +210,13 @@ class JobsTableModel(QAbstractTableModel):
         return None
 
     @staticmethod
-    def _display(job: JobRecord, column: Column) -> str:
+    def _display(job: JobRecord, column: Column, ready_to_download: bool) -> str:
         if column is Column.NAME:
             return job.name
         if column is Column.BACKEND:
             return _BACKEND_LABELS.get(job.backend, job.backend)
         if column is Column.STATE:
-            return state_text(job)
+            return state_text(job, ready_to_download)
         if column is Column.PROGRESS:
             return f"{int(job_progress(job) * 100)} %"
         if column is Column.FPS:
@@ -231,6 +245,17 @@ class JobsTableModel(QAbstractTableModel):
         return ""
 
     # -- lookups -------------------------------------------------------------------------
+
+    def ready_to_download(self, job: JobRecord) -> bool:
+        """The backend says the finished output is still where the job ran."""
+        if job.state is not JobState.COMPLETED or self._needs_fetch is None:
+            return False
+        key = (job.id, job.updated_at)
+        if key not in self._fetch_answers:
+            if len(self._fetch_answers) > 4096:
+                self._fetch_answers.clear()
+            self._fetch_answers[key] = self._needs_fetch(job)
+        return self._fetch_answers[key]
 
     def job_at(self, row: int) -> JobRecord | None:
         return self._jobs[row] if 0 <= row < len(self._jobs) else None
@@ -288,18 +313,19 @@ class JobsTableModel(QAbstractTableModel):
     def apply_progress(self, progress: Progress) -> None:
         """Show a live progress event at once (the store poll would lag by up to 500 ms).
 
-        Only the numbers are taken: the phase shown comes from the store ("chunk 2/3",
-        "merging"), which the next poll brings; taking the event's coarser phase too would
-        make the state text flicker between the two sources.
+        Only the numbers are taken: the state and phase shown come from the store ("chunk
+        2/3", "merging"). A row that the store had not shown running yet is re-read (the
+        backend wrote RUNNING before its first event), never set running here.
         """
         row = self.row_of(progress.job_id)
-        if row < 0:
+        if row < 0 or self._jobs[row].state is not JobState.RUNNING:
             self.refresh()
-            return
+            row = self.row_of(progress.job_id)
+            if row < 0:
+                return
         job = self._jobs[row]
         updated = dataclasses.replace(
             job,
-            state=JobState.RUNNING,
             frames_done=progress.frames_done,
             frames_total=progress.frames_total,
             chunks_done=progress.chunks_done,

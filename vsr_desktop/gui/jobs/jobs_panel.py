@@ -1,9 +1,11 @@
 """The "Jobs" dock: every job from the store, with the actions that apply to the selected one.
 
 The panel glues three parts together: the table model (what the store says), the runner
-(what this process is running), and the user's actions. Actions are enabled from the
-selected row's state alone, so AWS and Slurm rows will get the same buttons for free;
-only the runner decides what "cancel" means for the job it owns.
+(what this app is doing about a job), and the user's actions. It never asks which backend a
+job is on: every action goes through the protocol of the backend the registry has for the
+job (cancel, resume, retry = resume from nothing, download = fetch_output, remove), and an
+action is enabled from the row and from what that backend says (`needs_fetch`), so a new
+backend gets the same buttons for free.
 """
 
 from __future__ import annotations
@@ -41,13 +43,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from vsr_desktop.backends.local import LocalBackend, Progress, UpscaleRequest, request_from_job
+from vsr_desktop.backends.local import LocalBackend
+from vsr_desktop.backends.protocol import Backend, Progress
+from vsr_desktop.backends.registry import BackendRegistry, default_registry
 from vsr_desktop.core.errors import VsrError
+from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.gui.jobs.job_runner import JobRunner
 from vsr_desktop.gui.jobs.jobs_model import Column, JobsTableModel, Roles
 from vsr_desktop.gui.jobs.log_dialog import LogDialog
 from vsr_desktop.gui.jobs.progress_delegate import ProgressBarDelegate
+from vsr_desktop.gui.jobs.remote_poller import RemotePoller
+from vsr_desktop.gui.tasks import TaskRunner
 
 Opener = Callable[[Path], None]
 REFRESH_MS = 500
@@ -58,8 +65,9 @@ def open_with_desktop(path: Path) -> None:
     QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
 
-# Which action applies to which job: pure functions of the row, so every backend's rows
-# behave the same and tests can check the rules without clicking.
+# Which action applies to which job: pure functions of the row (and of what its backend
+# says), so every backend's rows behave the same and tests can check the rules without
+# clicking.
 
 
 def can_cancel(job: JobRecord) -> bool:
@@ -87,37 +95,19 @@ def can_show_log(job: JobRecord) -> bool:
     return bool(job.log_path) and Path(job.log_path).is_file()
 
 
-def can_download(job: JobRecord) -> bool:
-    """A remote job finished and its output is still remote: its backend keeps a
-    `downloaded` flag in its own settings section (AWS does; local and Slurm write in place)."""
-    state = job.settings.get(job.backend)
-    return (job.state is JobState.COMPLETED and isinstance(state, dict)
-            and state.get("downloaded") is False)
+def can_download(job: JobRecord, backend: Backend | None) -> bool:
+    """The job finished where it ran and its backend says the output is not here yet."""
+    if backend is None or job.state is not JobState.COMPLETED:
+        return False
+    try:
+        return bool(backend.needs_fetch(job))
+    except VsrError:
+        return False
 
 
 def can_remove(job: JobRecord) -> bool:
+    """Anything not running or waiting: a failed submit included (FAILED with its reason)."""
     return job.state not in (JobState.QUEUED, JobState.RUNNING)
-
-
-def work_lost_on_remove(job: JobRecord) -> str:
-    """What removing ``job`` would throw away, said for a confirmation; "" when nothing.
-
-    Removing deletes the job's work folder (on the cluster too, for a Slurm job): finished
-    chunks of an unfinished job (its resume), an undownloaded cluster output, or the record
-    of where a cloud job's undownloaded output is.
-    """
-    cluster = job.settings.get("slurm")
-    if (job.state is JobState.COMPLETED and isinstance(cluster, dict) and cluster.get("ssh")
-            and not cluster.get("fetched")):
-        return ("Its output is still on the cluster and has not been downloaded. Removing the "
-                "job deletes its folder there, output included.")
-    if can_download(job):
-        return ("Its output is still in the cloud and has not been downloaded. Without the "
-                "job in the list the app no longer fetches it: download it first.")
-    if job.state is not JobState.COMPLETED and job.chunks_done > 0:
-        return (f"{job.chunks_done} of {job.chunks_total} chunks are finished. Removing the "
-                "job deletes them: it can no longer be resumed, only started again.")
-    return ""
 
 
 class _ElideLeftDelegate(QStyledItemDelegate):
@@ -131,11 +121,12 @@ class _ElideLeftDelegate(QStyledItemDelegate):
 
 
 class JobsPanel(QDockWidget):
-    """Dock widget listing jobs; `submit` queues a request on its local runner."""
+    """Dock widget listing jobs; `submit` sends a job spec to its backend."""
 
     jobFinished = Signal(str)
     jobFailed = Signal(str, str)  # job id, message for the user
     jobCancelled = Signal(str)
+    actionFailed = Signal(str, object)  # a dialog title, the exception (the window shows it)
 
     def __init__(
         self,
@@ -143,18 +134,26 @@ class JobsPanel(QDockWidget):
         backend_factory: Callable[[], LocalBackend] | None = None,
         opener: Opener | None = None,
         parent: QWidget | None = None,
+        *,
+        registry: BackendRegistry | None = None,
+        tasks: TaskRunner | None = None,
     ) -> None:
         super().__init__("Jobs", parent)
         self.setObjectName("jobsPanel")  # QMainWindow.saveState needs a name
         self._opener: Opener = opener or open_with_desktop
-        self.model = JobsTableModel(store, self)
-        self.runner = JobRunner(backend_factory or (lambda: LocalBackend(store)), self)
-        self._remote: dict[str, Callable[[JobRecord], Any]] = {}
-        # Backends whose actions run off the GUI thread (cloud transfers and calls).
-        self._remote_actions: dict[str, Any] = {}
-        self.poller: Any = None
+        self._local_factory = backend_factory or (lambda: LocalBackend(store))
+        self._local: LocalBackend | None = None
+        self.registry = registry if registry is not None else default_registry(store)
+        # The one local backend the runner uses, so Cancel reaches the run in this process.
+        self.registry.register("local", lambda _store, _job: self.local_backend)
+        self.model = JobsTableModel(store, self, needs_fetch=self._needs_fetch)
+        self.runner = JobRunner(self.registry, tasks, self)
+        self.poller = RemotePoller(store, self.backend_or_none, self.runner.tasks, self)
+        self._closed = False
         #: The open "Remove the job?" confirmation, if any (tests answer it).
         self.remove_box: QMessageBox | None = None
+        #: The open "Resume interrupted jobs?" offer, if any.
+        self.resume_box: QMessageBox | None = None
         #: The open log viewer, if any (one at a time).
         self.log_dialog: LogDialog | None = None
 
@@ -171,7 +170,9 @@ class JobsPanel(QDockWidget):
         )
         self.retry_action = self._action("Retry", "Run the job again from the start", self._retry)
         self.download_action = self._action(
-            "Download", "Fetch the finished output from the cloud (Ctrl+Shift+D)", self._download
+            "Download",
+            "Fetch the finished output to this computer (Ctrl+Shift+D)",
+            self._download,
         )
         self.download_action.setShortcut(QKeySequence("Ctrl+Shift+D"))
         self.toolbar.addSeparator()
@@ -182,12 +183,15 @@ class JobsPanel(QDockWidget):
             "Reveal in folder", "Open the folder holding the output", self._reveal
         )
         self.show_log_action = self._action(
-            "Show log", "Show the end of the job's log, following it while the job runs",
+            "Show log",
+            "Show the end of the job's log, following it while the job runs",
             self._show_log,
         )
         self.toolbar.addSeparator()
         self.remove_action = self._action(
-            "Remove", "Remove the job from the list (keeps the output)", self._remove
+            "Remove",
+            "Remove the job and its work files from the list (keeps the output)",
+            self._remove,
         )
 
         self.view = QTableView(body)
@@ -223,6 +227,7 @@ class JobsPanel(QDockWidget):
         layout.addWidget(self.view, 1)
 
         self.status_label = QLabel(body)
+        self.status_label.setObjectName("jobsStatus")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
@@ -237,8 +242,13 @@ class JobsPanel(QDockWidget):
         self.runner.jobFinished.connect(self._on_finished)
         self.runner.jobFailed.connect(self._on_failed)
         self.runner.jobCancelled.connect(self._on_cancelled)
+        self.runner.jobChanged.connect(self._on_job_changed)
+        self.runner.message.connect(self._set_status)
+        self.runner.callFailed.connect(self._on_call_failed)
+        self.poller.jobChanged.connect(self._on_remote_changed)
+        self.poller.pollFailed.connect(self._on_poll_failed)
 
-        # Poll the store while visible: other processes (CLI, remote backends) write to it.
+        # Re-read the store while visible: other processes (CLI, remote backends) write it.
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.model.refresh)
@@ -251,12 +261,31 @@ class JobsPanel(QDockWidget):
 
     # -- public API ---------------------------------------------------------------------
 
-    def submit(self, request: UpscaleRequest) -> str:
-        """Queue a request; raises VsrError (show it in a dialog) when the input is bad."""
-        job_id = self.runner.submit(request)
+    @property
+    def local_backend(self) -> LocalBackend:
+        """Created on first use: building it must not slow the window's start."""
+        if self._local is None:
+            self._local = self._local_factory()
+        return self._local
+
+    def backend_or_none(self, job: JobRecord) -> Backend | None:
+        """The job's backend, or None when this version knows no backend of that name."""
+        try:
+            return self.runner.backend_for(job)
+        except VsrError:
+            return None
+
+    def submit(self, spec: JobSpec, backend: Backend | None = None) -> str:
+        """Send a job (to `backend`, else to the registry's backend of `spec.backend`).
+
+        Returns the job id of an in-process job (a bad input raises VsrError here, before
+        anything is recorded: show it in a dialog), or the task key of a remote submit.
+        """
+        key = self.runner.submit(spec, backend)
         self.model.refresh()
-        self.select_job(job_id)
-        return job_id
+        self.select_job(key)
+        self.poller.poll_now()
+        return key
 
     def selected_job(self) -> JobRecord | None:
         rows = self.view.selectionModel().selectedRows()
@@ -267,72 +296,112 @@ class JobsPanel(QDockWidget):
         if index.isValid():
             self.view.selectRow(index.row())
 
-    @Slot()
-    def set_remote_backends(self, backends: dict[str, Callable[[JobRecord], Any]]) -> None:
-        """Rows of these backends (e.g. "slurm") are cancelled, resumed and retried through
-        their own backend, and polled in the background by a RemotePoller."""
-        from vsr_desktop.gui.jobs.remote_poller import RemotePoller
+    def work_in_progress(self) -> list[JobRecord]:
+        """Jobs this app is running, has queued, or moves bytes for: what quitting stops."""
+        jobs = []
+        for job_id in self.runner.busy_job_ids():
+            with contextlib.suppress(VsrError):
+                jobs.append(self.model.store.get(job_id))
+        return jobs
 
-        self._remote = dict(backends)
-        if self.poller is not None:
-            self.poller.shutdown()
-        self.poller = RemotePoller(self.model.store, self._remote, self)
-        self.poller.jobChanged.connect(self._on_remote_changed)
-        self.poller.pollFailed.connect(self._on_remote_failed)
+    def running_elsewhere(self) -> list[JobRecord]:
+        """Unfinished jobs that run outside this app (a cluster, the cloud): quitting leaves
+        them running there."""
+        found = []
+        for job in self.model.store.all_jobs():
+            if job.state.is_finished or job.state is JobState.INTERRUPTED:
+                continue
+            backend = self.backend_or_none(job)
+            if backend is not None and not backend.runs_in_process and not self.runner.owns(job.id):
+                found.append(job)
+        return found
 
-    @Slot(str)
-    def _on_remote_changed(self, job_id: str) -> None:
+    def interrupted_jobs(self) -> list[JobRecord]:
+        """Jobs this app runs itself that a quit or a crash stopped before they finished:
+        INTERRUPTED ones, and ones still queued here when the app went away."""
+        found = []
+        for job in self.model.store.all_jobs():
+            if job.state not in (JobState.INTERRUPTED, JobState.QUEUED):
+                continue
+            backend = self.backend_or_none(job)
+            if backend is not None and backend.runs_in_process and not self.runner.owns(job.id):
+                found.append(job)
+        return found
+
+    def offer_resume(self) -> QMessageBox | None:
+        """At start: offer to resume interrupted jobs (non-modal; "Not now" asks again at
+        the next start). Returns the question, or None when there is nothing to offer."""
+        jobs = self.interrupted_jobs()
+        if not jobs or self._closed:
+            return None
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Resume interrupted jobs?",
+            f"{len(jobs)} job(s) stopped before they finished when the app last closed.",
+            parent=self,
+        )
+        box.setObjectName("resumeOffer")
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        lines = [
+            f"• {job.name} — {job.chunks_done} of {job.chunks_total or '?'} chunks done"
+            for job in jobs[:10]
+        ]
+        if len(jobs) > 10:
+            lines.append(f"… and {len(jobs) - 10} more")
+        box.setInformativeText(
+            "\n".join([*lines, "", "Resume continues each from its last finished chunk."])
+        )
+        resume = box.addButton("Resume", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(resume)
+        ids = [job.id for job in jobs]
+        box.finished.connect(lambda _result: self._resume_answered(box, resume, ids))
+        self.resume_box = box
+        box.show()
+        return box
+
+    def _resume_answered(self, box: QMessageBox, resume: Any, job_ids: list[str]) -> None:
+        self.resume_box = None
+        box.deleteLater()
+        if box.clickedButton() is not resume or self._closed:
+            return
+        resumed = 0
+        for job_id in job_ids:
+            try:
+                self.runner.resume(self.model.store.get(job_id))
+                resumed += 1
+            except VsrError as exc:
+                self._set_status(exc.user_message())
         self.model.refresh()
-        job = self.model.job(job_id)
-        if job is not None and job.state is JobState.COMPLETED:
-            self.jobFinished.emit(job_id)
-        elif job is not None and job.state is JobState.FAILED:
-            self.jobFailed.emit(job_id, job.message)
+        if resumed:
+            self._set_status(f"Resuming {resumed} job(s)")
+            self._update_actions()
 
-    @Slot(str, str)
-    def _on_remote_failed(self, job_id: str, message: str) -> None:
-        self._set_status(f"cannot reach the backend of job {job_id}: {message}")
+    def is_busy(self) -> bool:
+        """Anything of the app's background work still running or waiting."""
+        return self.runner.tasks.is_busy()
 
-    def set_remote_actions(self, actions: dict[str, Any]) -> None:
-        """Rows of these backends get cancel, retry, resume and download from an object
-        that runs them off the GUI thread: `cancel/retry/download(job)` return at once,
-        `busy(job_id)` says a transfer runs, and its `jobChanged(str)` signal redraws."""
-        for backend, handler in actions.items():
-            self._remote_actions[backend] = handler
-            handler.jobChanged.connect(self._on_remote_action)
-
-    @Slot(str)
-    def _on_remote_action(self, job_id: str) -> None:
-        """A cloud action started or ended: redraw now and let the poller look at once
-        (after a submit the execution moves, and the poller may be deep in its backoff)."""
-        self._on_job_event(job_id)
-        if self.poller is not None:
-            self.poller.poll_now()
-
-    def _actions_for(self, job: JobRecord) -> Any | None:
-        return self._remote_actions.get(job.backend)
-
-    def _busy(self, job: JobRecord) -> bool:
-        actions = self._actions_for(job)
-        return actions is not None and bool(actions.busy(job.id))
-
-    def _remote_for(self, job: JobRecord) -> Any | None:
-        factory = self._remote.get(job.backend)
-        return None if factory is None else factory(job)
-
-    def shutdown(self) -> None:
-        """Stop polling, cancel running work and wait for the worker thread (idempotent)."""
+    def stop_jobs(self, *, cancel_jobs: bool) -> None:
+        """Quitting: stop polling; runs stop (kept resumable, or cancelled), transfers
+        pause. Returns at once; the runner's TaskRunner says `idle` once all stopped."""
+        self._closed = True
         self._timer.stop()
-        if self.poller is not None:
-            self.poller.shutdown()
-        self.runner.shutdown()
+        self.poller.stop()
+        self.runner.stop_all(cancel_jobs=cancel_jobs)
+
+    def shutdown(self, *, cancel_jobs: bool = False) -> None:
+        """Stop polling and the jobs (kept resumable unless `cancel_jobs`), and wait for
+        the threads this panel owns (idempotent)."""
+        if not self._closed:
+            self.stop_jobs(cancel_jobs=cancel_jobs)
+        self.runner.shutdown(cancel_jobs=cancel_jobs)
         with contextlib.suppress(VsrError):
             self.model.refresh()
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         self.model.refresh()
-        if not self.runner.is_closed:
+        if not self._closed:
             self._timer.start()
 
     def hideEvent(self, event: QHideEvent) -> None:
@@ -349,23 +418,30 @@ class JobsPanel(QDockWidget):
         self.toolbar.addAction(action)
         return action
 
+    def _needs_fetch(self, job: JobRecord) -> bool:
+        return can_download(job, self.backend_or_none(job))
+
     def _update_actions(self) -> None:
         job = self.selected_job()
-        busy = job is not None and self._busy(job)
+        if job is None:
+            for action in self.toolbar.actions():
+                action.setEnabled(False)
+            return
+        backend = self.backend_or_none(job)
+        known = backend is not None
+        ours = self.runner.owns(job.id)
         rules = (
-            (self.cancel_action, lambda j: can_cancel(j) or busy),
-            (self.resume_action, lambda j: can_resume(j) and not busy),
-            (self.retry_action, lambda j: can_retry(j) and not busy),
-            (self.download_action,
-             lambda j: can_download(j) and self._actions_for(j) is not None and not busy),
-            (self.open_output_action, can_open_output),
-            (self.reveal_action, can_reveal),
-            (self.show_log_action, can_show_log),
-            (self.remove_action,
-             lambda j: can_remove(j) and not self.runner.owns(j.id) and not busy),
+            (self.cancel_action, known and (can_cancel(job) or ours)),
+            (self.resume_action, known and can_resume(job) and not ours),
+            (self.retry_action, known and can_retry(job) and not ours),
+            (self.download_action, can_download(job, backend) and not ours),
+            (self.open_output_action, can_open_output(job)),
+            (self.reveal_action, can_reveal(job)),
+            (self.show_log_action, can_show_log(job)),
+            (self.remove_action, can_remove(job) and not ours),
         )
-        for action, rule in rules:
-            action.setEnabled(job is not None and rule(job))
+        for action, enabled in rules:
+            action.setEnabled(bool(enabled) and not self._closed)
 
     def _with_selected(self, act: Callable[[JobRecord], None]) -> None:
         job = self.selected_job()
@@ -375,58 +451,30 @@ class JobsPanel(QDockWidget):
             act(job)
         except VsrError as exc:
             self._set_status(exc.user_message())
+        except RuntimeError as exc:  # the runner was shut down: the app is closing
+            self._set_status(str(exc))
         self.model.refresh()
         self._update_actions()
 
     def _cancel(self) -> None:
-        def act(job: JobRecord) -> None:
-            actions = self._actions_for(job)
-            if actions is not None:  # off the GUI thread: a cloud cancel makes many calls
-                actions.cancel(job)
-                return
-            remote = self._remote_for(job)
-            if remote is not None:
-                self._remote_call(lambda: remote.cancel(job))
-                return
-            if not self.runner.cancel(job.id):
-                where = f" (pid {job.pid})" if job.pid else ""
-                self._set_status(f"“{job.name}” runs in another process{where}; stop it there.")
-
-        self._with_selected(act)
+        self._with_selected(self.runner.cancel)
 
     def _resume(self) -> None:
-        def act(job: JobRecord) -> None:
-            actions = self._actions_for(job)
-            if actions is not None:  # finished chunks are kept: a retry is the resume
-                actions.retry(job)
-                return
-            remote = self._remote_for(job)
-            if remote is not None:
-                self._remote_call(lambda: remote.submit(request_from_job(job), job=job))
-                return
-            self.runner.resume(job.id)
-
-        self._with_selected(act)
+        self._with_selected(lambda job: self._queued_note(job, self.runner.resume(job)))
 
     def _retry(self) -> None:
-        def act(job: JobRecord) -> None:
-            actions = self._actions_for(job)
-            if actions is not None:  # may upload (a paused upload resumes): off the thread
-                actions.retry(job)
-                return
-            remote = self._remote_for(job)
-            if remote is not None:  # finished chunks are reused: resubmit is the retry
-                self._remote_call(lambda: remote.submit(request_from_job(job), job=job))
-                return
-            self.runner.retry(job.id)
+        self._with_selected(
+            lambda job: self._queued_note(job, self.runner.resume(job, restart=True))
+        )
 
-        self._with_selected(act)
+    def _queued_note(self, job: JobRecord, _key: str) -> None:
+        if job.id in self.runner.queued_job_ids:
+            self._set_status(f"“{job.name}” waits for the job running now; it starts next.")
 
     def _download(self) -> None:
         def act(job: JobRecord) -> None:
-            actions = self._actions_for(job)
-            if actions is not None and can_download(job):
-                actions.download(job)
+            if can_download(job, self.backend_or_none(job)):
+                self.runner.fetch(job)
                 self._set_status(f"Downloading “{job.name}” to {job.output}…")
 
         self._with_selected(act)
@@ -454,16 +502,31 @@ class JobsPanel(QDockWidget):
             self.log_dialog = None
 
     def _remove(self) -> None:
-        """Remove at once when nothing is lost, else after a confirmation (non-modal)."""
+        """Remove at once when nothing is lost, else after a confirmation (non-modal) that
+        says what the job's backend would delete."""
         job = self.selected_job()
         if job is None:
             return
-        lost = work_lost_on_remove(job)
+        backend = self.backend_or_none(job)
+        if backend is None:
+            lost = (
+                f"This version of the app does not know the backend “{job.backend}”: only "
+                "the row is removed; the job's work files are left where they are."
+            )
+        else:
+            try:
+                lost = backend.work_lost_on_remove(job)
+            except VsrError as exc:
+                lost = f"What it would delete is unknown: {exc.user_message()}"
         if not lost:
             self._remove_job(job)
             return
-        box = QMessageBox(QMessageBox.Icon.Warning, "Remove the job?",
-                          f"Remove “{job.name}” from the list?", parent=self)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Remove the job?",
+            f"Remove “{job.name}” from the list?",
+            parent=self,
+        )
         box.setObjectName("removeConfirm")
         box.setInformativeText(lost)
         confirm = box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
@@ -486,20 +549,12 @@ class JobsPanel(QDockWidget):
 
     def _remove_job(self, job: JobRecord) -> None:
         try:
-            self.model.remove_job(job.id)
-            _remove_work_files(job)
-            status = f"Removed “{job.name}” from the list; its output was kept."
-            remote = self._remote_for(job)
-            if remote is not None and hasattr(remote, "remove_work_folder"):
-                try:  # a cluster job's folder: source copy, scripts, chunks, logs
-                    remote.remove_work_folder(job)
-                    status = (f"Removed “{job.name}” from the list and deleted its folder "
-                              f"{job.work_dir} on the cluster; its output was kept.")
-                except VsrError as exc:
-                    status = (f"Removed “{job.name}” from the list, but its folder "
-                              f"{job.work_dir} on the cluster was not deleted: "
-                              f"{exc.user_message()}")
-            self._set_status(status)
+            if self.backend_or_none(job) is None:
+                self.model.remove_job(job.id)
+                self._set_status(f"Removed “{job.name}” from the list.")
+            else:
+                self._set_status(f"Removing “{job.name}”…")
+                self.runner.remove(job)  # the backend says when it is done
         except VsrError as exc:
             self._set_status(exc.user_message())
         self.model.refresh()
@@ -548,6 +603,18 @@ class JobsPanel(QDockWidget):
         self._update_actions()
 
     @Slot(str)
+    def refresh_job(self, job_id: str) -> None:
+        """Someone changed the job's row (a controller, a call): redraw and poll now."""
+        self._on_job_changed(job_id)
+
+    @Slot(str)
+    def _on_job_changed(self, job_id: str) -> None:
+        """A call about the job started or ended: redraw now and let the poller look at
+        once (after a submit the remote job moves; the poller may be deep in its backoff)."""
+        self._on_job_event(job_id)
+        self.poller.poll_now()
+
+    @Slot(str)
     def _on_finished(self, job_id: str) -> None:
         self._on_job_event(job_id)
         job = self.model.job(job_id)
@@ -567,32 +634,32 @@ class JobsPanel(QDockWidget):
         self._on_job_event(job_id)
         self.jobCancelled.emit(job_id)
 
-    def _remote_call(self, call: Callable[[], Any]) -> None:
-        try:
-            call()
-        except VsrError as exc:
-            self._set_status(exc.user_message())
+    @Slot(str)
+    def _on_remote_changed(self, job_id: str) -> None:
+        """The poller saw a remote job move: a finish or failure is announced like a local
+        one (the window shows failures; auto-download listens for finishes)."""
+        self._on_job_event(job_id)
+        job = self.model.job(job_id)
+        if job is not None and job.state is JobState.COMPLETED:
+            self.jobFinished.emit(job_id)
+        elif job is not None and job.state is JobState.FAILED:
+            self.jobFailed.emit(job_id, job.message)
+
+    @Slot(str, str)
+    def _on_poll_failed(self, job_id: str, message: str) -> None:
+        what = f"job {job_id}" if job_id else "remote jobs"
+        self._set_status(f"cannot reach the backend of {what}: {message}")
+
+    @Slot(str, object)
+    def _on_call_failed(self, title: str, error: object) -> None:
+        text = (
+            error.user_message()
+            if isinstance(error, VsrError)
+            else f"{type(error).__name__}: {error}"
+        )
+        self._set_status(f"{title}: {text}")
         self.model.refresh()
-        if self.poller is not None:
-            self.poller.poll_now()
+        self.actionFailed.emit(title, error)
 
     def _set_status(self, text: str) -> None:
         self.status_label.setText(text)
-
-
-def _remove_work_files(job: JobRecord) -> None:
-    """Delete the job's own temporary files (chunks, plan, log), never anything else.
-
-    The folder comes from the database, so only names the backend writes are removed
-    and the folder itself only when that leaves it empty.
-    """
-    if not job.work_dir:
-        return
-    work_dir = Path(job.work_dir)
-    if not work_dir.is_dir():
-        return
-    for path in [*work_dir.glob("chunk_*"), work_dir / "plan.json", work_dir / "job.log"]:
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        work_dir.rmdir()

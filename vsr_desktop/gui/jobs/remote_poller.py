@@ -1,95 +1,148 @@
-"""Keeps cluster and cloud rows current: polls their backends off the GUI thread, gently.
+"""Keeps remote rows current: asks their backends for news off the GUI thread, gently.
 
-The jobs panel redraws from the store; this only asks each remote backend for news and lets
-it write the store. It backs off while nothing changes, so a queue of idle jobs costs a few
-scheduler calls a minute, not an API storm.
+The jobs panel redraws from the store; this only calls `poll(job)` on the backend of every
+unfinished job that does not run in this process, as one task on the "poll" lane of the
+app's TaskRunner, and lets the backend write the store. It backs off while nothing changes,
+so a queue of idle jobs costs a few scheduler calls a minute, not an API storm.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal
 
+from vsr_desktop.backends.protocol import Backend
 from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.jobs import JobRecord, JobStore
+from vsr_desktop.gui.tasks import DONE, Task, TaskContext, TaskResult, TaskRunner
 
 MIN_INTERVAL_S = 2.0
 MAX_INTERVAL_S = 30.0
+POLL_LANE = "poll"
+POLL_KEY = "poll"
 
-BackendFor = Callable[[JobRecord], Any]
+#: The backend of a job, or None when this app has none for it (the row is drawn only).
+BackendFor = Callable[[JobRecord], Backend | None]
 
 
-class _PollWorker(QObject):
-    """Runs in the poller's thread: loop, poll active remote jobs, sleep with backoff."""
-
-    polled = Signal(str)
-    failed = Signal(str, str)
-
-    def __init__(self, store: JobStore, backends: dict[str, BackendFor],
-                 stop: threading.Event, wake: threading.Event) -> None:
-        super().__init__()
-        self._store = store
-        self._backends = backends
-        self._stop = stop
-        self._wake = wake
-
-    @Slot()
-    def run(self) -> None:
-        interval = MIN_INTERVAL_S
-        while not self._stop.is_set():
-            changed = False
-            for job in self._store.all_jobs():
-                if job.state.is_finished or job.backend not in self._backends:
-                    continue
-                try:
-                    after = self._backends[job.backend](job).poll(job)
-                except VsrError as exc:
-                    self.failed.emit(job.id, exc.user_message())
-                    continue
-                if (after.state, after.frames_done, after.phase) != (
-                        job.state, job.frames_done, job.phase):
-                    changed = True
-                    self.polled.emit(job.id)
-            interval = MIN_INTERVAL_S if changed else min(interval * 1.5, MAX_INTERVAL_S)
-            self._wake.wait(interval)
-            self._wake.clear()
+@dataclass
+class _PollReport:
+    changed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class RemotePoller(QObject):
-    """Owns the polling thread; `poll_now()` after a submit skips the current backoff."""
+    """Schedules polls on a timer with backoff; `poll_now()` after a submit skips it."""
 
     jobChanged = Signal(str)
-    pollFailed = Signal(str, str)
+    pollFailed = Signal(str, str)  # job id, message
 
-    def __init__(self, store: JobStore, backends: dict[str, BackendFor],
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        backend_for: BackendFor,
+        tasks: TaskRunner,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = QThread(self)
-        self._worker = _PollWorker(store, backends, self._stop, self._wake)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.polled.connect(self._on_polled)
-        self._worker.failed.connect(self._on_failed)
-        self._thread.start()
+        self._store = store
+        self._backend_for = backend_for
+        self._tasks = tasks
+        self._interval = MIN_INTERVAL_S
+        self._again = False
+        self._stopped = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._poll)
+        self._timer.start(0)
 
-    @Slot(str)
-    def _on_polled(self, job_id: str) -> None:
-        self.jobChanged.emit(job_id)
-
-    @Slot(str, str)
-    def _on_failed(self, job_id: str, message: str) -> None:
-        self.pollFailed.emit(job_id, message)
+    @property
+    def interval_s(self) -> float:
+        return self._interval
 
     def poll_now(self) -> None:
-        self._wake.set()
+        """Poll at once (or right after the poll in flight)."""
+        if self._stopped:
+            return
+        self._interval = MIN_INTERVAL_S
+        if self._tasks.task(POLL_KEY) is not None:
+            self._again = True
+        else:
+            self._timer.start(0)
 
-    def shutdown(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.quit()
-        self._thread.wait()
+    def stop(self) -> None:
+        self._stopped = True
+        self._timer.stop()
+        self._tasks.cancel(POLL_KEY)
+
+    def _targets(self) -> list[tuple[JobRecord, Backend]]:
+        """Unfinished jobs whose backend runs them elsewhere (built on the GUI thread)."""
+        targets = []
+        for job in self._store.all_jobs():
+            if job.state.is_finished:
+                continue
+            backend = self._backend_for(job)
+            if backend is not None and not backend.runs_in_process:
+                targets.append((job, backend))
+        return targets
+
+    def _poll(self) -> None:
+        if self._stopped or self._tasks.is_closed or self._tasks.task(POLL_KEY) is not None:
+            return
+        try:
+            targets = self._targets()
+        except VsrError as exc:  # the store itself is unreadable: say so, try later
+            self.pollFailed.emit("", exc.user_message())
+            targets = []
+        if not targets:
+            self._schedule(changed=False)
+            return
+
+        def run(ctx: TaskContext) -> object:
+            report = _PollReport()
+            for job, backend in targets:
+                if ctx.cancel.is_set():
+                    break
+                try:
+                    after = backend.poll(job)
+                except VsrError as exc:
+                    report.failed.append((job.id, exc.user_message()))
+                    continue
+                if (after.state, after.frames_done, after.phase, after.chunks_done) != (
+                    job.state,
+                    job.frames_done,
+                    job.phase,
+                    job.chunks_done,
+                ):
+                    report.changed.append(job.id)
+            return report
+
+        self._tasks.start(
+            Task(POLL_KEY, POLL_LANE, run, label="poll remote jobs", on_done=self._on_done)
+        )
+
+    def _on_done(self, result: TaskResult) -> None:
+        report = result.value if result.outcome == DONE else None
+        if isinstance(report, _PollReport):
+            for job_id, message in report.failed:
+                self.pollFailed.emit(job_id, message)
+            for job_id in report.changed:
+                self.jobChanged.emit(job_id)
+            self._schedule(changed=bool(report.changed))
+        elif result.outcome != DONE and result.value is not None:
+            self.pollFailed.emit("", f"{type(result.value).__name__}: {result.value}")
+            self._schedule(changed=False)
+        else:
+            self._schedule(changed=False)
+
+    def _schedule(self, *, changed: bool) -> None:
+        if self._stopped:
+            return
+        if self._again:
+            self._again = False
+            self._timer.start(0)
+            return
+        self._interval = MIN_INTERVAL_S if changed else min(self._interval * 1.5, MAX_INTERVAL_S)
+        self._timer.start(int(self._interval * 1000))

@@ -411,8 +411,9 @@ class ComparisonView(QWidget):
             overlays.footer(painter, panes[0], "Hold Space to see before")
             after_area = panes[0]
         if self.overview_enabled and self._source is not None and self._output_size:
-            overlays.draw_overview(painter, panes[0], self._source, self._output_size,
-                                   self._state.visible_image_rect())
+            overlays.draw_overview(
+                painter, panes[0], self._source, self._output_size, self._state.visible_image_rect()
+            )
         if self._busy:
             overlays.draw_busy(painter, after_area, self._phase)
         if self._error:

@@ -1,0 +1,162 @@
+"""Setting a job up: check its spec before any work, and build its engine.
+
+Shared by every backend and by the worker stages a remote job runs, so a chunk upscaled on
+Slurm or AWS is checked and upscaled exactly as the local run would.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vsr_desktop.core.errors import InputError, JobError, ModelError
+from vsr_desktop.core.job_spec import EngineSettings, JobSpec
+from vsr_desktop.core.jobs import JobRecord
+from vsr_desktop.core.media.encode import EncodeSettings, check_codec_fits_container, container_for
+from vsr_desktop.core.media.probe import MediaInfo, probe
+from vsr_desktop.core.upscaler import FrameUpscaler
+
+
+def spec_of(job: JobRecord) -> JobSpec:
+    """The spec of a stored job (resume/retry); rows written before specs existed keep
+    their output-shaping settings in `settings`."""
+    if job.spec is not None:
+        return job.spec
+    s = job.settings
+    try:
+        return JobSpec(
+            source=Path(job.source),
+            output=Path(job.output),
+            engine=EngineSettings(
+                model=s["model"], outscale=s["outscale"], denoise_strength=s["denoise_strength"]
+            ),
+            encode=EncodeSettings(**s["encode"]),
+            chunk_seconds=s["chunk_seconds"],
+            backend=job.backend,
+        )
+    except (KeyError, TypeError) as exc:
+        raise JobError(
+            f"job {job.id} has unreadable settings ({exc})", "start it again from the source file"
+        ) from exc
+
+
+def validate_spec(spec: JobSpec) -> MediaInfo:
+    """Check everything that can be checked before any work; never touch the user's files."""
+    source, output = spec.source.expanduser(), spec.output.expanduser()
+    info = probe(source)
+    container = container_for(output)
+    check_codec_fits_container(spec.encode.codec, container)
+    spec.encode.profile()
+    if output.exists() and source.exists() and os.path.samefile(source, output):
+        raise InputError("the output is the input file", "choose another output name")
+    if output.resolve() == source.resolve():
+        raise InputError("the output is the input file", "choose another output name")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"the output folder {folder} does not exist", "create it or pick another")
+    if not _can_write_in(folder):
+        raise InputError(f"the output folder {folder} is not writable", "pick another folder")
+    if output.exists() and not spec.overwrite:
+        raise InputError(f"{output} already exists", "pass --overwrite or choose another name")
+    check_engine_settings(spec.engine)
+    if not spec.chunk_seconds > 0:
+        raise InputError(
+            f"chunk length {spec.chunk_seconds} s is not positive",
+            "use --chunk-seconds 60, or any positive number",
+        )
+    return info
+
+
+def check_source_unchanged(spec: JobSpec, *, check_mtime: bool = True, job_id: str = "") -> None:
+    """Refuse a source replaced since the job was made: finished chunks belong to the old
+    file, and a splice of two sources is never what the user wants."""
+    if spec.source_identity is None:
+        return
+    changed = spec.source_identity.differences(spec.source.expanduser(), check_mtime=check_mtime)
+    if changed:
+        name = f"job {job_id}" if job_id else "the job"
+        restart = f"`vsr jobs resume {job_id} --restart`" if job_id else "submitting the job again"
+        raise JobError(
+            f"the source {spec.source} changed since {name} started "
+            f"({', '.join(changed)}); its finished chunks belong to the old file",
+            f"put the original back, or start over with {restart}",
+        )
+
+
+def check_engine_settings(engine: EngineSettings) -> None:
+    """Everything about the engine that can be refused before a model is loaded."""
+    check_model_reference(engine.model)
+    if engine.outscale is not None and not 0.25 <= engine.outscale <= 8:
+        raise InputError(f"scale {engine.outscale} is out of range", "use a scale from 1 to 8")
+    if engine.batch_size < 1:
+        raise InputError(f"batch size {engine.batch_size} is below 1", "use --batch-size 1")
+    if engine.tile < 0:
+        raise InputError(f"tile size {engine.tile} is negative", "use --tile 0 (automatic)")
+
+
+def check_model_reference(model: str) -> None:
+    """Fail before any work when the model is neither a known name nor an existing file."""
+    from vsr_desktop.core.models.registry import get_spec
+
+    path = Path(model).expanduser()
+    if path.is_file():
+        return
+    if path.suffix.lower() in {".pth", ".pt", ".ckpt", ".safetensors", ".param"} or "/" in model:
+        raise ModelError(f"model file {model} does not exist", "check the path")
+    get_spec(model)
+
+
+def user_model_files(model: str) -> list[Path]:
+    """The files of a model given as a file on this machine ([] for a registry name).
+
+    Remote workers cannot read the user's disk, so the cloud backend uploads these with the
+    job: the file itself, and for an ncnn ``.param`` the ``.bin`` beside it.
+    """
+    from vsr_desktop.core.models.loading import is_model_file_reference, model_file_set
+
+    if not is_model_file_reference(model):
+        return []
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelError(f"model file {model} does not exist", "check the path")
+    files = model_file_set(path)
+    for companion in files[1:]:
+        if not companion.is_file():
+            raise ModelError(
+                f"the ncnn model {path.name} has no {companion.name} beside it",
+                "keep the .param and .bin files of a model in one folder",
+            )
+    return files
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Try it: os.access says yes to root even on read-only mounts."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vsr-write-check-"):
+            return True
+    except OSError:
+        return False
+
+
+def build_engine(settings: EngineSettings) -> FrameUpscaler:
+    """Load the model and build the inference engine (imports torch only now)."""
+    from vsr_desktop.core.engine import Engine
+    from vsr_desktop.core.models import resolve_model
+
+    loaded = resolve_model(
+        settings.model,
+        denoise_strength=settings.denoise_strength,
+        allow_download=settings.allow_download,
+    )
+    return Engine(
+        loaded.module,
+        loaded.scale,
+        device=settings.device,
+        precision=settings.precision,
+        cpu_convolution=settings.cpu_convolution,
+        tile=settings.tile,
+        batch_size=settings.batch_size,
+        outscale=settings.outscale if settings.outscale is not None else loaded.output_scale,
+    )
