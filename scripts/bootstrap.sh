@@ -9,12 +9,13 @@ VENV=.venv
 PY=${PYTHON:-python3}
 # Qt offscreen (tests) and a real window under Xvfb (screenshots); imagemagick for captures;
 # openssh for the Slurm-over-SSH tests (a private sshd on 127.0.0.1, see tests/helpers/ssh_fixture.py);
+# ffmpeg makes "another tool's" files for the footage tests (trimmed, mid-GOP, edit lists);
 # nsis and desktop-file-utils so the packaging tests compile the Windows installer script and
 # validate the Linux .desktop file instead of skipping.
 APT_PACKAGES=(ca-certificates libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6
     libglib2.0-0 libxkbcommon0 xvfb xauth libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4
     libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 imagemagick
-    openssh-server openssh-client nsis desktop-file-utils)
+    openssh-server openssh-client nsis desktop-file-utils ffmpeg)
 
 if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     missing=()

@@ -74,6 +74,13 @@ def _add_job_options(parser: argparse.ArgumentParser, input_required: bool = Tru
     parser.add_argument("--bitrate", type=int, default=None, help="bits per second instead of CRF")
     parser.add_argument("--preset", default=None, help="encoder speed preset")
     parser.add_argument("--ten-bit", action="store_true", default=None, help="force 10-bit output")
+    parser.add_argument(
+        "--audio-codec",
+        default="auto",
+        choices=("auto", "copy", "aac", "alac", "flac", "opus", "pcm"),
+        help="audio in the output (auto: copy what the container plays, convert the rest "
+        "with a note, lossless where it can)",
+    )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument(
         "--chunk-seconds",
@@ -145,6 +152,32 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--mode", default="side-by-side", choices=("split", "side-by-side"))
     _add_engine_options(pv)
 
+    verify = sub.add_parser(
+        "verify",
+        help="say what, other than the picture, differs between a source and its upscale",
+        description="Compare OUTPUT with SOURCE: frame count and timestamps, duration, A/V "
+        "offset, every other stream (language, title, dispositions; packets of copied "
+        "streams bit-exact), chapters, global tags, timecode, colour tags, display aspect, "
+        "rotation, alpha and frame-rate headers. One line per difference. Exit status: 0 "
+        "when nothing was lost, 8 when something differs, 2/3 when a file is missing or "
+        "unreadable.",
+    )
+    verify.add_argument("source", type=Path)
+    verify.add_argument("output", type=Path)
+    verify.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ok", "differences": [{"what", "source", "output", "message"}], "facts"}',
+    )
+    verify.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="WHAT",
+        help="a change that was asked for, listed apart instead of failing: a pattern on "
+        "the difference's `what`, e.g. 'audio#*.codec' (repeatable)",
+    )
+
     models = sub.add_parser("models", help="list, download or import models")
     msub = models.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="models by name, and whether they are here")
@@ -215,9 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ssh-env",
         action="append",
         default=[],
-        metavar="NAME=VALUE",
-        help="set on the login host before each Slurm command, e.g. "
-        "SLURM_CONF=/etc/slurm-alt/slurm.conf (repeatable)",
+        metavar="NAME[=VALUE]",
+        help="set on the login host for each Slurm command, e.g. "
+        "SLURM_CONF=/etc/slurm-alt/slurm.conf (repeatable). A VALUE is kept in the OS "
+        "keychain, never in the job store; NAME alone takes the value from the environment "
+        "of each vsr command (`export SLURM_JWT=…`: keeps a secret out of `ps` too)",
     )
     submit.add_argument(
         "--remote-vsr",
@@ -362,6 +397,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
             bitrate=args.bitrate,
             preset=args.preset,
             ten_bit=args.ten_bit,
+            audio_codec=args.audio_codec,
         ),
         chunk_seconds=args.chunk_seconds,
         overwrite=args.overwrite,
@@ -373,53 +409,69 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from vsr_desktop.core.jobs import JobStore
 
     backend = LocalBackend(JobStore())
+    backend.clean_stale_outputs()
     job = backend.prepare(_spec_from_args(args), restart=args.restart)
     return _run_job(job, backend, quiet=args.quiet)
 
 
 def _slurm_backend(workdir: Path, args: argparse.Namespace | None = None) -> Any:
     """The backend for `vsr slurm submit`'s target; the job's spec keeps that target, so
-    status, cancel, resume and remove later rebuild it from the record alone."""
-    import shlex
+    status, cancel, resume and remove later rebuild it from the record alone. Every value
+    that reaches a job script or an ssh command line is checked here first, by its flag."""
     from pathlib import PurePosixPath
 
     from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
     from vsr_desktop.backends.slurm_remote import SshLogin
+    from vsr_desktop.core import safe_values
     from vsr_desktop.core.jobs import JobStore
 
+    partition = getattr(args, "partition", None) or None
+    if partition is not None:
+        safe_values.partition(partition, "--partition")
+    gpus = safe_values.whole_number(getattr(args, "gpus_per_task", 0), "--gpus-per-task", 0, 1024)
+    parallel = safe_values.whole_number(
+        getattr(args, "max_parallel", 4), "--max-parallel", 1, 100_000
+    )
     ssh_host = getattr(args, "ssh", None)
     extra: dict[str, Any] = {}
     if ssh_host and args is not None:
-        if not PurePosixPath(workdir).is_absolute():
-            raise InputError(
-                f"--workdir {workdir} must be an absolute path on the cluster",
-                "e.g. --workdir /shared/vsr-jobs",
-            )
+        safe_values.workdir(str(workdir), "--workdir")
+        login = SshLogin(
+            host=safe_values.ssh_host(ssh_host, "--ssh"),
+            port=safe_values.ssh_port(args.ssh_port, "--ssh-port"),
+            key=safe_values.file_path(args.ssh_key, "--ssh-key") if args.ssh_key else None,
+            options=tuple(safe_values.ssh_option(o, "--ssh-option") for o in args.ssh_option),
+        )
+        env = [_name_value(item, "--ssh-env") for item in args.ssh_env]
         extra = {
             "workdir_root": PurePosixPath(workdir),
-            "ssh": SshLogin(
-                host=ssh_host, port=args.ssh_port, key=args.ssh_key, options=tuple(args.ssh_option)
-            ),
-            "vsr_command": tuple(shlex.split(args.remote_vsr)),
-            "env": dict(_name_value(item, "--ssh-env") for item in args.ssh_env),
+            "ssh": login,
+            "vsr_command": safe_values.split_command(args.remote_vsr, "--remote-vsr"),
+            "env": {name: value for name, value in env if value is not None},
+            "env_names": safe_values.names([name for name, _ in env], "--ssh-env"),
         }
+    else:
+        safe_values.workdir(str(workdir.resolve()), "--workdir")
     target = SlurmTarget(
         **{
             "workdir_root": workdir.resolve(),
-            "partition": getattr(args, "partition", None),
-            "gpus_per_task": getattr(args, "gpus_per_task", 0),
-            "max_parallel": getattr(args, "max_parallel", 4),
+            "partition": partition,
+            "gpus_per_task": gpus,
+            "max_parallel": parallel,
             **extra,
         }
     )
     return SlurmBackend(JobStore(), target)
 
 
-def _name_value(item: str, flag: str) -> tuple[str, str]:
+def _name_value(item: str, flag: str) -> tuple[str, str | None]:
+    """NAME=VALUE (the value goes to the keychain, never to a file of ours) or NAME (the
+    value is read from the environment whenever it is needed)."""
+    from vsr_desktop.core import safe_values
+
     name, sep, value = item.partition("=")
-    if not sep or not name:
-        raise InputError(f"{flag} {item!r} is not NAME=VALUE", f"e.g. {flag} SLURM_CONF=/path")
-    return name, value
+    safe_values.env_name(name, flag)
+    return name, safe_values.env_value(value, f"{flag} {name}") if sep else None
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
@@ -594,6 +646,32 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Differences on stdout, one per line (or JSON); exit 8 when there is any."""
+    from vsr_desktop.core.media.verify import DIFFERENCES_EXIT_CODE, verify_files
+
+    report = verify_files(args.source, args.output, expected=args.expect)
+    if args.json:
+        _print_line(report.to_json())
+    else:
+        for line in report.lines():
+            _print_line(line)
+        for diff in report.expected:
+            print(f"expected: {diff.message}", file=sys.stderr)
+        video = report.facts["output"]["video"]
+        verdict = (
+            "nothing but the picture differs"
+            if report.ok
+            else f"{len(report.differences)} difference(s)"
+        )
+        print(
+            f"{args.output.name}: {verdict} ({video['frames']} frames, "
+            f"{video['width']}x{video['height']})",
+            file=sys.stderr,
+        )
+    return 0 if report.ok else DIFFERENCES_EXIT_CODE
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from vsr_desktop.core import models
 
@@ -634,10 +712,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     """Every job, whatever its backend, through the backend registry."""
+    from vsr_desktop.backends.local import LocalBackend
     from vsr_desktop.backends.registry import default_registry
+    from vsr_desktop.core.errors import JobError
     from vsr_desktop.core.jobs import JobState, JobStore
 
     store = JobStore()
+    LocalBackend(store).clean_stale_outputs()
     if args.jobs_command == "list":
         for job in store.all_jobs():
             _print_line(
@@ -645,6 +726,17 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 f"{job.name} → {job.output}"
             )
         return 0
+    if args.jobs_command == "remove" and store.exists(args.job_id):
+        try:
+            store.get(args.job_id)
+        except JobError as exc:  # a row no backend can read: forget the record alone
+            store.delete(args.job_id)
+            print(
+                f"removed the unreadable record of job {args.job_id} ({exc.message}); "
+                "its work files, if any, were left in place",
+                file=sys.stderr,
+            )
+            return 0
     job = store.get(args.job_id)
     backend = default_registry(store).for_job(job)
     if args.jobs_command == "show":
@@ -786,6 +878,7 @@ COMMANDS = {
     "worker": cmd_worker,
     "slurm": cmd_slurm,
     "preview": cmd_preview,
+    "verify": cmd_verify,
     "models": cmd_models,
     "jobs": cmd_jobs,
     "demo": cmd_demo,

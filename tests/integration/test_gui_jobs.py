@@ -224,7 +224,7 @@ def test_job_runs_to_completion_and_survives_restart(
     assert finished.args == [job_id]
 
     model = panel.model
-    assert _cell(model, job_id, Column.STATE) == "Completed"
+    assert _cell(model, job_id, Column.STATE) == "Completed ✓"
     assert _cell(model, job_id, Column.PROGRESS) == "100 %"
     assert JobState(_cell(model, second, Column.STATE, Roles.StateRole)) is JobState.CANCELLED
     assert probe(output).video.frame_count == 16
@@ -243,7 +243,7 @@ def test_job_runs_to_completion_and_survives_restart(
         job_id,
         second,
     }
-    assert _cell(reopened.model, job_id, Column.STATE) == "Completed"
+    assert _cell(reopened.model, job_id, Column.STATE) == "Completed ✓"
 
 
 def test_cancel_running_job_leaves_no_output(
@@ -313,7 +313,7 @@ def test_crashed_job_shows_resumable_and_resume_finishes(
     assert not panel.open_output_action.isEnabled()
     with qtbot.waitSignal(panel.jobFinished, timeout=JOB_TIMEOUT_MS):
         panel.resume_action.trigger()
-    assert _cell(panel.model, job.id, Column.STATE) == "Completed"
+    assert _cell(panel.model, job.id, Column.STATE) == "Completed ✓"
     assert probe(output).video.frame_count == 16
     assert "1/2 chunks already done" in Path(job.log_path).read_text()
 

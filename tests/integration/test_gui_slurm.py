@@ -121,3 +121,53 @@ def test_login_host_setting_makes_an_ssh_target(qtbot: Any, tmp_path: Path) -> N
     panel.slurm_ssh_edit.editingFinished.emit()
     qtbot.waitUntil(lambda: not window.app_settings.slurm_ssh_host, timeout=5000)
     assert window.slurm_backend().target.ssh is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "value", "label"),
+    [
+        ("slurm_partition_edit", "gpu;touch /tmp/vsr-test-pwned", "Partition"),
+        ("slurm_partition_edit", "gpu\ntouch /tmp/vsr-test-pwned", "Partition"),
+        ("slurm_ssh_edit", "-oProxyCommand=touch /tmp/vsr-test-pwned", "Login host"),
+        ("slurm_workdir_edit", "/scratch\x1b[2Jvsr", "Work folder"),
+        ("slurm_vsr_edit", "vsr 'unclosed", "vsr on the cluster"),
+    ],
+)
+def test_the_slurm_form_refuses_what_a_shell_would_run(
+    qtbot: Any, tmp_path: Path, edit: str, value: str, label: str
+) -> None:
+    """A refused field keeps its last good value (in the settings and the window's
+    backend) and the form says which field and what it allows."""
+    settings = SettingsFile(tmp_path / "settings.json")
+    settings.save(
+        AppSettings(slurm_workdir="/scratch/vsr", slurm_partition="gpu", slurm_ssh_host="me@l1")
+    )
+    window = MainWindow(
+        settings_file=settings,
+        store=JobStore(tmp_path / "jobs.sqlite3"),
+        opener=lambda path: None,
+        probe_device=False,
+    )
+    qtbot.addWidget(window)
+    try:
+        panel = window.settings_panel
+        getattr(panel, edit).setText(value)
+        getattr(panel, edit).editingFinished.emit()
+        assert not panel.slurm_error_label.isHidden()
+        assert f"Slurm cluster → {label}" in panel.slurm_error_label.text()
+        kept = window.app_settings
+        assert (kept.slurm_workdir, kept.slurm_partition, kept.slurm_ssh_host) == (
+            "/scratch/vsr",
+            "gpu",
+            "me@l1",
+        )
+        assert settings.load().slurm_partition == "gpu"  # what was saved is the good value
+        target = window.slurm_backend().target
+        assert target.partition == "gpu" and target.ssh is not None
+        assert target.ssh.host == "me@l1"
+        getattr(panel, edit).setText({"slurm_partition_edit": "debug"}.get(edit, ""))
+        getattr(panel, edit).editingFinished.emit()
+        assert panel.slurm_error_label.isHidden()
+        assert not Path("/tmp/vsr-test-pwned").exists()
+    finally:
+        window.shutdown()

@@ -7,14 +7,17 @@ different folder that only the SSH side writes. Everything the backend does on t
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import av
 import pytest
@@ -22,8 +25,9 @@ import pytest
 from tests.conftest import ClipFactory
 from tests.helpers.model_files import custom_x2_model
 from tests.helpers.ssh_fixture import SshServer
+from tests.integration.test_slurm_backend import _argv, _stub_slurm
 from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
-from vsr_desktop.backends.slurm_remote import SshLogin, SshTransport
+from vsr_desktop.backends.slurm_remote import KEYRING_SERVICE, SshLogin, SshTransport
 from vsr_desktop.cli import main
 from vsr_desktop.core.errors import CancelledError, JobError
 from vsr_desktop.core.job_spec import EngineSettings, JobSpec
@@ -34,6 +38,55 @@ if TYPE_CHECKING:
     from tests.helpers.slurm_fixture import LocalSlurmCluster
 
 VSR = (sys.executable, "-m", "vsr_desktop.cli")  # this repo's python, on the "cluster"
+
+
+class _MemoryKeyring:
+    """An in-memory keychain (headless tests have no Secret Service: FACTS.md)."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], str] = {}
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[_MemoryKeyring]:
+    pytest.importorskip("keyring")
+    import keyring.backend
+    import keyring.errors
+
+    store = _MemoryKeyring()
+
+    class Backend(keyring.backend.KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return store.items.get((service, username))
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            store.items[(service, username)] = password
+
+        def delete_password(self, service: str, username: str) -> None:
+            if store.items.pop((service, username), None) is None:
+                raise keyring.errors.PasswordDeleteError(username)
+
+    before = keyring.get_keyring()
+    keyring.set_keyring(Backend())
+    yield store
+    keyring.set_keyring(before)
+
+
+@pytest.fixture
+def child_argv(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The argv of every process started (what `ps` shows of it): subprocess.run and
+    Popen both go through subprocess.Popen."""
+    seen: list[list[str]] = []
+
+    class Recording(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, args: Any, *rest: Any, **options: Any) -> None:
+            seen.append([str(a) for a in args] if isinstance(args, list | tuple) else [args])
+            super().__init__(args, *rest, **options)
+
+    monkeypatch.setattr(subprocess, "Popen", Recording)
+    return seen
 
 
 def _remote_env(cluster: LocalSlurmCluster) -> dict[str, str]:
@@ -289,7 +342,10 @@ def test_cli_submit_status_cancel_over_ssh(
     clip_factory: ClipFactory,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    memory_keyring: _MemoryKeyring,
 ) -> None:
+    """The --ssh-env values (the test cluster's SLURM_CONF) are kept in the keychain: the
+    later commands, which rebuild the backend from the job record, send them again."""
     login = ssh_server.login()
     source = clip_factory(frames=96, gop=8, width=160, height=96)
     args = [
@@ -378,3 +434,117 @@ def test_a_submit_that_cannot_reach_the_login_host_is_failed_and_removable(
     assert backend.work_lost_on_remove(job) == "" and not backend.needs_fetch(job)
     backend.remove(job)
     assert backend.store.all_jobs() == []
+
+
+def test_variables_go_over_stdin_never_on_a_command_line(
+    ssh_server: SshServer, tmp_path: Path, child_argv: list[list[str]]
+) -> None:
+    """`ps` shows the names only; the remote command sees the exact values; error text
+    that echoes a value shows *** instead; a value found nowhere stops the command."""
+    secret = f"eyJhbGciOi.{uuid.uuid4().hex}.$(touch {tmp_path}/pwned)`id`;'\"\\ %j"
+    ssh = SshTransport(ssh_server.login(), env={"SLURM_JWT": secret, "EMPTY": ""})
+    assert ssh.run(["printenv", "SLURM_JWT"]).stdout == secret + "\n"
+    assert ssh.run(["printenv", "EMPTY"]).stdout == "\n"
+    with pytest.raises(JobError) as failed:
+        ssh.run(["sh", "-c", 'echo "token $SLURM_JWT is refused" >&2; exit 3'])
+    assert "token *** is refused" in failed.value.message
+    assert secret not in failed.value.user_message()
+    remote = PurePosixPath(tmp_path / "remote")
+    ssh.mkdirs(remote)
+    ssh.write_text(remote / "a.txt", "data on stdin")  # file transfers keep their stdin
+    assert ssh.read_text(remote / "a.txt") == "data on stdin"
+    ssh_calls = [argv for argv in child_argv if argv[0] == "ssh"]
+    assert len(ssh_calls) == 6 and any("read -r SLURM_JWT" in argv[-1] for argv in ssh_calls)
+    assert not any(secret in part or "eyJhbGciOi" in part for a in child_argv for part in a)
+    assert all(argv[-3] == "--" for argv in ssh_calls)  # nothing after the host is an option
+    with pytest.raises(JobError, match=r"SLURM_JWT .* neither the keychain nor the environment"):
+        SshTransport(ssh_server.login(), env={"SLURM_JWT": None}).run(["true"])
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_an_ssh_env_secret_reaches_the_login_host_and_nothing_else(
+    ssh_server: SshServer,
+    clip_factory: ClipFactory,
+    tmp_path: Path,
+    memory_keyring: _MemoryKeyring,
+    child_argv: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    isolated_user_dirs: Path,
+) -> None:
+    """`vsr slurm submit --ssh-env SLURM_JWT=…`: the value reaches sbatch and squeue on the
+    login host (stub Slurm clients record their environment), from the keychain in later
+    commands or from the environment; it is in no file under the user's folders (job
+    store, settings, logs), in no process's argv, in no output or log record."""
+    caplog.set_level(logging.DEBUG)
+    marker = tmp_path / "pwned"
+    token = uuid.uuid4().hex
+    secret = f"eyJ.{token}.$(touch {marker})`touch {marker}`;x"
+    bin_dir, records = _stub_slurm(tmp_path)
+    login = ssh_server.login()
+    (tmp_path / "app").mkdir()
+    cluster_root = tmp_path / "cluster"
+    args = [
+        "slurm",
+        "submit",
+        str(clip_factory(frames=8, gop=8, width=48, height=32)),
+        "-o",
+        str(tmp_path / "app" / "out.mp4"),
+        "--workdir",
+        str(cluster_root),
+        "--ssh",
+        login.host,
+        "--ssh-port",
+        str(login.port),
+        "--ssh-key",
+        str(login.key),
+        "--remote-vsr",
+        str(bin_dir / "vsr"),
+        "--ssh-env",
+        f"PATH={bin_dir}:{os.environ['PATH']}",
+        "--ssh-env",
+        f"SLURM_JWT={secret}",
+    ]
+    for option in login.options:
+        args += ["--ssh-option", option]
+    assert main(args) == 0
+    job_id = capsys.readouterr().out.strip()
+    for n in (1, 2, 3):
+        assert (records / f"sbatch.{n}.jwt").read_text() == secret
+    assert _argv(records / "vsr.1")[:2] == ["worker", "plan"]
+    for folder in ("", "logs", "input", "output"):  # owner-only on the cluster
+        assert (cluster_root / job_id / folder).stat().st_mode & 0o777 == 0o700, folder
+    place = f"ssh://{login.host}:{login.port}"
+    assert memory_keyring.items[(KEYRING_SERVICE, f"{place} SLURM_JWT")] == secret
+    job = JobStore().get(job_id)
+    assert job.spec is not None and job.spec.target["env"] == ["PATH", "SLURM_JWT"]
+
+    # Later commands rebuild the backend from the record: the keychain gives the value.
+    assert main(["slurm", "status", job_id]) == 0
+    assert (records / "squeue.jwt").read_text() == secret
+    # Not in the keychain and not in the environment: refused, by name.
+    del memory_keyring.items[(KEYRING_SERVICE, f"{place} SLURM_JWT")]
+    monkeypatch.delenv("SLURM_JWT", raising=False)
+    assert main(["slurm", "status", job_id]) == JobError.exit_code
+    err = capsys.readouterr().err
+    assert "SLURM_JWT" in err and "neither the keychain nor the environment" in err
+    # From the environment of the command (how a user keeps it out of the keychain).
+    monkeypatch.setenv("SLURM_JWT", f"from-env-{token}")
+    assert main(["slurm", "status", job_id]) == 0
+    assert (records / "squeue.jwt").read_text() == f"from-env-{token}"
+    assert main(["slurm", "cancel", job_id]) == 0
+    monkeypatch.delenv("SLURM_JWT")
+
+    everything = [p for p in isolated_user_dirs.rglob("*") if p.is_file()]
+    everything += [p for p in cluster_root.rglob("*") if p.is_file()]  # spec.json, scripts
+    assert any(p.name.startswith("jobs.sqlite3") for p in everything)
+    for path in everything:
+        assert token.encode() not in path.read_bytes(), path
+    for argv in child_argv:
+        assert not any(token in part for part in argv), argv
+    out, err = capsys.readouterr()
+    assert token not in out + err and token not in caplog.text
+    memory_keyring.items[(KEYRING_SERVICE, f"{place} SLURM_JWT")] = secret
+    assert main(["jobs", "remove", job_id]) == 0  # asks squeue first: the value is needed
+    assert not (cluster_root / job_id).exists() and not marker.exists()

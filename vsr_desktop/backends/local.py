@@ -29,7 +29,9 @@ from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
 from vsr_desktop.core.media.encode import container_for
 from vsr_desktop.core.media.probe import MediaInfo, probe
 from vsr_desktop.core.plan import Plan, plan_chunks
+from vsr_desktop.core.private_files import append_private
 from vsr_desktop.core.upscaler import FrameUpscaler
+from vsr_desktop.worker.job_report import REPORT_KEY, summary, verify_output
 from vsr_desktop.worker.job_setup import (
     build_engine,
     check_source_unchanged,
@@ -37,7 +39,7 @@ from vsr_desktop.worker.job_setup import (
     validate_spec,
 )
 from vsr_desktop.worker.merge import merge_job
-from vsr_desktop.worker.upscale_chunk import upscale_chunk
+from vsr_desktop.worker.upscale_chunk import partial_path, upscale_chunk
 
 __all__ = ["EngineFactory", "LocalBackend", "Progress", "ProgressCallback"]
 
@@ -197,6 +199,21 @@ class LocalBackend:
         remove_work_files(job)
         self.store.delete(job.id)
 
+    def clean_stale_outputs(self) -> list[Path]:
+        """Delete `NAME.partial.EXT` left in the user's folder by runs that died mid-merge
+        (a kill skips the cleanup); returns what was deleted. Runs at every start."""
+        removed = []
+        for job in self.store.all_jobs():  # marks dead runners' jobs interrupted first
+            if job.backend != self.name or job.state not in _STOPPED:
+                continue
+            stale = partial_path(Path(job.output))
+            if stale.is_file():
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+                    removed.append(stale)
+                    self._log(job, f"removed the unfinished output {stale.name}")
+        return removed
+
     # ------------------------------------------------------------------ running
     def prepare(self, spec: JobSpec, *, restart: bool = False) -> JobRecord:
         """Validate, then find the unfinished job to resume or record a new one."""
@@ -289,7 +306,14 @@ class LocalBackend:
                     f"{spec.output} appeared while the job ran",
                     f"move it away, or resume with `vsr jobs resume {job.id} --overwrite`",
                 )
-            warnings = merge_job(info, plan, paths, spec.output.expanduser(), cancel)
+            warnings = merge_job(
+                info,
+                plan,
+                paths,
+                spec.output.expanduser(),
+                cancel,
+                audio_codec=spec.encode.audio_codec,
+            )
         except CancelledError:
             self.store.update(
                 job.id,
@@ -307,9 +331,19 @@ class LocalBackend:
             self.store.update(job.id, state=JobState.FAILED, phase="", message=str(exc))
             self._log(job, f"crashed: {exc!r}")
             raise JobError(f"the job failed unexpectedly: {exc}", "see the job log") from exc
+        self.store.update(job.id, phase="verifying")
+        report = verify_output(info, spec)
+        settings = {**self.store.get(job.id).settings, REPORT_KEY: report}
         self.store.update(
-            job.id, state=JobState.COMPLETED, phase="", eta_seconds=0.0, message="; ".join(warnings)
+            job.id,
+            state=JobState.COMPLETED,
+            phase="",
+            eta_seconds=0.0,
+            message="; ".join([*warnings, summary(report)]),
+            settings=settings,
         )
+        for line in report["lines"]:
+            self._log(job, f"verify: {line}")
         self._log(job, "completed")
         self._cleanup(job)
         return self.store.get(job.id)
@@ -453,9 +487,7 @@ class LocalBackend:
 
     def _log(self, job: JobRecord, line: str) -> None:
         with contextlib.suppress(OSError):
-            Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
-            with open(job.log_path, "a", encoding="utf-8") as log:
-                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+            append_private(Path(job.log_path), f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
     def _cleanup(self, job: JobRecord) -> None:
         """Remove chunk files once the output is complete; keep the log."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -34,7 +35,16 @@ from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from vsr_desktop.backends.protocol import Progress, ProgressCallback
-from vsr_desktop.backends.slurm_remote import LocalTransport, SshLogin, SshTransport, Transport
+from vsr_desktop.backends.slurm_remote import (
+    LOCAL_PLACE,
+    LocalTransport,
+    SshLogin,
+    SshTransport,
+    Transport,
+    keep_in_keychain,
+    resolve_env,
+)
+from vsr_desktop.core import safe_values
 from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
 from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
@@ -49,6 +59,8 @@ from vsr_desktop.worker.stages import read_progress
 
 if TYPE_CHECKING:
     from vsr_desktop.core.settings import AppSettings
+
+log = logging.getLogger(__name__)
 
 # Slurm job states (squeue %T / scontrol JobState) grouped the way the app shows them.
 _ACTIVE = {
@@ -74,6 +86,12 @@ class SlurmTarget:
 
     `workdir_root` is a path on the cluster; with `ssh` set it need not exist here.
     `vsr_command` is how the cluster runs vsr (over SSH: `vsr`, a venv's, or apptainer).
+    `env_names` are variables the Slurm clients need (on the login host over SSH); their
+    values (`env`, possibly a secret such as SLURM_JWT) live only in memory and in the OS
+    keychain: a target compares, prints and serialises by the names alone.
+
+    Every field is checked when a target is made, however it is made (the command line,
+    the settings, a job rebuilt from the store): InputError names the field.
     """
 
     workdir_root: PurePath
@@ -82,10 +100,39 @@ class SlurmTarget:
     max_parallel: int = 4
     vsr_command: tuple[str, ...] = DEFAULT_VSR_COMMAND
     ssh: SshLogin | None = None
-    env: dict[str, str] = field(default_factory=dict)  # for the Slurm clients (here or remote)
+    env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    env_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        root = self.workdir_root
+        if self.ssh is None:  # a folder here: checked as the absolute path Slurm will get
+            root = Path(root).expanduser().absolute()
+        safe_values.workdir(str(root), "work folder")
+        if self.partition is not None:
+            safe_values.partition(self.partition, "partition")
+        safe_values.whole_number(self.gpus_per_task, "GPUs per task", 0, 1024)
+        safe_values.whole_number(self.max_parallel, "tasks at once", 1, 100_000)
+        if not isinstance(self.vsr_command, tuple):
+            raise InputError("the vsr command must be a list of words")
+        safe_values.command_words(self.vsr_command, "vsr command")
+        if self.ssh is not None and not isinstance(self.ssh, SshLogin):
+            raise InputError("the ssh login is not a login")
+        for name, value in self.env.items():
+            safe_values.env_name(name, "environment variable")
+            safe_values.env_value(value, f"the value of {name}")
+        if not isinstance(self.env_names, tuple):
+            raise InputError("environment variables must be a list of names")
+        names = {safe_values.env_name(n, "environment variable") for n in self.env_names}
+        object.__setattr__(self, "env_names", tuple(sorted(names | set(self.env))))
+
+    @property
+    def place(self) -> str:
+        """Which cluster this is, for the keychain (an SSH login, or this machine)."""
+        return self.ssh.place if self.ssh is not None else LOCAL_PLACE
 
     def to_dict(self) -> dict[str, Any]:
-        """The plain JSON a job's spec keeps as its target (a key is a path, never a secret)."""
+        """The plain JSON a job's spec keeps as its target: names and paths, never a
+        secret (environment variables by name only)."""
         return {
             "workdir_root": str(self.workdir_root),
             "partition": self.partition,
@@ -93,23 +140,43 @@ class SlurmTarget:
             "max_parallel": self.max_parallel,
             "vsr_command": list(self.vsr_command),
             "ssh": self.ssh.to_dict() if self.ssh is not None else None,
-            "env": dict(self.env),
+            "env": list(self.env_names),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlurmTarget:
+        """A stored target, checked as strictly as one typed by the user: a job store
+        edited to hold a command in any field is refused, never run."""
         try:
             ssh = SshLogin.from_dict(data["ssh"]) if data.get("ssh") else None
-            root = str(data["workdir_root"])
+            root = data["workdir_root"]
+            if not isinstance(root, str):
+                raise InputError("work folder must be text")
+            command = data.get("vsr_command") or list(DEFAULT_VSR_COMMAND)
+            if not isinstance(command, list):
+                raise InputError("the vsr command must be a list of words")
+            stored_env = data.get("env") or []
+            if isinstance(stored_env, dict):  # written by an older app: values too
+                names, values = list(stored_env), {str(k): v for k, v in stored_env.items()}
+            elif isinstance(stored_env, list):
+                names, values = stored_env, {}
+            else:
+                raise InputError("environment variables must be a list of names")
             return cls(
                 workdir_root=PurePosixPath(root) if ssh is not None else Path(root),
                 partition=data.get("partition") or None,
-                gpus_per_task=int(data.get("gpus_per_task") or 0),
-                max_parallel=int(data.get("max_parallel") or 4),
-                vsr_command=tuple(str(a) for a in data.get("vsr_command") or DEFAULT_VSR_COMMAND),
+                gpus_per_task=_whole(data.get("gpus_per_task"), 0),
+                max_parallel=_whole(data.get("max_parallel"), 4),
+                vsr_command=tuple(command),
                 ssh=ssh,
-                env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
+                env=values,
+                env_names=tuple(names),
             )
+        except InputError as exc:
+            raise JobError(
+                f"the job's stored Slurm target is refused: {exc.message}",
+                "the job store was changed outside vsr; remove the job and submit it again",
+            ) from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise JobError(
                 f"the job's Slurm target is unreadable ({exc})", "submit the job again"
@@ -117,7 +184,11 @@ class SlurmTarget:
 
     @classmethod
     def from_settings(cls, settings: AppSettings) -> SlurmTarget:
-        """The cluster set in the app's settings (Settings → Slurm cluster)."""
+        """The cluster set in the app's settings (Settings → Slurm cluster); a field that
+        holds what a shell would read as a command is refused, by name."""
+        from vsr_desktop.core.settings import SLURM_FIELD_LABELS, check_slurm_settings
+
+        check_slurm_settings(settings)
         root = settings.slurm_workdir.strip()
         if not root:
             raise InputError(
@@ -136,9 +207,20 @@ class SlurmTarget:
                 target,
                 ssh=SshLogin(host=settings.slurm_ssh_host.strip()),
                 workdir_root=PurePosixPath(root),
-                vsr_command=tuple(shlex.split(settings.slurm_remote_vsr or "vsr")),
+                vsr_command=safe_values.split_command(
+                    settings.slurm_remote_vsr or "vsr", SLURM_FIELD_LABELS["slurm_remote_vsr"]
+                ),
             )
         return target
+
+
+def _whole(value: object, default: int) -> int:
+    """A stored count: an int (JSON has no other), or the default when absent."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{value!r} is not a whole number")
+    return value
 
 
 @dataclass(frozen=True)
@@ -161,12 +243,18 @@ def target_of(job: JobRecord) -> SlurmTarget:
         raise JobError(f"job {job.id} does not say where it runs", "submit it again")
     legacy = _run_state(job)
     if legacy.get("ssh"):
-        return SlurmTarget(
-            workdir_root=PurePosixPath(job.work_dir).parent,
-            ssh=SshLogin.from_dict(legacy["ssh"]),
-            env=dict(legacy.get("env") or {}),
-            vsr_command=tuple(legacy.get("vsr_command") or ("vsr",)),
-        )
+        try:
+            return SlurmTarget(
+                workdir_root=PurePosixPath(job.work_dir).parent,
+                ssh=SshLogin.from_dict(legacy["ssh"]),
+                env=dict(legacy.get("env") or {}),
+                vsr_command=tuple(legacy.get("vsr_command") or ("vsr",)),
+            )
+        except (InputError, KeyError, TypeError, ValueError) as exc:
+            raise JobError(
+                f"job {job.id}'s stored Slurm login is refused ({exc})",
+                "the job store was changed outside vsr; remove the job and submit it again",
+            ) from exc
     root = Path(job.work_dir).parent
     with contextlib.suppress(VsrError, OSError):  # the settings may hold its options
         from vsr_desktop.core.settings import SettingsFile
@@ -174,13 +262,13 @@ def target_of(job: JobRecord) -> SlurmTarget:
         saved = SlurmTarget.from_settings(SettingsFile().load())
         if saved.ssh is None and Path(saved.workdir_root).resolve() == root:
             return replace(saved, workdir_root=root)
-    return SlurmTarget(workdir_root=root)
-
-
-def _transport(target: SlurmTarget) -> Transport:
-    if target.ssh is not None:
-        return SshTransport(target.ssh, env=dict(target.env))
-    return LocalTransport(env=dict(target.env))
+    try:
+        return SlurmTarget(workdir_root=root)
+    except InputError as exc:
+        raise JobError(
+            f"job {job.id}'s work folder is refused ({exc.message})",
+            "the job store was changed outside vsr; remove the job and submit it again",
+        ) from exc
 
 
 class SlurmBackend:
@@ -203,13 +291,40 @@ class SlurmBackend:
             from vsr_desktop.core.settings import SettingsFile
 
             return cls(store, SlurmTarget.from_settings(SettingsFile().load()))
+        if _refusal(job) is not None:
+            # A record whose target is refused (edited outside vsr): every operation that
+            # would reach a cluster raises that refusal; remove forgets the record alone.
+            return cls(store, SlurmTarget(workdir_root=Path("/")))
         return cls(store, target_of(job))
 
     # ------------------------------------------------------------------ transports
     def transport(self, job: JobRecord | None = None) -> Transport:
         """The job's own target (recorded at submit) wins over this backend's, so a job sent
         over SSH is polled over SSH whatever the app's settings say now."""
-        return _transport(target_of(job) if job is not None else self.target)
+        return self._reach(target_of(job) if job is not None else self.target)
+
+    def _known_values(self, target: SlurmTarget) -> dict[str, str]:
+        """Variable values this process holds for `target`: given to this backend for the
+        same cluster (never another's), or kept by an older record."""
+        known = dict(target.env)
+        if self.target.place == target.place:
+            known.update(self.target.env)
+        return {k: v for k, v in known.items() if k in target.env_names}
+
+    def _reach(self, target: SlurmTarget) -> Transport:
+        """A transport to `target`, its variables resolved now: values this process holds,
+        else the keychain's for that cluster, else this process's environment."""
+        env = resolve_env(target.place, target.env_names, self._known_values(target))
+        if target.ssh is not None:
+            return SshTransport(target.ssh, env=env)
+        return LocalTransport(env=env)
+
+    def _keep_values(self, target: SlurmTarget) -> None:
+        """Values given for this submission go to the keychain (the spec keeps names only),
+        so later commands and the app after a restart can send them again."""
+        known = self._known_values(target)
+        if known:
+            keep_in_keychain(target.place, known)
 
     def run(
         self, args: list[str], check: bool = True, job: JobRecord | None = None
@@ -219,8 +334,16 @@ class SlurmBackend:
 
     @staticmethod
     def workdir(job: JobRecord) -> PurePath:
-        """The job's folder on the cluster (a local path unless it went over SSH)."""
-        return PurePosixPath(job.work_dir) if target_of(job).ssh is not None else Path(job.work_dir)
+        """The job's folder on the cluster (a local path unless it went over SSH), checked
+        like any path that reaches a script."""
+        try:
+            text = safe_values.workdir(job.work_dir, "work folder")
+        except InputError as exc:
+            raise JobError(
+                f"job {job.id}'s work folder is refused ({exc.message})",
+                "the job store was changed outside vsr; remove the job and submit it again",
+            ) from exc
+        return PurePosixPath(text) if target_of(job).ssh is not None else Path(text)
 
     def remove_work_folder(self, job: JobRecord) -> None:
         """Delete the job's own folder on the cluster (source copy, scripts, chunks, logs,
@@ -252,6 +375,7 @@ class SlurmBackend:
         ).with_source_identity()
         chunks = len(plan_chunks(info.video, spec.chunk_seconds).chunks)
         job = self._new_record(spec, info.video.frame_count, chunks)
+        self._keep_values(self.target)
         return self._send(job, spec, progress=progress, cancel=cancel)
 
     def resume(
@@ -270,11 +394,16 @@ class SlurmBackend:
             return job
         self._refuse_if_busy(job)
         target = target_of(job)
+        self._keep_values(target)
         spec = spec_of(job)
         spec = replace(
             spec, backend=self.name, target=target.to_dict(), overwrite=spec.overwrite or overwrite
         )
-        self.store.update(job.id, spec=spec)
+        self.store.update(job.id, spec=spec)  # an older record's variable values go
+        if "env" in _run_state(job):
+            settings = dict(job.settings)
+            settings["slurm"] = {k: v for k, v in _run_state(job).items() if k != "env"}
+            self.store.update(job.id, settings=settings)
         if _run_state(job).get("merged") and not restart:
             finished = self._complete_merged(self.store.get(job.id), target, cancel)
             if finished is not None:
@@ -347,7 +476,7 @@ class SlurmBackend:
         )
         self._remember(job.id, ids=None)
         target = target_of(job)
-        transport = _transport(target)
+        transport = self._reach(target)
         workdir = self.workdir(job)
         try:
             self._stage(
@@ -431,7 +560,7 @@ class SlurmBackend:
         if target.ssh is not None:
             assert isinstance(transport, SshTransport)
             source, output = _remote_paths(workdir, spec.source.name, spec.output.name)
-            transport.mkdirs(workdir / "logs", source.parent, output.parent)
+            transport.mkdirs(workdir, workdir / "logs", source.parent, output.parent)
             if new_source:  # a restart after the source changed: the old copy must go
                 transport.remove([source, source.with_name(source.name + ".part")])
             self.store.update(job.id, phase="uploading the source")
@@ -461,7 +590,7 @@ class SlurmBackend:
             self.store.update(job.id, phase="submitting")
         else:
             source, output = spec.source, spec.output
-            transport.mkdirs(workdir / "logs")
+            transport.mkdirs(workdir, workdir / "logs")
             if models:  # the nodes start in other folders: name it absolutely
                 model = str(models[0].resolve())
         if restart:
@@ -480,12 +609,15 @@ class SlurmBackend:
     def _submit_three(
         cls, transport: Transport, target: SlurmTarget, workdir: PurePath, chunks: int, job_id: str
     ) -> SlurmJobIds:
-        vsr = shlex.join(target.vsr_command)
-        logs = workdir / "logs"
+        """split → array → merge. Every option goes to sbatch as one argument of its own
+        (never a `#SBATCH` line, which sbatch splits at spaces and `#`); the scripts hold
+        only the vsr command, each word quoted."""
+        vsr = shlex.join(safe_values.command_words(target.vsr_command, "vsr command"))
+        logs = _log_pattern(workdir / "logs")
         where = f"--workdir {shlex.quote(str(workdir))}"
         common = [f"--job-name=vsr-{job_id}"]
         if target.partition:
-            common.append(f"--partition={target.partition}")
+            common.append(f"--partition={safe_values.partition(target.partition)}")
         submitted: list[str] = []
         try:
             submitted.append(
@@ -534,15 +666,13 @@ class SlurmBackend:
 
     @staticmethod
     def _sbatch(transport: Transport, script: PurePath, options: list[str], command: str) -> str:
-        lines = [
-            "#!/bin/bash",
-            *(f"#SBATCH {opt}" for opt in options),
-            "set -e",
-            f"exec {command}",
-            "",
-        ]
-        transport.write_text(script, "\n".join(lines))
-        result = transport.run(["sbatch", "--parsable", str(script)])
+        for option in options:  # one argument each; no line of any script comes from them
+            safe_values.plain_text(option, "an sbatch option")
+        text = "\n".join(["#!/bin/bash", "set -e", f"exec {command}", ""])
+        if text.count("\n") != 3:
+            raise InputError("a job script would span more than one command line")
+        transport.write_text(script, text)
+        result = transport.run(["sbatch", "--parsable", *options, str(script)])
         slurm_id = result.stdout.strip().split(";")[0]
         if not slurm_id.isdigit():
             raise JobError(
@@ -610,7 +740,7 @@ class SlurmBackend:
                 )
             return self.store.get(job.id)
         target = target_of(job)
-        transport = _transport(target)
+        transport = self._reach(target)
         states = self.slurm_states(ids, job)
         workdir = self.workdir(job)
         changes: dict[str, object] = {}
@@ -701,7 +831,7 @@ class SlurmBackend:
         """A job whose merge finished needs no new run: fetch its output (SSH) or find it
         whole in place. None when the output is gone and the job must run again."""
         if target.ssh is not None:
-            transport = _transport(target)
+            transport = self._reach(target)
             assert isinstance(transport, SshTransport)
             _, output = _remote_paths(
                 self.workdir(job), Path(job.source).name, Path(job.output).name
@@ -793,7 +923,7 @@ class SlurmBackend:
             )
         if state.get("fetched") and local.is_file():
             return local
-        self._download(job, _transport(target), on_bytes, cancel)
+        self._download(job, self._reach(target), on_bytes, cancel)
         self.store.update(job.id, state=JobState.COMPLETED, phase="", message="")
         return local
 
@@ -810,6 +940,12 @@ class SlurmBackend:
         )
 
     def work_lost_on_remove(self, job: JobRecord) -> str:
+        refused = _refusal(job)
+        if refused is not None:
+            return (
+                f"{refused.message}. Only the record is removed: its folder on the cluster, "
+                "if any, is left in place."
+            )
         if self.needs_fetch(job):
             return (
                 "Its output is still on the cluster and has not been downloaded. Removing "
@@ -827,6 +963,11 @@ class SlurmBackend:
         jobs are queued or running. A job that never reached the queue is removed even when
         the cluster cannot be reached (nothing of it may be there)."""
         job = self.store.get(job.id)
+        refused = _refusal(job)
+        if refused is not None:  # nothing it names is contacted: only the record goes
+            log.warning("job %s: %s; removing its record only", job.id, refused.message)
+            self.store.delete(job.id)
+            return
         self._refuse_if_busy(job)
         if self._known_ids(job) is not None:
             self.remove_work_folder(job)
@@ -862,11 +1003,27 @@ class SlurmBackend:
         self.store.update(job_id, settings=settings)
 
 
+def _refusal(job: JobRecord) -> JobError | None:
+    """Why a stored job's target or work folder is refused, or None when both are fine."""
+    try:
+        SlurmBackend.workdir(job)  # the target too
+    except JobError as exc:
+        return exc
+    return None
+
+
 def _run_state(job: JobRecord | None) -> dict[str, Any]:
     """The backend's own section of a job's settings (run state; older records also kept
     their SSH login there)."""
     section = job.settings.get("slurm") if job is not None else None
     return dict(section) if isinstance(section, dict) else {}
+
+
+def _log_pattern(folder: PurePath) -> str:
+    """A folder as the start of an sbatch --output pattern: `%` doubled, so a `%j` in a
+    folder's name stays the folder's name (a backslash, which turns patterns off, is
+    refused in work folders)."""
+    return str(folder).replace("%", "%%")
 
 
 def _remote_paths(workdir: PurePath, source: str, output: str) -> tuple[PurePath, PurePath]:

@@ -11,6 +11,7 @@ every progress file), so a poll costs a fixed handful of round trips whatever th
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import shutil
@@ -22,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import IO, Any, Protocol
 
-from vsr_desktop.core.errors import CancelledError, JobError
+from vsr_desktop.core import safe_values
+from vsr_desktop.core.errors import CancelledError, InputError, JobError
+
+log = logging.getLogger(__name__)
 
 _COMMAND_TIMEOUT = 60.0
 _STREAM_BLOCK = 1024 * 1024
@@ -33,15 +37,35 @@ BytesCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class SshLogin:
-    """An SSH login host: `user@host`, and what `ssh` needs beyond the user's ssh config."""
+    """An SSH login host: `user@host`, and what `ssh` needs beyond the user's ssh config.
+
+    Every field is checked when a login is made (from the command line, the settings or a
+    stored job): a host is never an ssh option, an option never runs a command.
+    """
 
     host: str
     port: int | None = None
     key: str | None = None
     options: tuple[str, ...] = ()  # extra `-o NAME=VALUE` (e.g. a known_hosts file)
 
+    def __post_init__(self) -> None:
+        safe_values.ssh_host(self.host, "ssh login")
+        safe_values.ssh_port(self.port, "ssh port")
+        if self.key is not None:
+            safe_values.file_path(self.key, "ssh key")
+        if not isinstance(self.options, tuple):
+            raise InputError("ssh options must be a list of NAME=VALUE")
+        for option in self.options:
+            safe_values.ssh_option(option, "ssh option")
+
+    @property
+    def place(self) -> str:
+        """Which cluster this is, for the keychain: secrets are sent only where they belong."""
+        return f"ssh://{self.host}:{self.port or 22}"
+
     def ssh_args(self) -> list[str]:
-        """`ssh` with BatchMode (never prompt: the app has no terminal), up to the host."""
+        """`ssh` with BatchMode (never prompt: the app has no terminal), up to the host
+        (after `--`: nothing that follows is read as an ssh option)."""
         args = [
             "ssh",
             "-o",
@@ -59,7 +83,7 @@ class SshLogin:
             args += ["-p", str(self.port)]
         if self.key:
             args += ["-i", self.key]
-        return [*args, self.host]
+        return [*args, "--", self.host]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,12 +95,110 @@ class SshLogin:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SshLogin:
+        options = data.get("options") or []
+        if not isinstance(options, list):
+            raise InputError("ssh options must be a list of NAME=VALUE")
         return cls(
-            host=str(data["host"]),
+            host=data["host"],
             port=data.get("port"),
             key=data.get("key"),
-            options=tuple(data.get("options") or ()),
+            options=tuple(options),
         )
+
+
+# --- secrets: environment values for the Slurm clients --------------------------------------
+
+KEYRING_SERVICE = "vsr-desktop-slurm"
+LOCAL_PLACE = "local"
+_MIN_REDACTED = 4  # shorter values would blank out ordinary text (and hide little)
+
+
+def _keyring() -> Any:
+    try:
+        import keyring
+    except ImportError:  # the optional dependency is not installed
+        return None
+    return keyring
+
+
+def keep_in_keychain(place: str, values: Mapping[str, str]) -> list[str]:
+    """Keep environment values for `place` in the OS keychain (one item per variable), so
+    later commands (another process, the app after a restart) can send them again without
+    any file of ours holding them. Returns the names that could not be kept."""
+    keyring = _keyring()
+    lost: list[str] = []
+    for name, value in values.items():
+        try:
+            if keyring is None:
+                raise RuntimeError("keyring is not installed")
+            keyring.set_password(KEYRING_SERVICE, f"{place} {name}", value)
+        except Exception as exc:
+            log.debug("keychain refused %s for %s: %s", name, place, type(exc).__name__)
+            lost.append(name)
+    if lost:
+        log.warning(
+            "no OS keychain to keep %s for %s: later commands read %s from their "
+            "environment (export %s=… before `vsr slurm status`, or run the app with it set)",
+            ", ".join(lost),
+            place,
+            "it" if len(lost) == 1 else "them",
+            lost[0],
+        )
+    return lost
+
+
+def from_keychain(place: str, name: str) -> str | None:
+    keyring = _keyring()
+    if keyring is None:
+        return None
+    try:
+        value = keyring.get_password(KEYRING_SERVICE, f"{place} {name}")
+    except Exception as exc:
+        log.debug("keychain lookup of %s for %s failed: %s", name, place, type(exc).__name__)
+        return None
+    return value if isinstance(value, str) else None
+
+
+def resolve_env(
+    place: str, names: Sequence[str], known: Mapping[str, str]
+) -> dict[str, str | None]:
+    """Each variable's value: given to this process (`known`), else the keychain's for
+    `place`, else this process's environment; None where none has it."""
+    result: dict[str, str | None] = {}
+    for name in names:
+        value = known.get(name)
+        if value is None:
+            value = from_keychain(place, name)
+        if value is None:
+            value = os.environ.get(name)
+        result[name] = value
+    return result
+
+
+def _checked_env(env: Mapping[str, str | None], where: str) -> dict[str, str]:
+    """The values to send, each name and value checked again; a missing one is an error
+    (a Slurm client run without, say, its SLURM_CONF could reach another cluster)."""
+    missing = [name for name, value in env.items() if value is None]
+    if missing:
+        raise JobError(
+            f"{', '.join(missing)} for {where} is in neither the keychain nor the environment",
+            f"export {missing[0]}=… and try again, or submit with --ssh-env {missing[0]}=VALUE "
+            "where a keychain can keep it",
+        )
+    checked: dict[str, str] = {}
+    for name, value in env.items():
+        assert value is not None
+        checked[safe_values.env_name(name, "environment variable")] = safe_values.env_value(
+            value, f"the value of {name}"
+        )
+    return checked
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret value in it replaced by ***."""
+    for secret in sorted((s for s in secrets if len(s) >= _MIN_REDACTED), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 class Transport(Protocol):
@@ -101,14 +223,16 @@ class Transport(Protocol):
     def job_files(self, workdir: PurePath, into: Path) -> Path: ...
 
 
-def _failed(args: Sequence[str], result: subprocess.CompletedProcess[Any]) -> JobError:
+def _failed(
+    args: Sequence[str], result: subprocess.CompletedProcess[Any], secrets: Sequence[str] = ()
+) -> JobError:
     detail = (
         result.stderr
         if isinstance(result.stderr, str)
         else (result.stderr or b"").decode(errors="replace")
     )
     return JobError(
-        f"{args[0]} failed: {detail.strip() or str(result.stdout).strip()}",
+        redact(f"{args[0]} failed: {detail.strip() or str(result.stdout).strip()}", secrets),
         "check the partition and options, or ask the cluster admin",
     )
 
@@ -117,17 +241,23 @@ def _failed(args: Sequence[str], result: subprocess.CompletedProcess[Any]) -> Jo
 class LocalTransport:
     """This machine submits and sees the shared folder: files are plain local files."""
 
-    env: dict[str, str] = field(default_factory=dict)
+    # Variables for the Slurm clients (None: found nowhere); passed in the child's
+    # environment, never on a command line.
+    env: Mapping[str, str | None] = field(default_factory=dict, repr=False)
     remote: bool = False
 
+    def secrets(self) -> list[str]:
+        return [v for v in self.env.values() if v]
+
     def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = _checked_env(self.env, "the Slurm clients here")
         try:
             result = subprocess.run(
                 list(args),
                 capture_output=True,
                 text=True,
                 timeout=_COMMAND_TIMEOUT,
-                env={**os.environ, **self.env},
+                env={**os.environ, **env},
             )
         except FileNotFoundError as exc:
             raise JobError(
@@ -140,7 +270,7 @@ class LocalTransport:
                 "check the cluster's controller",
             ) from exc
         if check and result.returncode != 0:
-            raise _failed(args, result)
+            raise _failed(args, result, self.secrets())
         return result
 
     def write_text(self, path: PurePath, text: str) -> None:
@@ -150,8 +280,12 @@ class LocalTransport:
         return Path(path).read_text()
 
     def mkdirs(self, *paths: PurePath) -> None:
+        """Folders of a job: owner-only (they hold the user's footage and job files), and
+        tightened if an older version left them looser."""
         for path in paths:
-            Path(path).mkdir(parents=True, exist_ok=True)
+            Path(path).mkdir(parents=True, exist_ok=True, mode=0o700)
+            if os.name == "posix" and Path(path).stat().st_mode & 0o077:
+                os.chmod(path, 0o700)
 
     def remove(self, paths: Sequence[PurePath]) -> None:
         for path in paths:
@@ -172,7 +306,7 @@ class LocalTransport:
             text = Path(path).read_text(errors="replace").strip().splitlines()
         except OSError:
             return f"(no log at {path})"
-        return " | ".join(text[-lines:])
+        return redact(" | ".join(text[-lines:]), self.secrets())
 
     def job_files(self, workdir: PurePath, into: Path) -> Path:
         """The work folder is here already: read it in place."""
@@ -181,11 +315,19 @@ class LocalTransport:
 
 @dataclass
 class SshTransport:
-    """The login host over SSH; every path is a path on the cluster."""
+    """The login host over SSH; every path is a path on the cluster.
+
+    Variables for the Slurm clients (`env`, None: found nowhere) go to the login host on
+    ssh's standard input, read there by `read -r` into the named variables: their values
+    are never on a command line (`ps` shows only their names) nor in any file.
+    """
 
     login: SshLogin
-    env: dict[str, str] = field(default_factory=dict)  # set on the login host per command
+    env: Mapping[str, str | None] = field(default_factory=dict, repr=False)
     remote: bool = True
+
+    def secrets(self) -> list[str]:
+        return [v for v in self.env.values() if v]
 
     def _ssh(
         self,
@@ -195,13 +337,23 @@ class SshTransport:
         stdout: IO[bytes] | None = None,
         timeout: float | None = _COMMAND_TIMEOUT,
         check: bool = True,
+        with_env: bool = False,
     ) -> subprocess.CompletedProcess[Any]:
-        """One ssh call running `command` (a shell line) on the login host."""
+        """One ssh call running `command` (a shell line) on the login host; `with_env`:
+        the variables are set first, their values fed on stdin."""
+        feed: bytes | None = None
+        if with_env and self.env:
+            assert stdin is None, "the environment and a file cannot share stdin"
+            env = _checked_env(self.env, self.login.host)
+            reads = "".join(f"IFS= read -r {name} || exit 97; " for name in env)
+            command = f"{reads}export {' '.join(env)}; {command}"
+            feed = "".join(f"{value}\n" for value in env.values()).encode()
         args = self._args(command)
         try:
             result = subprocess.run(
                 args,
-                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                input=feed,
+                stdin=None if feed is not None else stdin or subprocess.DEVNULL,
                 stdout=stdout if stdout is not None else subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 timeout=timeout,
@@ -217,10 +369,7 @@ class SshTransport:
         return result
 
     def _args(self, command: str) -> list[str]:
-        """`ssh … HOST COMMAND`, the login host's environment set first."""
-        if self.env:
-            assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
-            command = f"export {assignments}; {command}"
+        """`ssh … -- HOST COMMAND`."""
         return [*self.login.ssh_args(), command]
 
     def _check(self, command: str, result: subprocess.CompletedProcess[Any], check: bool) -> None:
@@ -230,12 +379,12 @@ class SshTransport:
                 stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr or "")
             ).strip()
             raise JobError(
-                f"cannot reach {self.login.host} over SSH: {detail}",
+                redact(f"cannot reach {self.login.host} over SSH: {detail}", self.secrets()),
                 "check that `ssh -o BatchMode=yes HOST` works without a password "
                 "(an SSH key loaded or given with --ssh-key)",
             )
         if check and result.returncode != 0:
-            raise _failed([command.split()[0] if command else "ssh"], result)
+            raise _failed([command.split()[0] if command else "ssh"], result, self.secrets())
 
     def _stream(
         self,
@@ -316,15 +465,16 @@ class SshTransport:
                 proc.stdin.close()
 
     def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = self._ssh(shlex.join(args), check=False)
+        """A program on the login host, its words quoted, with the Slurm clients' variables."""
+        result = self._ssh(shlex.join(args), check=False, with_env=True)
         text = subprocess.CompletedProcess(
             args,
             result.returncode,
             (result.stdout or b"").decode(errors="replace"),
-            result.stderr.decode(errors="replace"),
+            redact(result.stderr.decode(errors="replace"), self.secrets()),
         )
         if check and text.returncode != 0:
-            raise _failed(args, text)
+            raise _failed(args, text, self.secrets())
         return text
 
     def write_text(self, path: PurePath, text: str) -> None:
@@ -337,7 +487,9 @@ class SshTransport:
         return self._ssh(f"cat {_q(path)}").stdout.decode(errors="replace")
 
     def mkdirs(self, *paths: PurePath) -> None:
-        self._ssh("mkdir -p " + " ".join(_q(p) for p in paths))
+        """Owner-only folders on the cluster (made with umask 077, tightened if looser)."""
+        names = " ".join(_q(p) for p in paths)
+        self._ssh(f"umask 077 && mkdir -p -- {names} && chmod go-rwx -- {names}")
 
     def remove(self, paths: Sequence[PurePath]) -> None:
         if paths:
@@ -350,7 +502,8 @@ class SshTransport:
         result = self._ssh(f"tail -n {int(lines)} {_q(path)}", check=False)
         if result.returncode != 0:
             return f"(no log at {path} on {self.login.host})"
-        return " | ".join(result.stdout.decode(errors="replace").strip().splitlines())
+        text = " | ".join(result.stdout.decode(errors="replace").strip().splitlines())
+        return redact(text, self.secrets())
 
     def job_files(self, workdir: PurePath, into: Path) -> Path:
         """plan.json and every progress file in one call, NUL-separated, copied into `into`."""

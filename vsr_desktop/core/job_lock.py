@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from vsr_desktop.core.errors import JobError
+from vsr_desktop.core.private_files import make_private_dir
 
 LOCK_NAME = "runner.lock"
 
@@ -58,7 +59,7 @@ class JobLock:
         return self._fd is not None
 
     def acquire(self) -> JobLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         if not _try_lock(fd):
             os.close(fd)

@@ -7,6 +7,7 @@ chunk by chunk, so a job killed at any moment can be resumed from its last finis
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -18,9 +19,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from vsr_desktop.core.errors import JobError
+from vsr_desktop.core.errors import DiskFullError, JobError, VsrError
 from vsr_desktop.core.job_lock import runner_pid
 from vsr_desktop.core.job_spec import JobSpec
+from vsr_desktop.core.private_files import make_private_dir, make_private_file
+
+#: JobRecord.settings[VERIFY_REPORT_KEY] = {"ok": bool, "lines": [...]}: the "nothing lost"
+#: check run after the merge, on every backend (worker/job_report.py).
+VERIFY_REPORT_KEY = "verify"
 
 
 class JobState(str, Enum):
@@ -71,6 +77,12 @@ class JobRecord:
     spec: JobSpec | None = None
 
     @property
+    def verify_report(self) -> dict[str, Any] | None:
+        """The "nothing lost" check stored after the job's merge, if one ran."""
+        report = self.settings.get(VERIFY_REPORT_KEY)
+        return report if isinstance(report, dict) else None
+
+    @property
     def progress(self) -> float:
         return self.frames_done / self.frames_total if self.frames_total else 0.0
 
@@ -97,6 +109,28 @@ SCHEMA_VERSION = 2
 _ADDED_COLUMNS = {"spec": "TEXT"}
 
 
+_log = logging.getLogger(__name__)
+
+
+def _store_error(exc: sqlite3.Error, path: Path) -> VsrError:
+    import shutil
+
+    text = str(exc)
+    try:
+        nearly_full = shutil.disk_usage(path.parent).free < 1024 * 1024
+    except OSError:
+        nearly_full = False
+    if "disk is full" in text or ("disk I/O error" in text and nearly_full):
+        return DiskFullError(
+            f"the disk holding the jobs database {path} is full",
+            "free some space, then run the command again",
+        )
+    return JobError(
+        f"the jobs database {path} failed ({text})",
+        "check the folder is writable, or move the damaged file away",
+    )
+
+
 def default_store_path() -> Path:
     from platformdirs import user_data_dir
 
@@ -121,7 +155,9 @@ class JobStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_store_path()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
+            if not self.path.exists():  # created owner-only: job records name the user's files
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             with self._connect() as db:
                 db.executescript(_SCHEMA)
                 present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
@@ -132,7 +168,11 @@ class JobStore:
                     "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-        except (sqlite3.Error, OSError) as exc:
+            for suffix in ("", "-wal", "-shm"):  # tightened if an older app left them 0644
+                make_private_file(self.path.with_name(self.path.name + suffix))
+        except DiskFullError:
+            raise
+        except (sqlite3.Error, OSError, JobError) as exc:
             raise JobError(
                 f"cannot open the jobs database {self.path} ({exc})",
                 "check the folder is writable, or move the damaged file away",
@@ -140,11 +180,18 @@ class JobStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
+        """One connection per operation; a full disk is DiskFullError (exit 7), never a raw
+        sqlite3 traceback."""
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
         try:
             db.execute("PRAGMA journal_mode=WAL")
             with db:
                 yield db
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
         finally:
             db.close()
 
@@ -175,13 +222,20 @@ class JobStore:
         return self._from_row(row)
 
     def all_jobs(self) -> list[JobRecord]:
-        """All jobs, newest first; rows of dead processes are marked interrupted first."""
+        """All jobs, newest first; rows of dead processes are marked interrupted first, and
+        a row that cannot be read is skipped with a warning (one bad row hides no other)."""
         self.mark_dead_as_interrupted()
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM jobs ORDER BY created_at DESC"
             ).fetchall()
-        return [self._from_row(r) for r in rows]
+        jobs = []
+        for row in rows:
+            try:
+                jobs.append(self._from_row(row))
+            except JobError as exc:
+                _log.warning("%s", exc.user_message())
+        return jobs
 
     def update(self, job_id: str, *, unless_finished: bool = False, **changes: Any) -> bool:
         """Write `changes`; with unless_finished, only while the job is still unfinished (a
@@ -312,10 +366,14 @@ class JobStore:
     @staticmethod
     def _from_row(row: tuple[Any, ...]) -> JobRecord:
         data = dict(zip(_COLUMNS, row, strict=True))
-        data["settings"] = json.loads(data["settings"] or "{}")
-        data["state"] = JobState(data["state"])
         try:
+            settings = json.loads(data["settings"] or "{}")
+            data["settings"] = settings if isinstance(settings, dict) else {}
+            data["state"] = JobState(data["state"])
             data["spec"] = JobSpec.from_json(data["spec"]) if data["spec"] else None
-        except JobError:
-            data["spec"] = None  # resume then says the job is unreadable; listing still works
-        return JobRecord(**data)
+            return JobRecord(**data)
+        except (ValueError, TypeError, JobError) as exc:
+            raise JobError(
+                f"job {data.get('id')!r} in the jobs database is unreadable ({exc})",
+                f"remove it with `vsr jobs remove {data.get('id')}`",
+            ) from exc

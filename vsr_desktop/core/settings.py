@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from vsr_desktop.core import safe_values
 from vsr_desktop.core.atomic_file import write_text_atomic
+from vsr_desktop.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,61 @@ class AppSettings:
         del self.recent_files[MAX_RECENT_FILES:]
 
 
+#: The Slurm fields as the settings dialog labels them (what an error names).
+SLURM_FIELD_LABELS = {
+    "slurm_workdir": "Settings → Slurm cluster → Work folder",
+    "slurm_partition": "Settings → Slurm cluster → Partition",
+    "slurm_gpus_per_task": "Settings → Slurm cluster → GPUs per task",
+    "slurm_max_parallel": "Settings → Slurm cluster → Tasks at once",
+    "slurm_ssh_host": "Settings → Slurm cluster → Login host (SSH)",
+    "slurm_remote_vsr": "Settings → Slurm cluster → vsr on the cluster",
+}
+
+
+def check_slurm_field(name: str, value: Any, *, over_ssh: bool) -> None:
+    """Raise InputError (naming the field, saying what is allowed) when one Slurm setting
+    could reach a job script or an ssh command line as anything but data."""
+    label = SLURM_FIELD_LABELS[name]
+    if name in ("slurm_gpus_per_task", "slurm_max_parallel"):
+        low, high = (0, 1024) if name == "slurm_gpus_per_task" else (1, 100_000)
+        safe_values.whole_number(value, label, low, high)
+        return
+    text = safe_values.plain_text(value, label, allow_empty=True).strip()
+    if not text:
+        return
+    if name == "slurm_workdir":
+        local = str(Path(text).expanduser().absolute())
+        safe_values.workdir(text if over_ssh else local, label)
+    elif name == "slurm_partition":
+        safe_values.partition(text, label)
+    elif name == "slurm_ssh_host":
+        safe_values.ssh_host(text, label)
+    elif name == "slurm_remote_vsr":
+        safe_values.split_command(text, label)
+
+
+def _slurm_errors(settings: AppSettings) -> dict[str, InputError]:
+    over_ssh = isinstance(settings.slurm_ssh_host, str) and bool(settings.slurm_ssh_host.strip())
+    errors: dict[str, InputError] = {}
+    for name in SLURM_FIELD_LABELS:
+        try:
+            check_slurm_field(name, getattr(settings, name), over_ssh=over_ssh)
+        except InputError as exc:
+            errors[name] = exc
+    return errors
+
+
+def slurm_settings_problems(settings: AppSettings) -> dict[str, str]:
+    """Field name → what is wrong with it, for every Slurm setting that is refused."""
+    return {name: exc.user_message() for name, exc in _slurm_errors(settings).items()}
+
+
+def check_slurm_settings(settings: AppSettings) -> None:
+    """Raise the first refused Slurm setting's InputError (exit 2), naming its field."""
+    for exc in _slurm_errors(settings).values():
+        raise exc
+
+
 # version N → N+1, applied in order to the raw dict before it becomes AppSettings.
 UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
@@ -123,4 +180,13 @@ class SettingsFile:
             version += 1
         known = {f.name for f in fields(AppSettings)}
         # Keys from a newer release are ignored rather than fatal.
-        return AppSettings(**{k: v for k, v in values.items() if k in known})
+        settings = AppSettings(**{k: v for k, v in values.items() if k in known})
+        # A Slurm field that could act as a command (an edited file) goes back to its
+        # default, so it never reaches a job script; the log says which.
+        problems = slurm_settings_problems(settings)
+        if problems:
+            defaults = AppSettings()
+            for name, message in problems.items():
+                log.warning("setting %s refused and reset: %s", name, message)
+                setattr(settings, name, getattr(defaults, name))
+        return settings

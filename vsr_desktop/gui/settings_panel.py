@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.models.registry import MODEL_REGISTRY, get_spec
-from vsr_desktop.core.settings import AppSettings
+from vsr_desktop.core.settings import SLURM_FIELD_LABELS, AppSettings, slurm_settings_problems
 from vsr_desktop.gui.tasks import DONE, Task, TaskContext, TaskResult, TaskRunner
 
 CODEC_LABELS = {
@@ -208,6 +208,14 @@ class SettingsPanel(QWidget):
         self.slurm_vsr_edit = QLineEdit()
         self.slurm_vsr_edit.setToolTip("The command that runs vsr on the cluster's nodes")
         slurm.addRow("vsr on the cluster", self.slurm_vsr_edit)
+        # A value that could reach a job script or an ssh command line as anything but
+        # data is not taken: the field keeps its last good value and this says why.
+        self.slurm_error_label = QLabel()
+        self.slurm_error_label.setObjectName("slurmErrorLabel")
+        self.slurm_error_label.setWordWrap(True)
+        self.slurm_error_label.setStyleSheet("color: #c62828")
+        self.slurm_error_label.setVisible(False)
+        slurm.addRow(self.slurm_error_label)
         layout.addWidget(slurm_box)
         layout.addStretch(1)
         for edit in (
@@ -283,6 +291,7 @@ class SettingsPanel(QWidget):
             self._choose_model_file()
             return
         crf = self.crf_spin.value()
+        before = self._settings
         self._settings = replace(
             self._settings,
             model=model,
@@ -301,8 +310,21 @@ class SettingsPanel(QWidget):
             slurm_ssh_host=self.slurm_ssh_edit.text().strip(),
             slurm_remote_vsr=self.slurm_vsr_edit.text().strip() or "vsr",
         )
+        self._refuse_bad_slurm_values(before)
         self._update_model_state()
         self.settingsChanged.emit(self.settings())
+
+    def _refuse_bad_slurm_values(self, before: AppSettings) -> None:
+        """Slurm fields that are refused go back to their last good values (or their
+        defaults), and the form says which field and what it allows."""
+        problems = slurm_settings_problems(self._settings)
+        for name in problems:
+            setattr(self._settings, name, getattr(before, name))
+        for name in slurm_settings_problems(self._settings):
+            setattr(self._settings, name, getattr(AppSettings(), name))
+        self.slurm_error_label.setText("\n".join(problems.values()))
+        self.slurm_error_label.setVisible(bool(problems))
+        self.slurm_error_label.setToolTip(", ".join(SLURM_FIELD_LABELS[name] for name in problems))
 
     def _update_model_state(self) -> None:
         model = self.model_combo.currentData() or self._settings.model

@@ -14,6 +14,7 @@ from vsr_desktop.core.job_spec import EngineSettings, JobSpec
 from vsr_desktop.core.jobs import JobRecord
 from vsr_desktop.core.media.encode import EncodeSettings, check_codec_fits_container, container_for
 from vsr_desktop.core.media.probe import MediaInfo, probe
+from vsr_desktop.core.media.tracks import check_audio_codec
 from vsr_desktop.core.upscaler import FrameUpscaler
 
 
@@ -46,6 +47,7 @@ def validate_spec(spec: JobSpec) -> MediaInfo:
     info = probe(source)
     container = container_for(output)
     check_codec_fits_container(spec.encode.codec, container)
+    check_audio_codec(spec.encode.audio_codec, container)
     spec.encode.profile()
     if output.exists() and source.exists() and os.path.samefile(source, output):
         raise InputError("the output is the input file", "choose another output name")

@@ -14,6 +14,7 @@ from pathlib import Path
 from vsr_desktop.core.media.encode import container_for
 from vsr_desktop.core.media.mux import ChunkFile, merge_chunks
 from vsr_desktop.core.media.probe import MediaInfo
+from vsr_desktop.core.media.timeline import output_timeline
 from vsr_desktop.core.plan import Plan
 from vsr_desktop.worker.upscale_chunk import partial_path
 
@@ -24,19 +25,30 @@ def merge_job(
     chunk_paths: Sequence[Path],
     output: Path,
     cancel: threading.Event | None = None,
+    audio_codec: str = "auto",
 ) -> list[str]:
     """Merge chunk files (in plan order) into `output`; returns warnings for the user.
 
+    `audio_codec` is `--audio-codec` ("auto": copy what the container plays, convert the
+    rest, lossless where it can; see core.media.tracks). Conversions come back as notes.
     A set ``cancel`` stops it (CancelledError) with nothing left under either name."""
     if len(chunk_paths) != len(plan.chunks):
         raise ValueError("one chunk file per planned chunk is required")
+    container = container_for(output)
+    # The chunks were written on this timeline (upscale_chunk): source timestamps, or the
+    # exact frame grid for a CFR source stored rounded.
+    timeline = output_timeline(source.video, container)
     files = [
-        ChunkFile(path=path, pts_offset=chunk.start_pts, source_time_base=plan.time_base)
+        ChunkFile(
+            path=path,
+            pts_offset=timeline.to_output(chunk.start_pts),
+            source_time_base=timeline.time_base,
+        )
         for chunk, path in zip(plan.chunks, chunk_paths, strict=True)
     ]
     tmp = partial_path(output)
     try:
-        warnings = merge_chunks(files, source, tmp, container_for(output), cancel)
+        warnings = merge_chunks(files, source, tmp, container, cancel, audio_codec=audio_codec)
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

@@ -34,6 +34,7 @@ from vsr_desktop.core.media.probe import (
 )
 from vsr_desktop.core.plan import Plan, plan_chunks
 from vsr_desktop.core.upscaler import FrameUpscaler
+from vsr_desktop.worker.job_report import summary, verify_output
 from vsr_desktop.worker.job_setup import build_engine, check_source_unchanged, validate_spec
 from vsr_desktop.worker.merge import merge_job
 from vsr_desktop.worker.upscale_chunk import upscale_chunk
@@ -246,6 +247,7 @@ def merge_stage(
             [folder.chunk_file(c.index, suffix) for c in plan.chunks],
             spec.output,
             cancel,
+            audio_codec=spec.encode.audio_codec,
         )
         if publish is not None:
             publish(spec.output)
@@ -255,8 +257,10 @@ def merge_stage(
     except VsrError as exc:
         progress.write("failed", exc.user_message(), force=True)
         raise
+    report = verify_output(media, spec)
+    write_json_atomic(folder.progress_file("verify"), report)
     progress.frames_done = plan.frame_count
-    progress.write("done", "; ".join(warnings), force=True)
+    progress.write("done", "; ".join([*warnings, summary(report)]), force=True)
     return warnings
 
 

@@ -19,8 +19,14 @@ import numpy as np
 
 from vsr_desktop.core.errors import CancelledError, MediaError, VsrError
 from vsr_desktop.core.media.decode import DecodedFrame, iter_frames
-from vsr_desktop.core.media.encode import ChunkEncoder, EncodeSettings, raise_for_os_error
+from vsr_desktop.core.media.encode import (
+    ChunkEncoder,
+    EncodeSettings,
+    output_sample_aspect_ratio,
+    raise_for_os_error,
+)
 from vsr_desktop.core.media.probe import MediaInfo
+from vsr_desktop.core.media.timeline import output_timeline
 from vsr_desktop.core.plan import Chunk
 from vsr_desktop.core.upscaler import FrameUpscaler, engine_error, upscale_in_groups
 
@@ -142,6 +148,8 @@ def upscale_chunk(
     decoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
     upscaled: queue.Queue[Any] = queue.Queue(maxsize=depth)
     tmp_path = partial_path(out_path)
+    # Source timestamps, or for a CFR source stored rounded, the exact frame grid.
+    timeline = output_timeline(video, container_format)
     try:
         encoder = ChunkEncoder(
             tmp_path,
@@ -149,11 +157,14 @@ def upscale_chunk(
             container_format=container_format,
             width=out_w,
             height=out_h,
-            time_base=video.time_base,
-            rate=video.average_rate,
+            time_base=timeline.time_base,
+            rate=video.header_rate(),
             source_bit_depth=video.bit_depth,
             color=video.color,
-            pts_offset=chunk.start_pts,
+            pts_offset=timeline.to_output(chunk.start_pts),
+            sample_aspect_ratio=output_sample_aspect_ratio(
+                video.sample_aspect_ratio, (video.width, video.height), (out_w, out_h)
+            ),
         )
     except BaseException:
         with contextlib.suppress(OSError):
@@ -195,7 +206,7 @@ def upscale_chunk(
                 if item is _END:
                     return
                 pts, rgb = item
-                encoder.write(pts, rgb[:out_h, :out_w])
+                encoder.write(timeline.to_output(pts), rgb[:out_h, :out_w])
         except VsrError:
             raise
         except OSError as exc:

@@ -154,6 +154,9 @@ class EncodeSettings:
     bitrate: int | None = None
     preset: str | None = None
     ten_bit: bool | None = None  # None: follow the source's bit depth
+    #: Audio in the output: auto (copy what the container plays, convert the rest), copy,
+    #: aac, alac, flac, opus or pcm (core.media.tracks checks it fits the container).
+    audio_codec: str = "auto"
     extra_options: dict[str, str] = field(default_factory=dict)
 
     def profile(self) -> CodecProfile:
@@ -266,6 +269,32 @@ def check_codec_fits_container(codec: str, container: str) -> None:
         )
 
 
+def output_sample_aspect_ratio(
+    source_sar: Fraction | None, source_size: tuple[int, int], output_size: tuple[int, int]
+) -> Fraction | None:
+    """The pixel aspect that shows the upscaled picture at the source's display aspect.
+
+    The same SAR when both sides scale alike; when the size was rounded (even sizes for
+    4:2:0) it absorbs the rounding. None for square pixels. (A ``--square-pixels`` mode
+    would instead resample to ``display_size`` and write no SAR.)
+    """
+    if source_sar is None or source_sar <= 0 or source_sar == 1:
+        return None
+    (src_w, src_h), (out_w, out_h) = source_size, output_size
+    sar = source_sar * src_w * out_h / (src_h * out_w)
+    if sar.numerator <= 65535 and sar.denominator <= 65535:
+        return sar
+    # H.264/H.265 VUI and MP4's pasp hold 16-bit terms.
+    return sar.limit_denominator(max(1, int(65535 / max(sar, Fraction(1)))))
+
+
+def display_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]:
+    """The square-pixel size a player shows a frame at (width stretched by the SAR)."""
+    if sar is None or sar <= 0 or sar == 1:
+        return width, height
+    return max(1, round(width * sar)), height
+
+
 def raise_for_os_error(exc: OSError, path: Path) -> None:
     """Turn disk-full into its own error so the user is told to free space."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -293,6 +322,7 @@ class ChunkEncoder:
         rotation: int = 0,
         threads: int = 0,
         pts_offset: int = 0,
+        sample_aspect_ratio: Fraction | None = None,
     ) -> None:
         import av
 
@@ -334,6 +364,9 @@ class ChunkEncoder:
         ctx.color_trc = color.trc
         ctx.colorspace = color.space
         ctx.color_range = color.range or 1  # limited range unless the source was full
+        if sample_aspect_ratio is not None and sample_aspect_ratio != 1:
+            # Written into the bitstream (H.264/H.265 VUI) and the container (MP4/MOV pasp).
+            ctx.sample_aspect_ratio = sample_aspect_ratio
         if settings.bitrate is not None:
             ctx.bit_rate = settings.bitrate
         if rotation:

@@ -1,7 +1,9 @@
-"""Merge encoded chunks into the final file and copy the source's audio and subtitles once.
+"""Merge encoded chunks into the final file with everything of the source but the picture.
 
 Audio is never cut per chunk: its packets are copied bit-exact from the source, with their
 original timestamps, next to the concatenated video. That is what keeps long jobs in sync.
+Track languages, titles and dispositions, chapters, global tags, the timecode and Matroska
+attachments come along; a track the container cannot play is converted, with a note.
 """
 
 from __future__ import annotations
@@ -17,8 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from vsr_desktop.core.errors import CancelledError, MediaError
-from vsr_desktop.core.media.encode import raise_for_os_error
-from vsr_desktop.core.media.probe import MediaInfo
+from vsr_desktop.core.media.convert import AudioConverter, SubtitleConverter
+from vsr_desktop.core.media.encode import output_sample_aspect_ratio, raise_for_os_error
+from vsr_desktop.core.media.probe import MediaInfo, metadata_value
+from vsr_desktop.core.media.pyav_gaps import set_stream_sample_aspect_ratio
+from vsr_desktop.core.media.tracks import (
+    chapters_of,
+    check_audio_codec,
+    copyable_metadata,
+    plan_audio,
+    plan_subtitle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +91,161 @@ class ChunkFile:
     source_time_base: Fraction
 
 
-def _source_packets(source: Path, indices: Sequence[int]) -> Iterator[Any]:
+@dataclass
+class _Route:
+    """Where one source stream's packets go: copied onto `stream`, or through `converter`."""
+
+    stream: Any
+    converter: AudioConverter | SubtitleConverter | None = None
+
+
+def _side_packets(src: Any, routes: dict[int, _Route]) -> Iterator[tuple[Any, Any]]:
+    """(packet, output stream) for every copied or converted stream, in one pass."""
+    if not routes:
+        return
+    for packet in src.demux([src.streams[i] for i in routes]):
+        route = routes[packet.stream.index]
+        if route.converter is not None:
+            if packet.size == 0:
+                continue
+            for converted in route.converter.convert(packet):
+                yield converted, route.stream
+        elif not (packet.size == 0 and packet.pts is None):
+            yield packet, route.stream
+    for route in routes.values():
+        if route.converter is not None:
+            for converted in route.converter.convert(None):
+                yield converted, route.stream
+
+
+def _copy_tags(source_stream: Any, target: Any, container_format: str) -> None:
+    """Language, title, handler name …, and the dispositions (default, forced, comment …)."""
+    target.metadata.update(_stream_tags(source_stream, container_format))
+    target.disposition = source_stream.disposition
+
+
+def _stream_tags(source_stream: Any, container_format: str) -> dict[str, str]:
+    """A stream's tags for the output, its title where that container keeps titles."""
+    tags = copyable_metadata(source_stream.metadata)
+    # MP4/MOV keep a track's title as its handler name (FFmpeg's muxer writes no other):
+    # HandBrake, MP4Box and VLC write and show it there. Matroska has a real title.
+    title = (
+        metadata_value(tags, "title")
+        or metadata_value(tags, "name")
+        or metadata_value(tags, "handler_name")
+    )
+    if title:
+        renamed = ("title", "name", "handler_name")
+        tags = {k: v for k, v in tags.items() if k.lower() not in renamed}
+        tags["handler_name" if container_format in ("mp4", "mov") else "title"] = title
+    return tags
+
+
+def _add_video(out: Any, chunk: ChunkFile, source: MediaInfo, src: Any, notes: list[str]) -> Any:
+    """The output's video stream: the chunks' codec, the source's rate, tags and timecode."""
     import av
 
-    if not indices:
-        return
-    with av.open(str(source)) as container:
-        streams = [container.streams[i] for i in indices]
-        for packet in container.demux(streams):
-            if packet.size == 0 and packet.pts is None:
-                continue
-            yield packet
+    with av.open(str(chunk.path)) as first:
+        template = first.streams.video[0]
+        vout: Any = out.add_stream_from_template(template)
+        vout.time_base = template.time_base
+        size = (template.codec_context.width, template.codec_context.height)
+    # The rate the headers declare (MKV's default duration, MOV's tmcd rate); without it
+    # a Matroska file claims its 1/1000 time base as the frame rate.
+    vout.codec_context.framerate = source.video.header_rate()
+    source_video = src.streams[source.video.index]
+    tags = _stream_tags(source_video, out.format.name)
+    vout.metadata.update({k: v for k, v in tags.items() if k.lower() != "timecode"})
+    if source.timecode:
+        # MOV/MP4 muxers write a tmcd track from it; Matroska a TIMECODE tag.
+        vout.metadata["timecode"] = source.timecode
+    vout.disposition = source_video.disposition & ~av.stream.Disposition.attached_pic
+    if source.video.rotation:
+        vout.set_display_rotation(source.video.rotation)
+    video = source.video
+    sar = output_sample_aspect_ratio(video.sample_aspect_ratio, (video.width, video.height), size)
+    if sar is not None:
+        vout.codec_context.sample_aspect_ratio = sar  # MP4/MOV pasp
+        # Matroska's display size comes from the stream's own SAR (PyAV cannot set it).
+        if not set_stream_sample_aspect_ratio(vout, sar) and out.format.name in (
+            "matroska",
+            "webm",
+        ):
+            notes.append(f"the pixel aspect {sar} could not be written into the file's header")
+    return vout
+
+
+def _add_side_streams(
+    out: Any, src: Any, source: MediaInfo, container_format: str, audio_codec: str
+) -> tuple[dict[int, _Route], list[str]]:
+    """Copy, convert or (with a note) drop each audio and subtitle stream of the source."""
+    import av
+
+    routes: dict[int, _Route] = {}
+    notes: list[str] = []
+    for info in source.copied_streams:
+        stream = src.streams[info.index]
+        if info.kind == "audio":
+            plan = plan_audio(info.codec, container_format, audio_codec)
+        else:
+            plan = plan_subtitle(info.codec, container_format)
+        label = f"{info.kind} stream {info.index} ({info.codec})"
+        if plan.action == "drop":
+            notes.append(f"{label} not copied: {plan.reason}")
+            continue
+        if plan.action == "convert" and plan.target is not None:
+            converter: AudioConverter | SubtitleConverter = (
+                AudioConverter(out, stream, plan.target)
+                if info.kind == "audio"
+                else SubtitleConverter(out, stream, plan.target)
+            )
+            _copy_tags(stream, converter.stream, container_format)
+            routes[info.index] = _Route(converter.stream, converter)
+            notes.append(f"{label} converted to {plan.target}: {plan.reason}")
+            continue
+        try:
+            target = out.add_stream_from_template(stream)
+        except (av.FFmpegError, ValueError) as exc:
+            notes.append(f"{label} not copied: {container_format} cannot hold it ({exc})")
+            continue
+        target.time_base = stream.time_base
+        _copy_tags(stream, target, container_format)
+        routes[info.index] = _Route(target)
+    return routes, notes
+
+
+def _add_container_level(out: Any, src: Any, source: MediaInfo, container_format: str) -> list[str]:
+    """Global tags, chapters and attachments (fonts); returns notes for what cannot be kept."""
+    import av
+
+    notes: list[str] = []
+    out.metadata.update(copyable_metadata(src.metadata))
+    chapters = chapters_of(src)
+    if chapters:
+        out.set_chapters(chapters)
+    attachments = list(src.streams.attachments)
+    if attachments and container_format != "matroska":
+        notes.append(
+            f"{len(attachments)} attachment(s) (fonts, images) not kept: "
+            f"only an .mkv output holds them"
+        )
+    elif attachments:
+        for attachment in attachments:
+            try:
+                out.add_stream_from_template(attachment)
+            except (av.FFmpegError, ValueError) as exc:
+                notes.append(f"attachment stream {attachment.index} not kept ({exc})")
+    lost = [s for s in src.streams.data if not _rewritten_data_stream(s, bool(chapters))]
+    if lost:
+        notes.append(f"{len(lost)} data stream(s) (telemetry, captions data …) not copied")
+    return notes
+
+
+def _rewritten_data_stream(stream: Any, has_chapters: bool) -> bool:
+    """A QuickTime timecode track or chapter text track: the muxer writes its own anew."""
+    if metadata_value(stream.metadata, "timecode"):
+        return True
+    return has_chapters and getattr(stream, "name", None) == "bin_data"
 
 
 def merge_chunks(
@@ -99,18 +254,21 @@ def merge_chunks(
     output: Path,
     container_format: str,
     cancel: threading.Event | None = None,
+    audio_codec: str = "auto",
 ) -> list[str]:
-    """Write `output` from the chunk files plus the source's copied streams.
+    """Write `output` from the chunk files plus the source's other streams and tags.
 
-    Returns warnings (streams that the output container cannot hold, for instance). A set
-    ``cancel`` stops it within ``_CANCEL_CHECK_PACKETS`` packets (CancelledError); the
-    caller removes the unfinished file.
+    Audio and subtitles are copied bit-exact where the container plays them, otherwise
+    converted (`audio_codec`: "auto" picks lossless where the container allows; see
+    tracks.AUDIO_CODEC_CHOICES). Returns notes for the user: each conversion, each track
+    that could not be kept. A set ``cancel`` stops it within ``_CANCEL_CHECK_PACKETS``
+    packets (CancelledError); the caller removes the unfinished file.
     """
     import av
 
-    warnings: list[str] = []
     if not chunks:
         raise MediaError("nothing to merge: the job produced no chunks")
+    check_audio_codec(audio_codec, container_format)
     try:
         out = av.open(
             str(output),
@@ -121,35 +279,22 @@ def merge_chunks(
     except OSError as exc:
         raise_for_os_error(exc, output)
     try:
-        with av.open(str(chunks[0].path)) as first:
-            vtemplate = first.streams.video[0]
-            vout = out.add_stream_from_template(vtemplate)
-            vout.time_base = vtemplate.time_base
-            if source.video.rotation:
-                vout.set_display_rotation(source.video.rotation)
-        copied: dict[int, Any] = {}
         with av.open(str(source.path)) as src:
-            for info in source.copied_streams:
-                stream = src.streams[info.index]
-                try:
-                    copied[info.index] = out.add_stream_from_template(stream)
-                    copied[info.index].time_base = stream.time_base
-                except (av.FFmpegError, ValueError) as exc:
-                    warnings.append(
-                        f"{info.kind} stream {info.index} ({info.codec}) not copied: "
-                        f"{container_format} cannot hold it ({exc})"
-                    )
-        video_iter = ((_packet_seconds(p), 0, p) for p in _video_packets(chunks))
-        side_iter = ((_packet_seconds(p), 1, p) for p in _source_packets(source.path, list(copied)))
-        merged = heapq.merge(video_iter, side_iter, key=lambda t: (t[0], t[1]))
-        for count, (_, kind, packet) in enumerate(merged):
-            if cancel is not None and count % _CANCEL_CHECK_PACKETS == 0 and cancel.is_set():
-                raise CancelledError("merge cancelled")
-            target = vout if kind == 0 else copied[packet.stream.index]
-            time_base: Fraction = packet.time_base
-            packet.stream = target
-            packet.time_base = time_base
-            out.mux(packet)
+            warnings: list[str] = []
+            vout = _add_video(out, chunks[0], source, src, warnings)
+            routes, notes = _add_side_streams(out, src, source, container_format, audio_codec)
+            warnings += notes
+            warnings += _add_container_level(out, src, source, container_format)
+            video_iter = ((_packet_seconds(p), 0, p, vout) for p in _video_packets(chunks))
+            side_iter = ((_packet_seconds(p), 1, p, t) for p, t in _side_packets(src, routes))
+            merged = heapq.merge(video_iter, side_iter, key=lambda t: (t[0], t[1]))
+            for count, (_, _, packet, target) in enumerate(merged):
+                if cancel is not None and count % _CANCEL_CHECK_PACKETS == 0 and cancel.is_set():
+                    raise CancelledError("merge cancelled")
+                time_base: Fraction = packet.time_base
+                packet.stream = target
+                packet.time_base = time_base
+                out.mux(packet)
         out.close()
     except OSError as exc:
         _close_quietly(out)

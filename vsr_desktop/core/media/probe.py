@@ -35,6 +35,39 @@ class StreamInfo:
     language: str | None = None
     sample_rate: int | None = None
     channels: int | None = None
+    title: str | None = None
+    #: Disposition flag names (default, forced, comment, hearing_impaired …), as FFmpeg names them.
+    dispositions: tuple[str, ...] = ()
+
+
+#: Frame rates cameras and editors use; a source whose header lies is snapped to one of these.
+_COMMON_RATES = tuple(
+    Fraction(n, d)
+    for n, d in (
+        (24000, 1001),
+        (24, 1),
+        (25, 1),
+        (30000, 1001),
+        (30, 1),
+        (48, 1),
+        (50, 1),
+        (60000, 1001),
+        (60, 1),
+        (120, 1),
+        (100, 1),
+        (15, 1),
+        (12, 1),
+        (10, 1),
+        (8, 1),
+        (16, 1),
+        (18, 1),
+        (20, 1),
+        (48000, 1001),
+        (120000, 1001),
+        (144, 1),
+        (240, 1),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +86,10 @@ class VideoInfo:
     keyframe_pts: tuple[int, ...]
     rotation: int = 0
     color: ColorInfo = field(default_factory=ColorInfo)
+    #: Pixel aspect (None: square or unknown); the output keeps the display aspect it gives.
     sample_aspect_ratio: Fraction | None = None
+    #: The stream's declared base rate (FFmpeg's r_frame_rate), a hint for header_rate().
+    base_rate: Fraction | None = None
 
     @property
     def frame_count(self) -> int:
@@ -85,6 +121,34 @@ class VideoInfo:
         deltas = {b - a for a, b in zip(self.frame_pts, self.frame_pts[1:], strict=False)}
         return max(deltas) - min(deltas) > 1
 
+    def header_rate(self) -> Fraction:
+        """The frame rate to declare in the output's headers.
+
+        The source's declared rate when its timestamps agree with it (CFR), else the nearest
+        common rate they agree with, else their measured average (VFR): a muxer that is given
+        no rate, or the time base's, tells players "1000 fps".
+        """
+        declared = [r for r in (self.average_rate, self.base_rate) if r and 0 < r <= 1000]
+        if len(self.frame_pts) < 2:
+            return declared[0] if declared else Fraction(25)
+        intervals = len(self.frame_pts) - 1
+        span = (self.frame_pts[-1] - self.frame_pts[0]) * self.time_base
+        if span <= 0:
+            return declared[0] if declared else Fraction(25)
+
+        def error(rate: Fraction) -> Fraction:
+            return abs(intervals / rate - span)
+
+        # Timestamps rounded to the time base put first and last frame off by a tick at most.
+        tolerance = self.time_base + Fraction(1, 1_000_000)
+        for rate in declared:
+            if error(rate) <= tolerance:
+                return rate
+        closest = min(_COMMON_RATES, key=error)
+        if not self.is_variable_frame_rate and error(closest) <= tolerance:
+            return closest
+        return (intervals / span).limit_denominator(1001)
+
     def pts_to_seconds(self, pts: int) -> float:
         return float((pts - self.frame_pts[0]) * self.time_base) if self.frame_pts else 0.0
 
@@ -100,6 +164,11 @@ class MediaInfo:
     audio: tuple[StreamInfo, ...] = ()
     subtitles: tuple[StreamInfo, ...] = ()
     data_streams: int = 0
+    #: Start timecode (HH:MM:SS:FF) from a QuickTime tmcd track or a container/stream tag.
+    timecode: str | None = None
+    chapters: int = 0
+    #: Matroska attachments (fonts for styled subtitles, cover images).
+    attachments: int = 0
 
     @property
     def copied_streams(self) -> tuple[StreamInfo, ...]:
@@ -150,23 +219,11 @@ def probe(path: Path | str) -> MediaInfo:
             raise MediaError(f"{path.name} has no video stream", "choose a video file")
         vstream = videos[0]
         ctx = vstream.codec_context
-        audio = tuple(
-            StreamInfo(
-                index=s.index,
-                kind="audio",
-                codec=s.codec_context.name,
-                language=s.language,
-                sample_rate=s.codec_context.sample_rate,
-                channels=s.codec_context.channels,
-            )
-            for s in container.streams.audio
-        )
-        subtitles = tuple(
-            StreamInfo(
-                index=s.index, kind="subtitle", codec=s.codec_context.name, language=s.language
-            )
-            for s in container.streams.subtitles
-        )
+        audio = tuple(_stream_info(s, "audio") for s in container.streams.audio)
+        subtitles = tuple(_stream_info(s, "subtitle") for s in container.streams.subtitles)
+        timecode = find_timecode(container, vstream)
+        chapters = len(container.chapters())
+        attachments = len(container.streams.attachments)
         frame_pts, keyframe_pts = _scan_packets(container, vstream, path)
         rotation, color = _first_frame_metadata(path, vstream.index)
         pix_fmt = ctx.format.name if ctx.format is not None else "yuv420p"
@@ -190,14 +247,81 @@ def probe(path: Path | str) -> MediaInfo:
                 keyframe_pts=tuple(keyframe_pts),
                 rotation=rotation,
                 color=color,
-                sample_aspect_ratio=(
-                    Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
-                ),
+                sample_aspect_ratio=_sample_aspect_ratio(vstream),
+                base_rate=Fraction(vstream.base_rate) if vstream.base_rate else None,
             ),
             audio=audio,
             subtitles=subtitles,
             data_streams=len(container.streams.data),
+            timecode=timecode,
+            chapters=chapters,
+            attachments=attachments,
         )
+
+
+def _sample_aspect_ratio(vstream: Any) -> Fraction | None:
+    """The pixel aspect, None when square or unknown (0:1 in FFmpeg)."""
+    sar = vstream.codec_context.sample_aspect_ratio or vstream.sample_aspect_ratio
+    if not sar or sar == 1:
+        return None
+    return Fraction(sar)
+
+
+def metadata_value(metadata: dict[str, str], key: str) -> str | None:
+    """A tag by name, whatever its case (Matroska writes TITLE, MP4 title)."""
+    key = key.lower()
+    for name, value in metadata.items():
+        if name.lower() == key and value:
+            return value
+    return None
+
+
+def disposition_names(stream: Any) -> tuple[str, ...]:
+    """The stream's disposition flags by FFmpeg's names, in FFmpeg's order."""
+    import av
+
+    flags = stream.disposition
+    return tuple(
+        name
+        for name, member in av.stream.Disposition.__members__.items()
+        if member.value and flags & member
+    )
+
+
+def _stream_info(stream: Any, kind: str) -> StreamInfo:
+    ctx = stream.codec_context
+    return StreamInfo(
+        index=stream.index,
+        kind=kind,
+        codec=codec_name(stream),
+        language=stream.language,
+        sample_rate=ctx.sample_rate if kind == "audio" else None,
+        channels=ctx.channels if kind == "audio" else None,
+        title=metadata_value(stream.metadata, "title"),
+        dispositions=disposition_names(stream),
+    )
+
+
+def codec_name(stream: Any) -> str:
+    """The codec's own name as ffprobe prints it (subrip, not the decoder's "srt")."""
+    ctx = stream.codec_context
+    if ctx is None:
+        return "unknown"
+    return str(ctx.codec.canonical_name or ctx.name)
+
+
+def find_timecode(container: Any, vstream: Any) -> str | None:
+    """The start timecode: the video stream's tag (MOV exports its tmcd track there), a tmcd
+    data stream's, then the container's (Matroska, MXF)."""
+    for metadata in (
+        vstream.metadata,
+        *(s.metadata for s in container.streams.data),
+        container.metadata,
+    ):
+        value = metadata_value(metadata, "timecode")
+        if value:
+            return value
+    return None
 
 
 def _scan_packets(container: Any, vstream: Any, path: Path) -> tuple[list[int], list[int]]:
@@ -265,6 +389,9 @@ def media_info_to_json(info: MediaInfo) -> str:
         "container": info.container,
         "size_bytes": info.size_bytes,
         "data_streams": info.data_streams,
+        "timecode": info.timecode,
+        "chapters": info.chapters,
+        "attachments": info.attachments,
         "audio": [vars(s) for s in info.audio],
         "subtitles": [vars(s) for s in info.subtitles],
         "video": {
@@ -275,6 +402,7 @@ def media_info_to_json(info: MediaInfo) -> str:
             "time_base": fraction(video.time_base),
             "average_rate": fraction(video.average_rate),
             "sample_aspect_ratio": fraction(video.sample_aspect_ratio),
+            "base_rate": fraction(video.base_rate),
             "frame_pts": list(video.frame_pts),
             "keyframe_pts": list(video.keyframe_pts),
             "color": vars(video.color),
@@ -293,6 +421,8 @@ def media_info_from_json(text: str) -> MediaInfo:
         v["average_rate"] = Fraction(*v["average_rate"])
         sar = v.get("sample_aspect_ratio")
         v["sample_aspect_ratio"] = Fraction(*sar) if sar else None
+        base = v.get("base_rate")
+        v["base_rate"] = Fraction(*base) if base else None
         v["frame_pts"] = tuple(v["frame_pts"])
         v["keyframe_pts"] = tuple(v["keyframe_pts"])
         v["color"] = ColorInfo(**v["color"])
@@ -301,9 +431,19 @@ def media_info_from_json(text: str) -> MediaInfo:
             container=data["container"],
             size_bytes=int(data["size_bytes"]),
             video=VideoInfo(**v),
-            audio=tuple(StreamInfo(**s) for s in data["audio"]),
-            subtitles=tuple(StreamInfo(**s) for s in data["subtitles"]),
+            audio=tuple(_stream_from_json(s) for s in data["audio"]),
+            subtitles=tuple(_stream_from_json(s) for s in data["subtitles"]),
             data_streams=int(data["data_streams"]),
+            timecode=data.get("timecode"),
+            chapters=int(data.get("chapters", 0)),
+            attachments=int(data.get("attachments", 0)),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise MediaError(f"the saved probe is unreadable ({exc})", "plan the job again") from exc
+
+
+def _stream_from_json(data: dict[str, Any]) -> StreamInfo:
+    """A saved stream; probes saved before titles and dispositions were kept still load."""
+    fields = dict(data)
+    fields["dispositions"] = tuple(fields.get("dispositions", ()))
+    return StreamInfo(**fields)

@@ -32,6 +32,14 @@ class ClipSpec:
     crf: int = 20
     rotation: int = 0  # display rotation (phone footage shot upright)
     bt709: bool = False  # tag BT.709 colour (HD footage) instead of leaving it unspecified
+    #: Pixel aspect (num, den), e.g. (16, 15) for PAL 4:3 DV-style footage; None: square.
+    sample_aspect_ratio: tuple[int, int] | None = None
+    #: More audio tracks as (language, title); the first is default. Empty: one plain track.
+    audio_tracks: tuple[tuple[str, str], ...] = ()
+    audio_codec: str = "aac"
+    title: str | None = None
+    chapters: int = 0  # equal parts titled "Chapter N"
+    timecode: str | None = None  # start timecode (a tmcd track in MOV/MP4)
 
 
 def pan_zoom_frames(photo: np.ndarray, spec: ClipSpec) -> list[np.ndarray]:
@@ -100,11 +108,19 @@ def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Pat
             video.codec_context.color_primaries = 1
             video.codec_context.color_trc = 1
             video.codec_context.colorspace = 1
-        audio: Any = None
-        if spec.audio:
-            audio = container.add_stream("aac", rate=48000)
-            audio.layout = "stereo"
+        if spec.sample_aspect_ratio:
+            video.codec_context.sample_aspect_ratio = Fraction(*spec.sample_aspect_ratio)
+        if spec.timecode:
+            video.metadata["timecode"] = spec.timecode
+        tracks = spec.audio_tracks or ((("", ""),) if spec.audio else ())
+        mp4 = path.suffix.lower() in (".mp4", ".m4v", ".mov")
+        audio = [
+            _add_audio_stream(container, spec.audio_codec, i, *track, mp4=mp4)
+            for i, track in enumerate(tracks)
+        ]
         subtitle: Any = _add_subtitle_stream(container) if spec.subtitles else None
+        duration = float(pts_list[-1] * time_base) + 1 / spec.fps
+        _set_container_tags(container, spec, duration)
         for pts, rgb in zip(pts_list, pan_zoom_frames(photo, spec), strict=True):
             if spec.ten_bit:
                 frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint16) * 257, format="rgb48le")
@@ -114,12 +130,47 @@ def make_clip(path: Path, photo: np.ndarray, spec: ClipSpec = ClipSpec()) -> Pat
             frame.time_base = time_base
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
-        duration = float(pts_list[-1] * time_base) + 1 / spec.fps
-        if audio is not None:
-            _write_tone(container, audio, duration)
+        for stream in audio:
+            _write_tone(container, stream, duration)
         if subtitle is not None:
             _write_subtitles(container, subtitle, duration)
     return path
+
+
+def _add_audio_stream(
+    container: Any, codec: str, index: int, language: str, title: str, *, mp4: bool
+) -> Any:
+    stream: Any = container.add_stream(codec, rate=48000)
+    stream.layout = "stereo"
+    if language:
+        stream.metadata["language"] = language
+    if title:
+        # MP4/MOV keep a track's title only as its handler name (as HandBrake writes it).
+        stream.metadata["handler_name" if mp4 else "title"] = title
+    if language or title:
+        import av
+
+        stream.disposition = av.stream.Disposition.default if index == 0 else 0
+    return stream
+
+
+def _set_container_tags(container: Any, spec: ClipSpec, duration: float) -> None:
+    if spec.title:
+        container.metadata["title"] = spec.title
+    if spec.chapters:
+        step = Fraction(duration).limit_denominator(1000) / spec.chapters
+        container.set_chapters(
+            [
+                {
+                    "id": i + 1,
+                    "start": round(i * step * 1000),
+                    "end": round((i + 1) * step * 1000),
+                    "time_base": Fraction(1, 1000),
+                    "metadata": {"title": f"Chapter {i + 1}"},
+                }
+                for i in range(spec.chapters)
+            ]
+        )
 
 
 def _write_tone(container: Any, stream: Any, seconds: float) -> None:
@@ -132,14 +183,24 @@ def _write_tone(container: Any, stream: Any, seconds: float) -> None:
     left = 0.2 * np.sin(2 * np.pi * (330 + 40 * t) * t)
     right = 0.2 * np.sin(2 * np.pi * 550 * t)
     pcm = np.stack([left, right]).astype(np.float32)
+    ctx = stream.codec_context
+    if not ctx.is_open:
+        ctx.open()
+    # Whatever sample format and frame size the encoder takes (AAC 1024, FLAC 4608, PCM any).
+    resampler = av.AudioResampler(
+        format=ctx.format, layout="stereo", rate=rate, frame_size=ctx.frame_size or None
+    )
     block = 1024
-    for start in range(0, samples, block):
-        chunk = np.ascontiguousarray(pcm[:, start : start + block])
-        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-        frame.sample_rate = rate
-        frame.pts = start
-        frame.time_base = Fraction(1, rate)
-        container.mux(stream.encode(frame))
+    for start in range(0, samples + block, block):
+        frame: Any = None
+        if start < samples:
+            chunk = np.ascontiguousarray(pcm[:, start : start + block])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate = rate
+            frame.pts = start
+            frame.time_base = Fraction(1, rate)
+        for out in resampler.resample(frame):
+            container.mux(stream.encode(out))
     container.mux(stream.encode(None))
 
 

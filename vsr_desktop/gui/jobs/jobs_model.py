@@ -97,6 +97,9 @@ def state_text(job: JobRecord, ready_to_download: bool = False) -> str:
         return f"Completed — {job.phase}"
     if job.state is JobState.COMPLETED and ready_to_download:
         return "Completed — ready to download"
+    report = job.verify_report
+    if job.state is JobState.COMPLETED and report is not None:
+        return "Completed ✓" if report.get("ok") else "Completed ⚠ check the details"
     return {
         JobState.QUEUED: "Queued",
         JobState.COMPLETED: "Completed",
@@ -230,7 +233,12 @@ class JobsTableModel(QAbstractTableModel):
 
     @staticmethod
     def _tooltip(job: JobRecord, column: Column) -> str:
-        """The job's message (why it failed, warnings); otherwise what the cell abbreviates."""
+        """The job's message (why it failed, warnings); the verify report's lines on the
+        state; otherwise what the cell abbreviates."""
+        report = job.verify_report
+        if column is Column.STATE and report is not None:
+            lines = report.get("lines") or ["Nothing but the picture changed."]
+            return "\n".join(str(line) for line in lines)
         if job.message:
             return job.message
         if column is Column.OUTPUT:

@@ -331,6 +331,8 @@ class JobsPanel(QDockWidget):
     def offer_resume(self) -> QMessageBox | None:
         """At start: offer to resume interrupted jobs (non-modal; "Not now" asks again at
         the next start). Returns the question, or None when there is nothing to offer."""
+        with contextlib.suppress(VsrError, OSError):  # half-merged outputs of dead runs
+            self.local_backend.clean_stale_outputs()
         jobs = self.interrupted_jobs()
         if not jobs or self._closed:
             return None
