@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import boto3
-import keyring
-import keyring.backend
-import keyring.errors
 import pytest
 from botocore.stub import Stubber
 from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox
@@ -27,6 +23,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox
 from tests.conftest import ClipFactory
 from tests.helpers.aws_fixture import REGION, MotoServer
 from tests.helpers.cloud_infra import BUCKET, STACK_NAME, create_cloud_stack
+from tests.helpers.memory_keyring import MemoryKeyring
 from vsr_desktop.backends.aws.backend import AwsBackend
 from vsr_desktop.backends.aws.cost import estimate_job
 from vsr_desktop.backends.aws.stack import deploy_stack, describe_stack
@@ -47,35 +44,6 @@ SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 BUCKET_STACK = """{"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}},
  "Outputs": {"BucketName": {"Value": {"Ref": "Bucket"}}}}"""
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """An in-memory keychain: headless machines have no Secret Service (FACTS.md)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.items.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError(username)
-
-
-@pytest.fixture()
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    before = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(before)
 
 
 @pytest.fixture()

@@ -50,6 +50,21 @@ def start_vsr(*args: object) -> subprocess.Popen[str]:
     )
 
 
+def upscale_args(source: Path, output: Path | None, *extra: object) -> list[object]:
+    """`vsr upscale` of a tiny clip in 0.3 s chunks (several chunks to kill between)."""
+    args: list[object] = [
+        "upscale",
+        source,
+        "--preset",
+        "ultrafast",
+        "--chunk-seconds",
+        "0.3",
+        "--quiet",
+        *extra,
+    ]
+    return args if output is None else [*args, "-o", output]
+
+
 def frames_of(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -82,23 +97,8 @@ def test_kill_then_resume_by_id_keeps_every_engine_setting(
     here, and fp32 differs from the bf16 that auto picks on a CPU with AMX."""
     source = clip_factory(frames=24, gop=8, width=32, height=24)
     precision = "fp32"
-    args = [
-        "upscale",
-        source,
-        "--preset",
-        "ultrafast",
-        "--chunk-seconds",
-        "0.3",
-        "--quiet",
-        "--precision",
-        precision,
-        "--cpu-conv",
-        "onednn",
-        "--tile",
-        "16",
-        "--scale",
-        "2",
-    ]
+    engine_flags = ["--precision", precision, "--cpu-conv", "onednn", "--tile", "16"]
+    args = upscale_args(source, None, *engine_flags, "--scale", "2")
     reference = tmp_path / "reference.mp4"
     assert vsr(*args, "-o", reference).returncode == 0
 
@@ -123,21 +123,7 @@ def test_a_replaced_source_is_refused_and_restart_starts_over(
     source = tmp_path / "clip.mp4"
     shutil.copy(clip_factory(frames=24, gop=8, width=32, height=24), source)
     output = tmp_path / "out.mp4"
-    args = [
-        "upscale",
-        source,
-        "-o",
-        output,
-        "--preset",
-        "ultrafast",
-        "--chunk-seconds",
-        "0.3",
-        "--quiet",
-        "--precision",
-        "fp32",
-        "--scale",
-        "2",
-    ]
+    args = upscale_args(source, output, "--precision", "fp32", "--scale", "2")
     job_id = kill_after_chunks(start_vsr(*args), output, 1)
     shutil.copy(clip_factory(frames=16, gop=8, width=32, height=24, fps=24), source)
 
@@ -158,19 +144,7 @@ def test_two_resumes_at_once_leave_one_run_and_a_whole_output(
 ) -> None:
     source = clip_factory(frames=32, gop=8, width=48, height=32)
     output = tmp_path / "out.mp4"
-    args = [
-        "upscale",
-        source,
-        "-o",
-        output,
-        "--preset",
-        "ultrafast",
-        "--chunk-seconds",
-        "0.3",
-        "--quiet",
-        "--precision",
-        "fp32",
-    ]
+    args = upscale_args(source, output, "--precision", "fp32")
     job_id = kill_after_chunks(start_vsr(*args), output, 1)
     work_dir = Path(JobStore().get(job_id).work_dir)
 
@@ -238,21 +212,7 @@ def test_resume_with_overwrite_replaces_an_output_that_appeared(
 ) -> None:
     source = clip_factory(frames=16, gop=8, width=32, height=24)
     output = tmp_path / "out.mp4"
-    args = [
-        "upscale",
-        source,
-        "-o",
-        output,
-        "--preset",
-        "ultrafast",
-        "--chunk-seconds",
-        "0.3",
-        "--quiet",
-        "--precision",
-        "fp32",
-        "--scale",
-        "2",
-    ]
+    args = upscale_args(source, output, "--precision", "fp32", "--scale", "2")
     job_id = kill_after_chunks(start_vsr(*args), output, 1)
     output.write_bytes(b"the user's own file")
 
@@ -271,19 +231,7 @@ def test_jobs_remove_deletes_work_files_and_cancel_reaches_another_process(
 ) -> None:
     source = clip_factory(frames=48, gop=8, width=40, height=32)
     output = tmp_path / "out.mp4"
-    proc = start_vsr(
-        "upscale",
-        source,
-        "-o",
-        output,
-        "--preset",
-        "ultrafast",
-        "--chunk-seconds",
-        "0.3",
-        "--quiet",
-        "--precision",
-        "fp32",
-    )
+    proc = start_vsr(*upscale_args(source, output, "--precision", "fp32"))
     deadline = time.monotonic() + 120
     while (job := job_for(output)) is None or runner_pid(Path(job.work_dir)) is None:
         assert time.monotonic() < deadline and proc.poll() is None

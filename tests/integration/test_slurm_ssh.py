@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ import av
 import pytest
 
 from tests.conftest import ClipFactory
+from tests.helpers.memory_keyring import MemoryKeyring
 from tests.helpers.model_files import custom_x2_model
 from tests.helpers.ssh_fixture import SshServer
 from tests.integration.test_slurm_backend import _argv, _stub_slurm
@@ -38,40 +39,6 @@ if TYPE_CHECKING:
     from tests.helpers.slurm_fixture import LocalSlurmCluster
 
 VSR = (sys.executable, "-m", "vsr_desktop.cli")  # this repo's python, on the "cluster"
-
-
-class _MemoryKeyring:
-    """An in-memory keychain (headless tests have no Secret Service: FACTS.md)."""
-
-    def __init__(self) -> None:
-        self.items: dict[tuple[str, str], str] = {}
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[_MemoryKeyring]:
-    pytest.importorskip("keyring")
-    import keyring.backend
-    import keyring.errors
-
-    store = _MemoryKeyring()
-
-    class Backend(keyring.backend.KeyringBackend):
-        priority = 1  # type: ignore[assignment]
-
-        def get_password(self, service: str, username: str) -> str | None:
-            return store.items.get((service, username))
-
-        def set_password(self, service: str, username: str, password: str) -> None:
-            store.items[(service, username)] = password
-
-        def delete_password(self, service: str, username: str) -> None:
-            if store.items.pop((service, username), None) is None:
-                raise keyring.errors.PasswordDeleteError(username)
-
-    before = keyring.get_keyring()
-    keyring.set_keyring(Backend())
-    yield store
-    keyring.set_keyring(before)
 
 
 @pytest.fixture
@@ -342,7 +309,7 @@ def test_cli_submit_status_cancel_over_ssh(
     clip_factory: ClipFactory,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    memory_keyring: _MemoryKeyring,
+    memory_keyring: MemoryKeyring,
 ) -> None:
     """The --ssh-env values (the test cluster's SLURM_CONF) are kept in the keychain: the
     later commands, which rebuild the backend from the job record, send them again."""
@@ -466,7 +433,7 @@ def test_an_ssh_env_secret_reaches_the_login_host_and_nothing_else(
     ssh_server: SshServer,
     clip_factory: ClipFactory,
     tmp_path: Path,
-    memory_keyring: _MemoryKeyring,
+    memory_keyring: MemoryKeyring,
     child_argv: list[list[str]],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

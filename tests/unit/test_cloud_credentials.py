@@ -31,6 +31,7 @@ from botocore.tokens import SSOTokenProvider
 from botocore.utils import JSONFileCache, SSOTokenLoader
 
 from tests.helpers.aws_fixture import MotoServer
+from tests.helpers.memory_keyring import MemoryKeyring
 from vsr_desktop.backends.aws import sso_login
 from vsr_desktop.backends.aws.errors import CloudError, CredentialsError
 from vsr_desktop.backends.aws.session import (
@@ -49,35 +50,6 @@ from vsr_desktop.core.settings import AppSettings, SettingsFile
 
 REGION = "eu-west-1"
 START_URL = "https://example-corp.awsapps.com/start"
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """An in-memory keychain: headless CI has no Secret Service (FACTS.md)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.items.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError(username)
-
-
-@pytest.fixture()
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    before = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(before)
 
 
 @pytest.fixture()

@@ -47,8 +47,9 @@ from vsr_desktop.backends.slurm_remote import (
 from vsr_desktop.core import safe_values
 from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
 from vsr_desktop.core.job_spec import JobSpec
-from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
+from vsr_desktop.core.jobs import VERIFY_REPORT_KEY, JobRecord, JobState, JobStore
 from vsr_desktop.core.plan import plan_chunks
+from vsr_desktop.worker.job_report import read_report, summary
 from vsr_desktop.worker.job_setup import (
     check_source_unchanged,
     spec_of,
@@ -757,10 +758,16 @@ class SlurmBackend:
                 failed = [i for i, s in progress.chunk_states.items() if s == "failed"]
             else:
                 failed = []
+            report = read_report(files / "progress" / "verify.json")
         every = [s for group in states.values() for s in group]
         merge_states = states[ids.merge]
         if merge_states and all(s == "COMPLETED" for s in merge_states):
-            changes.update(self._finish(job, target, transport))
+            finished = self._finish(job, target, transport)
+            if report is not None and finished.get("state") is JobState.COMPLETED:
+                # The merge's "nothing lost" check, made on the cluster beside both files.
+                settings = {**self.store.get(job.id).settings, VERIFY_REPORT_KEY: report}
+                finished.update(settings=settings, message=summary(report))
+            changes.update(finished)
         elif any(s in _FAILED for s in every) or failed:
             changes.update(
                 state=JobState.FAILED,

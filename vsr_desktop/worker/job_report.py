@@ -52,6 +52,19 @@ def verify_output(info: MediaInfo, spec: JobSpec, output: Path | None = None) ->
     return {"ok": report.ok, "lines": list(report.lines())}
 
 
+def read_report(path: Path) -> dict[str, Any] | None:
+    """A report a worker wrote (`progress/verify.json`), or None when absent or unreadable."""
+    import json
+
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("lines"), list):
+        return None
+    return {"ok": report.get("ok") is True, "lines": [str(x) for x in report["lines"]]}
+
+
 def summary(report: dict[str, Any]) -> str:
     """One line for the job's message."""
     lines = report.get("lines") or []
