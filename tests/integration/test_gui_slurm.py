@@ -55,9 +55,8 @@ def test_send_to_slurm_runs_and_the_row_follows(
         model = window.jobs_panel.model
         row = model.row_of(job.id)
         assert model.index(row, Column.BACKEND).data() == "Slurm"
-        assert (
-            model.index(row, Column.STATE).data() == "Completed ✓"
-        )  # the merge's verify report, read from the cluster
+        # ✓: the merge's "nothing lost" report, read from the cluster into the row.
+        assert model.index(row, Column.STATE).data() == "Completed ✓"
         # Remove (through the protocol, off the GUI thread) frees the job's folder on the
         # cluster; the output stays.
         panel = window.jobs_panel
