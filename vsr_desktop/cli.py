@@ -773,16 +773,13 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def _fetch(backend: Any, job: Any) -> int:
     """Bring a finished remote output here, with a byte progress bar."""
-    from tqdm import tqdm
+    from vsr_desktop.cli_cloud import BytesBar
 
-    with tqdm(unit="B", unit_scale=True, desc="download", disable=not sys.stderr.isatty()) as bar:
-
-        def on_bytes(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        path = backend.fetch_output(job, on_bytes=on_bytes)
+    bar = BytesBar("download")
+    try:
+        path = backend.fetch_output(job, on_bytes=bar)
+    finally:
+        bar.close()
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

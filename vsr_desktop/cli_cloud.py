@@ -179,7 +179,7 @@ def _cancel_on_sigint() -> threading.Event:
     return cancel
 
 
-class _BytesBar:
+class BytesBar:
     """A tqdm bar for uploads and downloads."""
 
     def __init__(self, label: str) -> None:
@@ -323,7 +323,7 @@ def _submit(args: argparse.Namespace) -> int:
     backend = _backend(args)
     estimate = _estimate_for(args, spec, backend.session)
     print(estimate.describe(), file=sys.stderr)
-    bar = _BytesBar("upload")
+    bar = BytesBar("upload")
     cancel = _cancel_on_sigint()
     try:
         job = backend.submit(
@@ -379,7 +379,7 @@ def _describe(job: Any) -> str:
 
 
 def _download_job(backend: Any, job: Any) -> int:
-    bar = _BytesBar("download")
+    bar = BytesBar("download")
     try:
         path = backend.fetch_output(job, on_bytes=bar, cancel=_cancel_on_sigint())
     finally:
@@ -413,7 +413,7 @@ def _retry(args: argparse.Namespace) -> int:
             f"job {job.id} is {job.state.value}",
             "only failed, cancelled or interrupted jobs can be retried",
         )
-    bar = _BytesBar("upload")
+    bar = BytesBar("upload")
     try:
         job = backend.resume(job, cancel=_cancel_on_sigint(), on_upload=bar)
     finally:

@@ -271,9 +271,10 @@ def test_download_action_fetches_the_output(
         window.shutdown()
 
 
-def test_auto_download_when_the_poller_sees_the_job_complete(
-    stack: Any, qtbot: Any, settings_file: SettingsFile, tmp_path: Path, clip_factory: ClipFactory
-) -> None:
+def _output_in_the_cloud(
+    tmp_path: Path, settings_file: SettingsFile, clip_factory: ClipFactory, body: bytes
+) -> tuple[JobRecord, Path]:
+    """Auto-download on, a job submitted, and its output already in S3."""
     settings = settings_file.load()
     settings.cloud_auto_download = True
     settings_file.save(settings)
@@ -281,8 +282,15 @@ def test_auto_download_when_the_poller_sees_the_job_complete(
     job = _submitted(tmp_path, settings_file, source)
     output = Path(job.output)
     boto3.client("s3").put_object(
-        Bucket=BUCKET, Key=f"jobs/{job.id}/output/{output.name}", Body=b"auto"
+        Bucket=BUCKET, Key=f"jobs/{job.id}/output/{output.name}", Body=body
     )
+    return job, output
+
+
+def test_auto_download_when_the_poller_sees_the_job_complete(
+    stack: Any, qtbot: Any, settings_file: SettingsFile, tmp_path: Path, clip_factory: ClipFactory
+) -> None:
+    job, output = _output_in_the_cloud(tmp_path, settings_file, clip_factory, b"auto")
     window = _window(qtbot, settings_file, tmp_path)
     try:
         qtbot.waitUntil(
@@ -297,15 +305,7 @@ def test_auto_download_when_the_poller_sees_the_job_complete(
 def test_jobs_finished_while_the_app_was_closed_download_at_start(
     stack: Any, qtbot: Any, settings_file: SettingsFile, tmp_path: Path, clip_factory: ClipFactory
 ) -> None:
-    settings = settings_file.load()
-    settings.cloud_auto_download = True
-    settings_file.save(settings)
-    source = _source(tmp_path, clip_factory(frames=24, gop=8, width=48, height=32))
-    job = _submitted(tmp_path, settings_file, source)
-    output = Path(job.output)
-    boto3.client("s3").put_object(
-        Bucket=BUCKET, Key=f"jobs/{job.id}/output/{output.name}", Body=b"while away"
-    )
+    job, output = _output_in_the_cloud(tmp_path, settings_file, clip_factory, b"while away")
     # The app was closed when the job finished: the store already says so.
     JobStore(tmp_path / "jobs.sqlite3").update(job.id, state=JobState.COMPLETED, phase="")
     window = _window(qtbot, settings_file, tmp_path)
