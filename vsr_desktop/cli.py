@@ -18,7 +18,20 @@ from typing import Any
 from vsr_desktop import __version__
 from vsr_desktop.core.errors import CancelledError, InputError, VsrError
 
-CODEC_CHOICES = ("h264", "h265", "av1", "prores", "vp9")
+CODEC_CHOICES = (
+    "h264",
+    "h265",
+    "av1",
+    "prores",
+    "vp9",
+    "prores4444",
+    "dnxhr-hq",
+    "dnxhr-hqx",
+    "ffv1",
+    "qtrle",
+    "png",
+    "tiff",
+)
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +79,8 @@ def _add_job_options(parser: argparse.ArgumentParser, input_required: bool = Tru
         "--output",
         type=Path,
         default=None,
-        help="output file (default: INPUT_upscaled.mp4 beside the input)",
+        help="output file (default: INPUT_upscaled.mp4 beside the input); with --codec "
+        "png/tiff a folder, or numbered names like out_%%06d.png",
     )
     _add_engine_options(parser)
     parser.add_argument("--codec", default="h264", choices=CODEC_CHOICES)
@@ -74,6 +88,13 @@ def _add_job_options(parser: argparse.ArgumentParser, input_required: bool = Tru
     parser.add_argument("--bitrate", type=int, default=None, help="bits per second instead of CRF")
     parser.add_argument("--preset", default=None, help="encoder speed preset")
     parser.add_argument("--ten-bit", action="store_true", default=None, help="force 10-bit output")
+    _add_geometry_options(parser)
+    parser.add_argument(
+        "--drop-alpha",
+        action="store_true",
+        help="write no alpha for a source with transparency (otherwise an output that cannot "
+        "carry it is refused: use prores4444 .mov, vp9 .webm, ffv1 .mkv or qtrle .mov)",
+    )
     parser.add_argument(
         "--audio-codec",
         default="auto",
@@ -89,6 +110,54 @@ def _add_job_options(parser: argparse.ArgumentParser, input_required: bool = Tru
         help="chunk length: the unit of progress and resume",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument(
+        "--deinterlace",
+        default="auto",
+        choices=("auto", "off", "bwdif", "yadif"),
+        help="interlaced input: make whole frames before the model (auto: bwdif when the "
+        "source is interlaced, said once)",
+    )
+    parser.add_argument(
+        "--double-rate",
+        action="store_true",
+        help="deinterlace to one frame per field (50i → 50p) instead of one per frame",
+    )
+    parser.add_argument(
+        "--allow-damaged",
+        action="store_true",
+        help="upscale a damaged or truncated source anyway: frames that cannot be decoded "
+        "repeat a neighbour (without it such a source stops the job with exit code 9)",
+    )
+
+
+def _add_geometry_options(parser: argparse.ArgumentParser) -> None:
+    """Target size and pixel shape (core.media.geometry); png/tiff write numbered images."""
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--size",
+        default=None,
+        metavar="WxH",
+        help="output frame size, e.g. 3840x2160 (see --fit); the model upscales, then a "
+        "Lanczos resample brings the frame to it",
+    )
+    size.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        help="output height; the width follows the display aspect (rounded to even)",
+    )
+    parser.add_argument(
+        "--fit",
+        default="fit",
+        choices=("fit", "pad", "crop"),
+        help="with --size: fit inside it, pad to it with black bars, or crop to fill it",
+    )
+    parser.add_argument(
+        "--square-pixels",
+        action="store_true",
+        help="resample anamorphic sources (e.g. 720x576 SAR 16:15) to square pixels "
+        "instead of keeping their pixel aspect",
+    )
 
 
 def _add_worker_parser(sub: Any) -> None:
@@ -398,10 +467,25 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
             preset=args.preset,
             ten_bit=args.ten_bit,
             audio_codec=args.audio_codec,
+            drop_alpha=args.drop_alpha,
+            **_geometry_from_args(args),
         ),
         chunk_seconds=args.chunk_seconds,
         overwrite=args.overwrite,
+        allow_damaged=args.allow_damaged,
+        deinterlace=args.deinterlace,
+        double_rate=args.double_rate,
     )
+
+
+def _geometry_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """EncodeSettings' target fields from --size/--height/--fit/--square-pixels."""
+    from vsr_desktop.core.media.geometry import parse_size
+
+    width, height = parse_size(args.size) if args.size else (None, args.height)
+    if args.fit != "fit" and args.size is None:
+        raise InputError(f"--fit {args.fit} needs a --size box", "add --size WxH")
+    return {"width": width, "height": height, "fit": args.fit, "square_pixels": args.square_pixels}
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:

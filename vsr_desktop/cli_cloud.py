@@ -19,6 +19,10 @@ STACK_OPTIONS = {  # CLI option → template parameter
     "image": "ContainerImage",
     "max_parallel": "MaxParallelChunks",
     "retention_days": "JobExpirationDays",
+    "max_capacity_wait": "MaxCapacityWaitSeconds",
+    "on_demand_fallback": "OnDemandGpuFallback",
+    "notify_email": "NotificationEmail",
+    "monthly_budget": "MonthlyBudgetUsd",
 }
 
 
@@ -57,7 +61,36 @@ def add_cloud_parser(sub: Any, add_job_options: Any) -> None:
         default=None,
         help="days before job files in the bucket expire",
     )
-    teardown = command("teardown", "empty the bucket and delete the stack")
+    setup.add_argument(
+        "--max-capacity-wait",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="cancel a job that waits this long for capacity (600-86400, default 3600)",
+    )
+    setup.add_argument(
+        "--on-demand-fallback",
+        choices=("true", "false"),
+        default=None,
+        help="add an On-Demand GPU environment after Spot (costs ~3x; default false)",
+    )
+    setup.add_argument(
+        "--notify-email",
+        default=None,
+        metavar="ADDRESS",
+        help="email when a job ends, and for the budget alarm ('' turns it off)",
+    )
+    setup.add_argument(
+        "--monthly-budget",
+        type=int,
+        default=None,
+        metavar="USD",
+        help="an AWS Budgets email alarm for the account (needs --notify-email; 0 = none)",
+    )
+    teardown = command(
+        "teardown",
+        "stop running work, delete the preview endpoint, the bucket and the stack",
+    )
     teardown.add_argument("--yes", action="store_true", help="do not ask")
     command("status", "the stack's state and outputs, and who you are signed in as")
     command("login", "sign in to the profile's AWS SSO (device authorisation in a browser)")
@@ -69,6 +102,7 @@ def add_cloud_parser(sub: Any, add_job_options: Any) -> None:
     add_job_options(estimate)
     submit = command("submit", "upload a video and upscale it in the cloud")
     add_job_options(submit)
+    submit.add_argument("--yes", action="store_true", help="do not ask before spending (scripts)")
     submit.add_argument(
         "--wait", action="store_true", help="follow the job, then download the result"
     )
@@ -239,14 +273,25 @@ def _teardown(args: argparse.Namespace) -> int:
     from vsr_desktop.backends.aws.stack import delete_stack
 
     name = _stack_name(args)
-    if not args.yes:
-        answer = input(f"Delete the stack {name} and every file in its bucket? [y/N] ")
-        if answer.strip().lower() not in {"y", "yes"}:
-            print("nothing deleted", file=sys.stderr)
-            return 1
+    if not args.yes and not _confirm(
+        f"Stop its running jobs and delete the stack {name}, its preview endpoint and "
+        "every file in its bucket?"
+    ):
+        print("nothing deleted", file=sys.stderr)
+        return 1
     delete_stack(_session(args), name, on_event=_print_event, cancel=_cancel_on_sigint())
     print(f"stack {name} deleted", file=sys.stderr)
     return 0
+
+
+def _confirm(question: str) -> bool:
+    """Ask y/N on the terminal; no answer (end of input) is No."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        print(file=sys.stderr)
+        return False
+    return answer.strip().lower() in {"y", "yes"}
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -323,6 +368,11 @@ def _submit(args: argparse.Namespace) -> int:
     backend = _backend(args)
     estimate = _estimate_for(args, spec, backend.session)
     print(estimate.describe(), file=sys.stderr)
+    if not getattr(args, "yes", False) and not _confirm(
+        f"Spend about ${estimate.total_usd:.2f} in your AWS account on this job?"
+    ):
+        print("nothing sent (pass --yes to skip this question)", file=sys.stderr)
+        return 1
     bar = BytesBar("upload")
     cancel = _cancel_on_sigint()
     try:

@@ -48,8 +48,24 @@ def test_status_estimate_submit_poll_cancel(
     assert estimate.returncode == 0, estimate.stderr
     assert "24 frames on g" in estimate.stdout and "cost ≈ $" in estimate.stdout
 
+    # It asks before spending; no (or no answer) sends nothing.
+    declined = vsr("cloud", "submit", source, "-o", output, "--stack", STACK_NAME, stdin="n\n")
+    assert declined.returncode == 1, declined.stderr
+    assert "cost ≈ $" in declined.stderr and "[y/N]" in declined.stdout
+    assert "nothing sent" in declined.stderr
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="jobs/")
+
     submit = vsr(
-        "cloud", "submit", source, "-o", output, "--stack", STACK_NAME, "--chunk-seconds", "0.5"
+        "cloud",
+        "submit",
+        source,
+        "-o",
+        output,
+        "--stack",
+        STACK_NAME,
+        "--chunk-seconds",
+        "0.5",
+        "--yes",
     )
     assert submit.returncode == 0, submit.stderr
     job_id = submit.stdout.strip().splitlines()[-1]

@@ -74,3 +74,93 @@ def test_stack_outputs_missing_is_a_clear_error(aws: MotoServer) -> None:
     assert info is not None and info.ready
     with pytest.raises(CloudError, match="no output BucketName"):
         info.output("BucketName")
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS.*:UserWarning")
+def test_an_update_keeps_every_parameter_it_was_not_given(aws: MotoServer) -> None:
+    """`vsr cloud setup --max-parallel 40` once put the worker image back to its placeholder:
+    an update now sends UsePreviousValue for each parameter the caller left out."""
+    session = boto3.session.Session()
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/vsr-worker:7"
+    chosen = {
+        tpl.PARAM_CONTAINER_IMAGE: image,
+        tpl.PARAM_GPU_INSTANCE_TYPES: "g5.xlarge,g6.xlarge",
+        tpl.PARAM_MAX_GPU_VCPUS: "32",
+        tpl.PARAM_MAX_CAPACITY_WAIT_SECONDS: "1800",
+    }
+    first = deploy_stack(session, tpl.template_body(), chosen, "vsr-keep", poll_seconds=0.1)
+    assert first.parameters[tpl.PARAM_CONTAINER_IMAGE] == image
+    assert first.parameters[tpl.PARAM_MAX_PARALLEL_CHUNKS] == "16"
+
+    deploy_stack(
+        session,
+        tpl.template_body(),
+        {tpl.PARAM_MAX_PARALLEL_CHUNKS: "40"},
+        "vsr-keep",
+        poll_seconds=0.1,
+    )
+    stack = session.client("cloudformation").describe_stacks(StackName="vsr-keep")["Stacks"][0]
+    values = {p["ParameterKey"]: p.get("ParameterValue") for p in stack["Parameters"]}
+    assert values[tpl.PARAM_MAX_PARALLEL_CHUNKS] == "40"
+    assert values[tpl.PARAM_CONTAINER_IMAGE] == image
+    assert values[tpl.PARAM_MAX_GPU_VCPUS] == "32"
+    assert values[tpl.PARAM_MAX_CAPACITY_WAIT_SECONDS] == "1800"
+    after = describe_stack(session, "vsr-keep")
+    assert after is not None
+    assert after.list_parameter(tpl.PARAM_GPU_INSTANCE_TYPES) == ["g5.xlarge", "g6.xlarge"]
+    assert after.outputs[tpl.OUTPUT_MAX_PARALLEL_CHUNKS] == "40"
+
+
+def test_update_parameters_name_each_parameter_once() -> None:
+    """The request itself: given values, UsePreviousValue for the rest the stack has, and
+    nothing for a parameter new in this template (it has no previous value to keep)."""
+    from vsr_desktop.backends.aws.stack import StackInfo, update_parameters
+
+    existing = StackInfo(
+        "s", "UPDATE_COMPLETE", {}, {tpl.PARAM_CONTAINER_IMAGE: "img", tpl.PARAM_VPC_CIDR: "x"}
+    )
+    params = update_parameters(tpl.template_body(), {tpl.PARAM_MAX_PARALLEL_CHUNKS: "8"}, existing)
+    assert params == [
+        {"ParameterKey": tpl.PARAM_MAX_PARALLEL_CHUNKS, "ParameterValue": "8"},
+        {"ParameterKey": tpl.PARAM_CONTAINER_IMAGE, "UsePreviousValue": True},
+        {"ParameterKey": tpl.PARAM_VPC_CIDR, "UsePreviousValue": True},
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS.*:UserWarning")
+def test_the_optional_parts_deploy_when_asked(aws: MotoServer) -> None:
+    """On-Demand fallback, job-end email and budget alarm, switched on, on moto's
+    CloudFormation (what moto models of them: the second environment in the GPU queue,
+    the SNS topic with its email subscription, the EventBridge rule)."""
+    session = boto3.session.Session()
+    info = deploy_stack(
+        session,
+        tpl.template_body(),
+        {
+            tpl.PARAM_ON_DEMAND_GPU_FALLBACK: "true",
+            tpl.PARAM_NOTIFICATION_EMAIL: "me@example.com",
+            tpl.PARAM_MONTHLY_BUDGET_USD: "50",
+        },
+        "vsr-opts",
+        poll_seconds=0.1,
+    )
+    batch = session.client("batch")
+    (queue,) = batch.describe_job_queues(jobQueues=[info.outputs[tpl.OUTPUT_GPU_JOB_QUEUE_ARN]])[
+        "jobQueues"
+    ]
+    order = sorted(queue["computeEnvironmentOrder"], key=lambda item: item["order"])
+    assert [item["order"] for item in order] == [1, 2]
+    environments = {
+        env["computeEnvironmentArn"]: env
+        for env in batch.describe_compute_environments()["computeEnvironments"]
+    }
+    assert environments[order[0]["computeEnvironment"]]["computeResources"]["type"] == "SPOT"
+    assert environments[order[1]["computeEnvironment"]]["computeResources"]["type"] == "EC2"
+    sns = session.client("sns")
+    (topic,) = sns.list_topics()["Topics"]
+    (subscription,) = sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])[
+        "Subscriptions"
+    ]
+    assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "me@example.com")
+    rules = session.client("events").list_rules()["Rules"]
+    assert any('"aws.states"' in rule.get("EventPattern", "") for rule in rules)

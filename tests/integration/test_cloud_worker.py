@@ -48,8 +48,13 @@ def worker(
 
 
 def _audio(path: Path) -> list[bytes]:
+    """The audio packets a player plays (an MKV output leaves the MP4's edit-list primer)."""
     with av.open(str(path)) as container:
-        return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+        return [
+            bytes(p)
+            for p in container.demux(container.streams.audio[0])
+            if p.size and not p.is_discard
+        ]
 
 
 @pytest.fixture()

@@ -20,9 +20,15 @@ import numpy as np
 import pytest
 
 from tests.conftest import ClipFactory
-from vsr_desktop.core.errors import CancelledError, EngineError, InputError, MediaError
+from vsr_desktop.core.errors import (
+    CancelledError,
+    DamagedInputError,
+    EngineError,
+    InputError,
+    MediaError,
+)
 from vsr_desktop.core.media import ChunkEncoder, EncodeSettings, MediaInfo, probe
-from vsr_desktop.core.media.encode import CODECS, container_for
+from vsr_desktop.core.media.encode import CODECS, container_for, containers_for_codec
 from vsr_desktop.core.plan import Chunk, plan_chunks
 from vsr_desktop.worker import upscale_chunk as pipeline
 from vsr_desktop.worker.upscale_chunk import ChunkResult, partial_path, upscale_chunk
@@ -208,7 +214,7 @@ def test_a_cancel_after_the_engine_failed_still_reports_the_failure(
 # (c) the decoder fails ------------------------------------------------------------------
 
 
-def test_a_source_truncated_after_probing_is_a_media_error(
+def test_a_source_truncated_after_probing_is_a_damaged_input_error(
     clip_factory: ClipFactory, tmp_path: Path
 ) -> None:
     info, chunk = _source(clip_factory, tmp_path, ".mkv", frames=24)
@@ -217,8 +223,8 @@ def test_a_source_truncated_after_probing_is_a_media_error(
     out = tmp_path / "chunk.mkv"
     with pytest.raises(MediaError) as caught:
         _run(info, chunk, Nearest(), out)
-    assert not isinstance(caught.value, CancelledError)
-    assert caught.value.exit_code == 3
+    assert isinstance(caught.value, DamagedInputError)  # frames promised, not decodable
+    assert caught.value.exit_code == 9
     assert info.path.name in caught.value.message
     _nothing_left(out)
 
@@ -304,11 +310,14 @@ GOOD = [
 def test_defaults_and_boundaries_pass_and_ffmpeg_encodes_them_as_given(
     clip_factory: ClipFactory, tmp_path: Path, settings: EncodeSettings
 ) -> None:
-    settings.profile()
+    profile = settings.profile()
+    if profile.image_sequence:
+        pytest.skip("numbered image files: tests/integration/test_output_choices.py")
     info = probe(clip_factory(width=32, height=24, frames=4, gop=4))
     video = info.video
-    path = tmp_path / ("out.mov" if settings.codec == "prores" else "out.mkv")
-    size = (64, 48)
+    suffixes = containers_for_codec(settings.codec)
+    path = tmp_path / ("out.mkv" if ".mkv" in suffixes else f"out{suffixes[0]}")
+    size = profile.min_size or (64, 48)  # DNxHR takes 256x120 and larger
     encoder = ChunkEncoder(
         path,
         settings,

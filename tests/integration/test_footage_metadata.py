@@ -407,7 +407,7 @@ def test_audio_codec_choice_reaches_the_merge(clip_factory: ClipFactory, tmp_pat
         color=info.video.color,
         pts_offset=info.video.frame_pts[0],
     )
-    for frame in iter_frames(source, info.video.index, info.video.frame_pts[0], 12):
+    for frame in iter_frames(source, info.video.index, info.video.frame_pts[:12]):
         encoder.write(frame.pts, frame.rgb)
     encoder.close()
     output = tmp_path / "out.mkv"

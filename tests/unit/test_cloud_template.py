@@ -206,12 +206,92 @@ def test_gpu_compute_is_spot_price_capacity_optimised_over_several_families(
     assert compute["Type"] == "SPOT"
     assert compute["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
     assert compute["MinvCpus"] == 0
-    assert compute["Ec2Configuration"] == [{"ImageType": "ECS_AL2_NVIDIA"}]
+    assert compute["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
     assert compute["InstanceTypes"] == {"Ref": st.PARAM_GPU_INSTANCE_TYPES}
     assert compute["MaxvCpus"] == {"Ref": st.PARAM_MAX_GPU_VCPUS}
     types = instance_types(template, st.PARAM_GPU_INSTANCE_TYPES)
     assert len({item["name"].split(".")[0] for item in types}) >= 3
     assert all(item["GpuInfo"]["Gpus"][0]["Count"] >= 1 for item in types)
+
+
+def image_types(template: dict[str, Any]) -> dict[str, list[str]]:
+    """Every compute environment's ECS image types (what AMI Batch launches)."""
+    return {
+        name: [
+            item["ImageType"]
+            for item in body["Properties"]["ComputeResources"].get("Ec2Configuration", [])
+        ]
+        for name, body in resources_of(template, "AWS::Batch::ComputeEnvironment").items()
+    }
+
+
+def test_no_compute_environment_asks_for_an_image_type_aws_retired(
+    template: dict[str, Any],
+) -> None:
+    """AL1 is end of life and AWS ends support for the AL2 ECS AMIs (Batch Ec2Configuration
+    reference); every environment names an AL2023 image explicitly (no default to rely on)."""
+    found = image_types(template)
+    assert set(found) == {
+        "GpuComputeEnvironment",
+        "CpuComputeEnvironment",
+        "GpuOnDemandComputeEnvironment",
+    }
+    assert st.RETIRED_IMAGE_TYPES == {"ECS_AL1", "ECS_AL2", "ECS_AL2_NVIDIA"}
+    for name, types in found.items():
+        assert types, f"{name} names no image type: Batch would pick its default"
+        assert not set(types) & st.RETIRED_IMAGE_TYPES, (name, types)
+    assert found["GpuComputeEnvironment"] == ["ECS_AL2023_NVIDIA"]
+    assert found["GpuOnDemandComputeEnvironment"] == ["ECS_AL2023_NVIDIA"]
+    assert found["CpuComputeEnvironment"] == ["ECS_AL2023"]
+    # The check is not vacuous: the old value is caught.
+    old = copy.deepcopy(template)
+    props(old, "CpuComputeEnvironment")["ComputeResources"]["Ec2Configuration"] = [
+        {"ImageType": "ECS_AL2"}
+    ]
+    assert set(image_types(old)["CpuComputeEnvironment"]) & st.RETIRED_IMAGE_TYPES
+
+
+def test_on_demand_gpu_environment_is_opt_in_and_second_in_the_queue(
+    template: dict[str, Any],
+) -> None:
+    parameter = template["Parameters"][st.PARAM_ON_DEMAND_GPU_FALLBACK]
+    assert parameter["Default"] == "false" and set(parameter["AllowedValues"]) == {"true", "false"}
+    assert template["Conditions"]["UseOnDemandGpu"] == {
+        "Fn::Equals": [{"Ref": st.PARAM_ON_DEMAND_GPU_FALLBACK}, "true"]
+    }
+    body = template["Resources"]["GpuOnDemandComputeEnvironment"]
+    assert body["Condition"] == "UseOnDemandGpu"
+    compute = body["Properties"]["ComputeResources"]
+    assert compute["Type"] == "EC2" and compute["MinvCpus"] == 0
+    assert compute["InstanceTypes"] == {"Ref": st.PARAM_GPU_INSTANCE_TYPES}
+    spot = {"Order": 1, "ComputeEnvironment": {"Ref": "GpuComputeEnvironment"}}
+    on_demand = {"Order": 2, "ComputeEnvironment": {"Ref": "GpuOnDemandComputeEnvironment"}}
+    order = props(template, "GpuJobQueue")["ComputeEnvironmentOrder"]
+    assert order == {"Fn::If": ["UseOnDemandGpu", [spot, on_demand], [spot]]}
+
+
+@pytest.mark.parametrize("queue", sorted(st.JOB_QUEUE_RESOURCES.values()))
+def test_queues_cancel_a_job_that_waits_too_long_for_capacity(
+    template: dict[str, Any], queue: str
+) -> None:
+    """jobStateTimeLimitActions act only on these blocked-job reasons (Batch user guide,
+    "Jobs stuck in RUNNABLE"); the app words each one (capacity_wait_message)."""
+    actions = props(template, queue)["JobStateTimeLimitActions"]
+    assert {a["Reason"] for a in actions} == set(st.CAPACITY_WAIT_REASONS)
+    for action in actions:
+        assert action["Action"] == "CANCEL" and action["State"] == "RUNNABLE"
+        assert action["MaxTimeSeconds"] == {"Ref": st.PARAM_MAX_CAPACITY_WAIT_SECONDS}
+    parameter = template["Parameters"][st.PARAM_MAX_CAPACITY_WAIT_SECONDS]
+    assert 600 <= parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"] <= 86400
+
+
+def test_a_capacity_cancel_reads_as_a_clear_message() -> None:
+    reason = "Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    message = st.capacity_wait_message(reason, "3600")
+    assert message is not None
+    assert message.startswith("cancelled after waiting 60 min for capacity")
+    assert "Spot quota" in message and "On-Demand" in message
+    assert st.capacity_wait_message("Essential container in task exited", "3600") is None
 
 
 def test_cpu_compute_for_split_and_merge_scales_to_zero(template: dict[str, Any]) -> None:
@@ -224,7 +304,8 @@ def test_cpu_compute_for_split_and_merge_scales_to_zero(template: dict[str, Any]
         logical_id: props(template, logical_id)["ComputeEnvironmentOrder"]
         for logical_id in st.JOB_QUEUE_RESOURCES.values()
     }
-    assert queues["GpuJobQueue"][0]["ComputeEnvironment"] == {"Ref": "GpuComputeEnvironment"}
+    gpu_orders = queues["GpuJobQueue"]["Fn::If"][1:]  # with and without On-Demand
+    assert all(o[0]["ComputeEnvironment"] == {"Ref": "GpuComputeEnvironment"} for o in gpu_orders)
     assert queues["CpuJobQueue"][0]["ComputeEnvironment"] == {"Ref": "CpuComputeEnvironment"}
 
 
@@ -301,6 +382,57 @@ def test_map_concurrency_comes_from_the_parameter_and_never_exceeds_40(
     configure = asl["States"][asl["StartAt"]]
     assert configure["ResultPath"] == "$.config"
     assert configure["Parameters"] == {"max_parallel_chunks.$": "States.StringToJson('40')"}
+
+
+def test_time_limits_execution_and_each_chunk_job(template: dict[str, Any]) -> None:
+    """The execution ends TIMED_OUT after a fixed limit; each chunk job gets the input's
+    chunk_timeout_seconds (from the throughput table) as its SubmitJob timeout, or the
+    default when the input has none."""
+    asl = definition(template)
+    assert asl["TimeoutSeconds"] == st.EXECUTION_TIMEOUT_SECONDS
+    assert asl["States"]["Configure"]["Next"] == "ChunkTimeout"
+    (choice,) = asl["States"]["ChunkTimeout"]["Choices"]
+    assert choice == {"Variable": "$.chunk_timeout_seconds", "IsPresent": True, "Next": "Split"}
+    default = asl["States"][asl["States"]["ChunkTimeout"]["Default"]]
+    assert default["Result"] == st.DEFAULT_CHUNK_TIMEOUT_SECONDS
+    assert default["ResultPath"] == "$.chunk_timeout_seconds" and default["Next"] == "Split"
+    upscale = asl["States"]["Upscale"]
+    assert upscale["ItemSelector"]["chunk_timeout_seconds.$"] == "$.chunk_timeout_seconds"
+    chunk = upscale["ItemProcessor"]["States"]["UpscaleChunk"]["Parameters"]
+    assert chunk["Timeout"] == {"AttemptDurationSeconds.$": "$.chunk_timeout_seconds"}
+
+
+def test_notices_are_optional_and_scoped_to_this_stack(template: dict[str, Any]) -> None:
+    """SNS email when an execution ends; an AWS Budgets alarm: both off unless asked."""
+    assert template["Parameters"][st.PARAM_NOTIFICATION_EMAIL]["Default"] == ""
+    assert template["Parameters"][st.PARAM_MONTHLY_BUDGET_USD]["Default"] == 0
+    conditions = {
+        name: body.get("Condition")
+        for name, body in template["Resources"].items()
+        if name in {"NotificationTopic", "NotificationTopicPolicy", "JobEndedRule", "MonthlyBudget"}
+    }
+    assert conditions == {
+        "NotificationTopic": "Notify",
+        "NotificationTopicPolicy": "Notify",
+        "JobEndedRule": "Notify",
+        "MonthlyBudget": "HasBudget",
+    }
+    rule = props(template, "JobEndedRule")
+    assert rule["EventPattern"]["source"] == ["aws.states"]
+    assert rule["EventPattern"]["detail"]["stateMachineArn"] == [{"Ref": "StateMachine"}]
+    assert set(rule["EventPattern"]["detail"]["status"]) == {
+        "SUCCEEDED",
+        "FAILED",
+        "TIMED_OUT",
+        "ABORTED",
+    }
+    assert rule["Targets"][0]["Arn"] == {"Ref": "NotificationTopic"}
+    budget = props(template, "MonthlyBudget")
+    assert budget["Budget"]["BudgetLimit"]["Amount"] == {"Ref": st.PARAM_MONTHLY_BUDGET_USD}
+    for notice in budget["NotificationsWithSubscribers"]:
+        assert notice["Subscribers"] == [
+            {"SubscriptionType": "EMAIL", "Address": {"Ref": st.PARAM_NOTIFICATION_EMAIL}}
+        ]
 
 
 def batch_tasks(asl: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import time
@@ -26,7 +27,10 @@ from vsr_desktop.core.errors import (
 from vsr_desktop.core.job_lock import LOCK_NAME, JobLock, runner_pid
 from vsr_desktop.core.job_spec import EngineSettings, JobSpec
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
+from vsr_desktop.core.media.deinterlace import job_deinterlace, merge_inputs, output_frame_count
+from vsr_desktop.core.media.deinterlace import notes as deinterlace_notes
 from vsr_desktop.core.media.encode import container_for
+from vsr_desktop.core.media.image_sequence import chunk_frame_count
 from vsr_desktop.core.media.probe import MediaInfo, probe
 from vsr_desktop.core.plan import Plan, plan_chunks
 from vsr_desktop.core.private_files import append_private
@@ -35,6 +39,8 @@ from vsr_desktop.worker.job_report import REPORT_KEY, summary, verify_output
 from vsr_desktop.worker.job_setup import (
     build_engine,
     check_source_unchanged,
+    damaged_note,
+    source_notes,
     spec_of,
     validate_spec,
 )
@@ -289,7 +295,7 @@ class LocalBackend:
             plan = plan_chunks(info.video, spec.chunk_seconds)
             work_dir = Path(job.work_dir)
             (work_dir / "plan.json").write_text(plan.to_json())
-            self._run_chunks(job, spec, info, plan, progress, cancel)
+            damaged = self._run_chunks(job, spec, info, plan, progress, cancel)
             self.store.update(job.id, phase="merging", eta_seconds=None)
             self._emit(
                 progress,
@@ -306,13 +312,17 @@ class LocalBackend:
                     f"{spec.output} appeared while the job ran",
                     f"move it away, or resume with `vsr jobs resume {job.id} --overwrite`",
                 )
-            warnings = merge_job(
-                info,
-                plan,
+            fields = job_deinterlace(spec, info.video)
+            warnings = deinterlace_notes(fields) + source_notes(info)
+            if damaged:
+                warnings.append(damaged_note(damaged))
+            warnings += merge_job(
+                *merge_inputs(fields, info, plan),
                 paths,
                 spec.output.expanduser(),
                 cancel,
                 audio_codec=spec.encode.audio_codec,
+                encode=spec.encode,
             )
         except CancelledError:
             self.store.update(
@@ -374,7 +384,8 @@ class LocalBackend:
         try:
             if not output.is_file() or output.stat().st_mtime < job.created_at:
                 return False
-            return probe(output).video.frame_count == job.frames_total
+            frames = output_frame_count(spec_of(job), job.frames_total)
+            return probe(output).video.frame_count in frames
         except (OSError, VsrError):
             return False
 
@@ -389,7 +400,8 @@ class LocalBackend:
         plan: Plan,
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
-    ) -> None:
+    ) -> int:
+        """Upscale the chunks not yet done; returns how many damaged frames were filled."""
         work_dir = Path(job.work_dir)
         suffix = spec.output.suffix
         finished = self._valid_finished_chunks(job, plan)
@@ -404,8 +416,9 @@ class LocalBackend:
         if finished:
             self._log(job, f"resuming: {len(finished)}/{len(plan.chunks)} chunks already done")
         todo = [c for c in plan.chunks if c.index not in finished]
+        damaged = 0
         if not todo:
-            return
+            return damaged
         self.store.update(job.id, phase="loading model")
         engine = self._engine_factory(spec.engine)
         meter = _RateMeter()
@@ -445,11 +458,17 @@ class LocalBackend:
                 batch_size=spec.engine.batch_size,
                 on_frames=on_frames,
                 cancel=cancel,
+                allow_damaged=spec.allow_damaged,
+                deinterlace=job_deinterlace(spec, info.video),
             )
+            damaged += result.damaged
             self.store.record_chunk(job.id, chunk.index, result.frames, result.path)
             state["chunks"] += 1
             self.store.update(job.id, chunks_done=state["chunks"])
             self._log(job, f"chunk {chunk.index} done ({result.frames} frames)")
+            if result.damaged:
+                self._log(job, f"chunk {chunk.index}: {damaged_note(result.damaged)}")
+        return damaged
 
     def _valid_finished_chunks(self, job: JobRecord, plan: Plan) -> set[int]:
         """Recorded chunks whose file still exists with the planned frame count."""
@@ -457,7 +476,8 @@ class LocalBackend:
         for index, (frames, path) in self.store.finished_chunks(job.id).items():
             if index < len(plan.chunks) and plan.chunks[index].frame_count == frames:
                 with contextlib.suppress(VsrError):
-                    if path.exists() and probe(path).video.frame_count == frames:
+                    written = output_frame_count(spec_of(job), frames)
+                    if path.exists() and chunk_frame_count(path) in written:
                         valid.add(index)
         return valid
 
@@ -498,6 +518,8 @@ class LocalBackend:
 def remove_chunk_files(work_dir: Path) -> None:
     for path in [*work_dir.glob("chunk_*"), work_dir / "plan.json"]:
         with contextlib.suppress(OSError):
+            if path.is_dir():  # an image-sequence chunk: a folder of frames
+                shutil.rmtree(path)
             path.unlink(missing_ok=True)
 
 

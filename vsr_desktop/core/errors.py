@@ -34,6 +34,13 @@ class MediaError(VsrError):
     exit_code = 3
 
 
+class DamagedInputError(MediaError):
+    """The source has frames that cannot be read or decoded (and --allow-damaged was not
+    given): its own exit code, so scripts can tell it from a file that is not a video."""
+
+    exit_code = 9
+
+
 class ModelError(VsrError):
     """A model is unknown, missing, corrupt, unsafe or failed its checksum."""
 

@@ -52,6 +52,12 @@ class JobSpec:
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS
     overwrite: bool = False
+    #: Upscale a source with undecodable frames anyway, each repeating its neighbour.
+    allow_damaged: bool = False
+    #: Interlaced input: auto (bwdif when the source is interlaced), off, bwdif or yadif.
+    deinterlace: str = "auto"
+    #: Deinterlace to one frame per field (50i → 50p) instead of one per frame.
+    double_rate: bool = False
     source_identity: SourceIdentity | None = None
     backend: str = "local"
     target: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +71,7 @@ class JobSpec:
             "engine": engine,
             "encode": asdict(self.encode),
             "chunk_seconds": self.chunk_seconds,
+            "deinterlace": [self.deinterlace, self.double_rate],
         }
 
     def with_source_identity(self) -> JobSpec:
@@ -80,6 +87,9 @@ class JobSpec:
             "encode": asdict(self.encode),
             "chunk_seconds": self.chunk_seconds,
             "overwrite": self.overwrite,
+            "allow_damaged": self.allow_damaged,
+            "deinterlace": self.deinterlace,
+            "double_rate": self.double_rate,
             "source_identity": (
                 asdict(self.source_identity) if self.source_identity is not None else None
             ),

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from vsr_desktop.core.errors import InputError
-from vsr_desktop.core.media.decode import read_frame
+from vsr_desktop.core.media.decode import iter_frames, read_frame
+from vsr_desktop.core.media.deinterlace import plan_deinterlace
 from vsr_desktop.core.media.probe import MediaInfo
 from vsr_desktop.core.upscaler import FrameUpscaler
 
@@ -65,6 +66,28 @@ def frame_pts(info: MediaInfo, frame_index: int) -> int:
     return info.video.frame_pts[frame_index]
 
 
+def shown_frame(info: MediaInfo, frame_index: int) -> np.ndarray:
+    """Frame `frame_index` as a player shows it: an interlaced one deinterlaced (bwdif,
+    with its real neighbours), so the preview judges the picture the job will upscale."""
+    video = info.video
+    pts = frame_pts(info, frame_index)
+    fields = plan_deinterlace("auto", False, video)
+    if fields is None:
+        return read_frame(info.path, video.index, pts, video.bit_depth)
+    following = video.frame_pts[frame_index + 1] if frame_index + 1 < video.frame_count else None
+    for frame in iter_frames(
+        info.path,
+        video.index,
+        [pts],
+        end_pts=following,
+        bit_depth=video.bit_depth,
+        first_pts=video.frame_pts[0],
+        deinterlacer=fields.decoder(video),
+    ):
+        return frame.rgb
+    return read_frame(info.path, video.index, pts, video.bit_depth)
+
+
 def render_before_after(
     info: MediaInfo,
     frame_index: int,
@@ -73,7 +96,7 @@ def render_before_after(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Upscale only `region` of frame `frame_index`; return (before, after) as 8-bit RGB."""
     video = info.video
-    source = read_frame(info.path, video.index, frame_pts(info, frame_index), video.bit_depth)
+    source = shown_frame(info, frame_index)
     area = (region or Region(0, 0, video.width, video.height)).clamp(video.width, video.height)
     crop = source[area.y : area.y + area.height, area.x : area.x + area.width]
     after = to_8bit(engine.upscale(crop[None])[0])

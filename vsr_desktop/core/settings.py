@@ -36,11 +36,16 @@ class AppSettings:
     codec: str = "h264"
     crf: int | None = None  # None: the codec's default
     container: str = ".mp4"
+    preset: str | None = None  # None: the codec's default (only codecs with presets)
+    target_size: str = ""  # "WxH" (--size); empty: the source times the scale
+    fit: str = "fit"  # how the picture meets target_size: fit, pad or crop
     output_folder: str = ""  # empty: beside the source
     device: str = "auto"
     precision: str = "auto"
     tile: int = 0
     chunk_seconds: float = 60.0
+    deinterlace: str = "auto"  # interlaced input: auto, off, bwdif, yadif
+    double_rate: bool = False  # deinterlace to one frame per field
     preview_mode: str = "split"
     slurm_workdir: str = ""  # a folder every cluster node sees; empty: Slurm not set up
     slurm_partition: str = ""
@@ -68,6 +73,8 @@ class AppSettings:
         scale = self.outscale if self.outscale is not None else 4
         tag = f"x{scale:g}"
         folder = Path(self.output_folder) if self.output_folder else source.parent
+        if self.container in (".png", ".tif"):  # an image sequence: numbered files
+            return folder / f"{source.stem}_{tag}_%06d{self.container}"
         return folder / f"{source.stem}_{tag}{self.container}"
 
     def remember(self, path: Path) -> None:

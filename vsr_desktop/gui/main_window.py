@@ -87,14 +87,31 @@ def engine_settings_for(settings: AppSettings) -> EngineSettings:
     )
 
 
+def encode_settings_for(settings: AppSettings) -> EncodeSettings:
+    """The output choices of the settings panel (codec, quality, preset, target size)."""
+    from vsr_desktop.core.media.geometry import parse_size
+
+    width, height = parse_size(settings.target_size) if settings.target_size else (None, None)
+    return EncodeSettings(
+        codec=settings.codec,
+        crf=settings.crf,
+        preset=settings.preset,
+        width=width,
+        height=height,
+        fit=settings.fit if width is not None else "fit",
+    )
+
+
 def spec_for(settings: AppSettings, source: Path, backend: str = "local") -> JobSpec:
     """The job spec for one source under the current settings, for `backend`."""
     return JobSpec(
         source=source,
         output=settings.output_for(source),
         engine=engine_settings_for(settings),
-        encode=EncodeSettings(codec=settings.codec, crf=settings.crf),
+        encode=encode_settings_for(settings),
         chunk_seconds=settings.chunk_seconds,
+        deinterlace=settings.deinterlace,
+        double_rate=settings.double_rate,
         backend=backend,
     )
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -37,8 +38,34 @@ CODEC_LABELS = {
     "av1": "AV1 (SVT-AV1)",
     "prores": "ProRes 422 HQ (editing)",
     "vp9": "VP9",
+    "prores4444": "ProRes 4444 (editing, alpha)",
+    "dnxhr-hq": "DNxHR HQ (editing)",
+    "dnxhr-hqx": "DNxHR HQX 10-bit (editing)",
+    "ffv1": "FFV1 lossless (archive)",
+    "png": "PNG image sequence",
+    "tiff": "TIFF image sequence",
 }
 CONTAINERS = (".mp4", ".mkv", ".mov", ".webm")
+#: Target sizes offered (--size); "" is the source times the scale, None a custom size.
+SIZE_PRESETS: tuple[tuple[str, str | None], ...] = (
+    ("Source × scale", ""),
+    ("720p (1280×720)", "1280x720"),
+    ("1080p (1920×1080)", "1920x1080"),
+    ("1440p (2560×1440)", "2560x1440"),
+    ("4K UHD (3840×2160)", "3840x2160"),
+    ("Custom…", None),
+)
+FIT_CHOICES = (
+    ("Fit inside", "fit"),
+    ("Pad (black bars)", "pad"),
+    ("Crop to fill", "crop"),
+)
+DEINTERLACE_CHOICES = (
+    ("Auto (when interlaced)", "auto"),
+    ("Off", "off"),
+    ("bwdif", "bwdif"),
+    ("yadif", "yadif"),
+)
 SCALES: tuple[tuple[str, float | None], ...] = (
     ("Model's own", None),
     ("×1 (restore only)", 1.0),
@@ -128,6 +155,17 @@ class SettingsPanel(QWidget):
         self.denoise_slider.setRange(0, 100)
         self.denoise_slider.setToolTip("Blend with the denoising variant: 0 = strongest denoise")
         form.addRow("Denoise", self.denoise_slider)
+        self.deinterlace_combo = QComboBox()  # interlaced sources: core.media.deinterlace
+        for label, mode in DEINTERLACE_CHOICES:
+            self.deinterlace_combo.addItem(label, mode)
+        self.deinterlace_combo.setToolTip(
+            "Interlaced video (TV, tape, DVD) is made into whole frames before the model"
+        )
+        self.double_rate_check = QCheckBox("One frame per field (50i → 50p)")
+        fields_row = QHBoxLayout()
+        fields_row.addWidget(self.deinterlace_combo)
+        fields_row.addWidget(self.double_rate_check, 1)
+        form.addRow("Deinterlace", fields_row)
         layout.addWidget(model_box)
 
         out_box = QGroupBox("Output")
@@ -141,10 +179,11 @@ class SettingsPanel(QWidget):
         self.crf_spin.setSpecialValueText("Default")
         self.crf_spin.setToolTip("CRF: lower is better quality and bigger files")
         out.addRow("Quality (CRF)", self.crf_spin)
-        self.container_combo = QComboBox()
-        for suffix in CONTAINERS:
-            self.container_combo.addItem(suffix, suffix)
+        self.preset_combo = QComboBox()  # the codec's presets only (core.media.encode)
+        out.addRow("Preset", self.preset_combo)
+        self.container_combo = QComboBox()  # filled by _sync_codec_widgets: valid ones only
         out.addRow("Container", self.container_combo)
+        self._build_size_row(out)
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("Beside the source")
         browse = QPushButton("…")
@@ -228,10 +267,13 @@ class SettingsPanel(QWidget):
         self.slurm_gpus_spin.valueChanged.connect(self._changed)
         self.slurm_parallel_spin.valueChanged.connect(self._changed)
 
+        self.codec_combo.currentIndexChanged.connect(self._codec_changed)
         for combo in (
+            self.preset_combo,
+            self.size_combo,
+            self.fit_combo,
             self.model_combo,
             self.scale_combo,
-            self.codec_combo,
             self.container_combo,
             self.device_combo,
             self.precision_combo,
@@ -239,8 +281,11 @@ class SettingsPanel(QWidget):
             combo.currentIndexChanged.connect(self._changed)
         self.denoise_slider.valueChanged.connect(self._changed)
         self.crf_spin.valueChanged.connect(self._changed)
+        self.size_edit.editingFinished.connect(self._changed)
         self.folder_edit.editingFinished.connect(self._changed)
         self.download_button.clicked.connect(self.download_selected_model)
+        self.deinterlace_combo.currentIndexChanged.connect(self._changed)
+        self.double_rate_check.toggled.connect(self._changed)
 
     def _load(self, s: AppSettings) -> None:
         index = self.model_combo.findData(s.model)
@@ -251,11 +296,18 @@ class SettingsPanel(QWidget):
         self.scale_combo.setCurrentIndex(max(self.scale_combo.findData(s.outscale), 0))
         self.denoise_slider.setValue(round(s.denoise_strength * 100))
         self.codec_combo.setCurrentIndex(max(self.codec_combo.findData(s.codec), 0))
-        self.crf_spin.setValue(-1 if s.crf is None else s.crf)
+        self._sync_codec_widgets()
+        self.crf_spin.setValue(self.crf_spin.minimum() if s.crf is None else s.crf)
         self.container_combo.setCurrentIndex(max(self.container_combo.findData(s.container), 0))
+        self.preset_combo.setCurrentIndex(max(self.preset_combo.findData(s.preset), 0))
+        self._load_size(s.target_size, s.fit)
         self.folder_edit.setText(s.output_folder)
         self.device_combo.setCurrentIndex(max(self.device_combo.findData(s.device), 0))
         self.precision_combo.setCurrentIndex(max(self.precision_combo.findData(s.precision), 0))
+        self.deinterlace_combo.setCurrentIndex(
+            max(self.deinterlace_combo.findData(s.deinterlace), 0)
+        )
+        self.double_rate_check.setChecked(s.double_rate)
         self.slurm_workdir_edit.setText(s.slurm_workdir)
         self.slurm_partition_edit.setText(s.slurm_partition)
         self.slurm_gpus_spin.setValue(s.slurm_gpus_per_task)
@@ -291,6 +343,8 @@ class SettingsPanel(QWidget):
             self._choose_model_file()
             return
         crf = self.crf_spin.value()
+        if not self.crf_spin.isEnabled() or crf == self.crf_spin.minimum():
+            crf = -1  # "Default", or a codec without CRF
         before = self._settings
         self._settings = replace(
             self._settings,
@@ -300,9 +354,14 @@ class SettingsPanel(QWidget):
             codec=self.codec_combo.currentData(),
             crf=None if crf < 0 else crf,
             container=self.container_combo.currentData(),
+            preset=self.preset_combo.currentData() if self.preset_combo.isEnabled() else None,
+            target_size=self._target_size(),
+            fit=self.fit_combo.currentData(),
             output_folder=self.folder_edit.text().strip(),
             device=self.device_combo.currentData(),
             precision=self.precision_combo.currentData(),
+            deinterlace=self.deinterlace_combo.currentData(),
+            double_rate=self.double_rate_check.isChecked(),
             slurm_workdir=self.slurm_workdir_edit.text().strip(),
             slurm_partition=self.slurm_partition_edit.text().strip(),
             slurm_gpus_per_task=self.slurm_gpus_spin.value(),
@@ -313,6 +372,106 @@ class SettingsPanel(QWidget):
         self._refuse_bad_slurm_values(before)
         self._update_model_state()
         self.settingsChanged.emit(self.settings())
+
+    # ------------------------------------------------------------------ output choices
+    def _build_size_row(self, out: QFormLayout) -> None:
+        """Target size presets (--size) and how the picture meets them (--fit)."""
+        self.size_combo = QComboBox()
+        for label, size in SIZE_PRESETS:
+            self.size_combo.addItem(label, size)
+        self.size_edit = QLineEdit()
+        self.size_edit.setPlaceholderText("WxH, e.g. 2048x1080")
+        self.size_edit.setVisible(False)
+        self.fit_combo = QComboBox()
+        for label, mode in FIT_CHOICES:
+            self.fit_combo.addItem(label, mode)
+        row = QHBoxLayout()
+        row.addWidget(self.size_combo, 1)
+        row.addWidget(self.size_edit, 1)
+        row.addWidget(self.fit_combo)
+        out.addRow("Size", row)
+
+    def _load_size(self, size: str, fit: str) -> None:
+        index = self.size_combo.findData(size)
+        if index < 0:  # a custom size
+            index = self.size_combo.count() - 1
+            self.size_edit.setText(size)
+        self.size_combo.setCurrentIndex(index)
+        self.fit_combo.setCurrentIndex(max(self.fit_combo.findData(fit), 0))
+        self._sync_size_widgets()
+
+    def _target_size(self) -> str:
+        """The chosen "WxH" ("" for the source × scale); a custom one that is not WxH
+        (or odd where the codec needs even sizes) is refused: the field goes back."""
+        from vsr_desktop.core.media.encode import CODECS
+        from vsr_desktop.core.media.geometry import check_target, parse_size
+
+        self._sync_size_widgets()
+        preset = self.size_combo.currentData()
+        if preset is not None:
+            return str(preset)
+        text = self.size_edit.text().strip()
+        try:
+            width, height = parse_size(text)
+            profile = CODECS[self.codec_combo.currentData()]
+            check_target(
+                width,
+                height,
+                "fit",
+                even=not profile.image_sequence,
+                min_size=profile.min_size or (1, 1),
+            )
+        except VsrError as exc:
+            self.size_edit.setToolTip(exc.user_message())
+            self.size_edit.setText(self._settings.target_size)
+            return self._settings.target_size
+        self.size_edit.setToolTip("")
+        return f"{width}x{height}"
+
+    def _sync_size_widgets(self) -> None:
+        custom = self.size_combo.currentData() is None
+        self.size_edit.setVisible(custom)
+        self.fit_combo.setEnabled(custom or bool(self.size_combo.currentData()))
+
+    @Slot()
+    def _codec_changed(self) -> None:
+        if self._loading:
+            return
+        self._loading = True  # one settingsChanged for the codec and what follows it
+        try:
+            self._sync_codec_widgets()
+        finally:
+            self._loading = False
+        self._changed()
+
+    def _sync_codec_widgets(self) -> None:
+        """Offer only what the codec takes: its containers, its CRF range, its presets."""
+        from vsr_desktop.core.media.encode import CODECS, containers_for_codec
+
+        codec = self.codec_combo.currentData()
+        profile = CODECS[codec]
+        current = self.container_combo.currentData()
+        self.container_combo.clear()
+        for suffix in containers_for_codec(codec):
+            label = f"{suffix} (numbered files)" if profile.image_sequence else suffix
+            self.container_combo.addItem(label, suffix)
+        self.container_combo.setCurrentIndex(max(self.container_combo.findData(current), 0))
+        if profile.crf_range is None:
+            self.crf_spin.setRange(-1, -1)
+            self.crf_spin.setEnabled(False)
+            self.crf_spin.setToolTip(profile.quality_note or "This codec has no CRF")
+        else:
+            low, high = profile.crf_range
+            self.crf_spin.setRange(low - 1, high)  # the minimum shows "Default"
+            self.crf_spin.setEnabled(True)
+            self.crf_spin.setToolTip(
+                f"CRF {low} (best) to {high} (smallest file); Default: {profile.default_crf}"
+            )
+        self.preset_combo.clear()
+        self.preset_combo.addItem("Default", None)
+        for preset in profile.presets:
+            self.preset_combo.addItem(preset, preset)
+        self.preset_combo.setEnabled(bool(profile.presets))
 
     def _refuse_bad_slurm_values(self, before: AppSettings) -> None:
         """Slurm fields that are refused go back to their last good values (or their

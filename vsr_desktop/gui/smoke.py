@@ -170,8 +170,7 @@ def upscale_frames(clip: Path, output: Path, model: str, count: int = FRAMES_TO_
         iter_frames(
             clip,
             video.index,
-            video.frame_pts[0],
-            count,
+            video.frame_pts[:count],
             bit_depth=video.bit_depth,
             first_pts=video.frame_pts[0],
         )

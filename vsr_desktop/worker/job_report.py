@@ -13,11 +13,21 @@ from typing import Any
 from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.jobs import VERIFY_REPORT_KEY
+from vsr_desktop.core.media.deinterlace import job_deinterlace
 from vsr_desktop.core.media.encode import container_for
 from vsr_desktop.core.media.probe import MediaInfo
 from vsr_desktop.core.media.tracks import plan_audio, plan_subtitle
 
 REPORT_KEY = VERIFY_REPORT_KEY
+#: What --double-rate changes on purpose: twice the frames at twice the rate, so frame i of
+#: the output is not frame i of the source, and the last field ends half a frame later.
+FIELD_RATE_CHANGES = (
+    "video.frame_count",
+    "video.average_rate",
+    "video.base_rate",
+    "video.drift",
+    "video.last_pts",
+)
 
 
 def expected_changes(info: MediaInfo, spec: JobSpec) -> list[str]:
@@ -36,7 +46,60 @@ def expected_changes(info: MediaInfo, spec: JobSpec) -> list[str]:
             expected += [f"subtitle#{number}.codec", f"subtitle#{number}.packets"]
     if getattr(info, "attachments", ()) and container != "matroska":
         expected.append("attachment*")  # only Matroska carries fonts
+    fields = job_deinterlace(spec, info.video)
+    if fields is not None and fields.double_rate:
+        expected += FIELD_RATE_CHANGES  # one frame per field, at twice the rate
+    expected += picture_changes(info, spec, container)
+    expected += output_choice_changes(info, spec, container)
     return expected
+
+
+def output_choice_changes(info: MediaInfo, spec: JobSpec, container: str) -> list[str]:
+    """--size with pad or crop changes the frame's aspect on purpose (the picture's is kept);
+    MXF keeps no chapters or subtitles and writes its own descriptive tags; DNxHR declares a
+    matrix in every frame header (BT.709 where the source said none)."""
+    encode, changes = spec.encode, []
+    if encode.width is not None and encode.height is not None and encode.fit in ("pad", "crop"):
+        changes.append("video.display_aspect")
+    if encode.codec.startswith("dnxhr") and info.video.color.space in (0, 2):
+        changes.append("video.color.matrix")
+    if container == "mxf":  # FFmpeg's MXF writer stores no layout, no dispositions
+        changes += ["chapters*", "subtitle#*", "metadata.*"]
+        changes += ["audio#*.layout", "audio#*.dispositions"]
+        if not info.timecode:  # and writes a 00:00:00:00 timecode of its own
+            changes.append("timecode")
+    return changes
+
+
+def picture_changes(info: MediaInfo, spec: JobSpec, container: str) -> list[str]:
+    """Alpha dropped on request (--drop-alpha); an RGB source's matrix and range replaced
+    by a YUV matrix (core.media.color_tags). Lost HDR side data stays a difference."""
+    from vsr_desktop.core.media.alpha import keeps_alpha
+    from vsr_desktop.core.media.color_tags import SPC_RGB, is_rgb_pix_fmt
+
+    video, changes = info.video, []
+    if video.has_alpha and not keeps_alpha(True, spec.encode, container):
+        changes.append("video.alpha")
+    if video.color.space == SPC_RGB or is_rgb_pix_fmt(video.pix_fmt):
+        changes += ["video.color.matrix", "video.color.range"]
+    return changes
+
+
+def picture_notes(info: MediaInfo, spec: JobSpec) -> list[str]:
+    """What the user is told about the picture: alpha dropped, HDR data not carried."""
+    from vsr_desktop.core.media.alpha import check_alpha_output
+    from vsr_desktop.core.media.color_tags import hdr_note
+
+    notes = []
+    try:
+        container = container_for(spec.output)
+        alpha = check_alpha_output(info.video.has_alpha, spec.encode, container)
+        hdr = hdr_note(info.video.color, spec.encode.profile().encoder, spec.encode.codec)
+    except VsrError:  # validate_spec refused such a spec before any work
+        return []
+    notes += [alpha] if alpha else []
+    notes += [hdr] if hdr else []
+    return notes
 
 
 def verify_output(info: MediaInfo, spec: JobSpec, output: Path | None = None) -> dict[str, Any]:
@@ -49,7 +112,8 @@ def verify_output(info: MediaInfo, spec: JobSpec, output: Path | None = None) ->
         )
     except VsrError as exc:
         return {"ok": False, "lines": [f"could not verify the output: {exc.user_message()}"]}
-    return {"ok": report.ok, "lines": list(report.lines())}
+    notes = picture_notes(info, spec)  # said with the verdict, on every backend
+    return {"ok": report.ok, "lines": list(report.lines()), **({"notes": notes} if notes else {})}
 
 
 def read_report(path: Path) -> dict[str, Any] | None:
@@ -62,14 +126,20 @@ def read_report(path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(report, dict) or not isinstance(report.get("lines"), list):
         return None
-    return {"ok": report.get("ok") is True, "lines": [str(x) for x in report["lines"]]}
+    notes = report.get("notes") if isinstance(report.get("notes"), list) else []
+    return {
+        "ok": report.get("ok") is True,
+        "lines": [str(x) for x in report["lines"]],
+        **({"notes": [str(x) for x in notes]} if notes else {}),
+    }
 
 
 def summary(report: dict[str, Any]) -> str:
     """One line for the job's message."""
     lines = report.get("lines") or []
+    notes = "".join(f"{note}; " for note in report.get("notes") or [])
     if report.get("ok"):
-        return "verified: nothing but the picture changed"
+        return f"{notes}verified: nothing but the picture changed"
     first = lines[0] if lines else "the output differs from the source"
     more = f" (+{len(lines) - 1} more: vsr jobs show)" if len(lines) > 1 else ""
-    return f"⚠ {first}{more}"
+    return f"{notes}⚠ {first}{more}"

@@ -9,10 +9,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vsr_desktop.core.errors import InputError, JobError, ModelError
+from vsr_desktop.core.errors import DamagedInputError, InputError, JobError, ModelError
 from vsr_desktop.core.job_spec import EngineSettings, JobSpec
 from vsr_desktop.core.jobs import JobRecord
-from vsr_desktop.core.media.encode import EncodeSettings, check_codec_fits_container, container_for
+from vsr_desktop.core.media.alpha import check_alpha_output
+from vsr_desktop.core.media.color_tags import check_hdr_output
+from vsr_desktop.core.media.deinterlace import check_mode as check_deinterlace_mode
+from vsr_desktop.core.media.encode import (
+    EncodeSettings,
+    check_codec_fits_container,
+    check_output_choices,
+    container_for,
+)
 from vsr_desktop.core.media.probe import MediaInfo, probe
 from vsr_desktop.core.media.tracks import check_audio_codec
 from vsr_desktop.core.upscaler import FrameUpscaler
@@ -49,6 +57,9 @@ def validate_spec(spec: JobSpec) -> MediaInfo:
     check_codec_fits_container(spec.encode.codec, container)
     check_audio_codec(spec.encode.audio_codec, container)
     spec.encode.profile()
+    # Size, fit, codec/container, image sequences, MXF limits (core.media.encode).
+    check_output_choices(info, spec.encode, output, spec.overwrite)
+    check_picture_output(info, spec.encode, container)
     if output.exists() and source.exists() and os.path.samefile(source, output):
         raise InputError("the output is the input file", "choose another output name")
     if output.resolve() == source.resolve():
@@ -58,15 +69,53 @@ def validate_spec(spec: JobSpec) -> MediaInfo:
         raise InputError(f"the output folder {folder} does not exist", "create it or pick another")
     if not _can_write_in(folder):
         raise InputError(f"the output folder {folder} is not writable", "pick another folder")
-    if output.exists() and not spec.overwrite:
+    if output.exists() and not spec.overwrite and container != "image2":  # images: above
         raise InputError(f"{output} already exists", "pass --overwrite or choose another name")
     check_engine_settings(spec.engine)
+    check_deinterlace_mode(spec.deinterlace, spec.double_rate)
+    if info.damage is not None and not spec.allow_damaged:
+        raise DamagedInputError(
+            info.damage,
+            "pass --allow-damaged to upscale the frames that can be read, or re-export the file",
+        )
     if not spec.chunk_seconds > 0:
         raise InputError(
             f"chunk length {spec.chunk_seconds} s is not positive",
             "use --chunk-seconds 60, or any positive number",
         )
     return info
+
+
+def check_picture_output(info: MediaInfo, encode: EncodeSettings, container: str) -> None:
+    """Alpha the output cannot carry (unless --drop-alpha), HDR into 8 bits: refused."""
+    video = info.video
+    check_alpha_output(video.has_alpha, encode, container)
+    out_pix_fmt = encode.pix_fmt(video.bit_depth, video.pix_fmt)
+    check_hdr_output(video.color, video.bit_depth, out_pix_fmt, encode.codec)
+
+
+def source_notes(info: MediaInfo) -> list[str]:
+    """What the user should hear about how the source is read (said once per job)."""
+    notes = []
+    video = info.video
+    if video.leading_dropped:
+        notes.append(
+            f"the video starts mid-GOP: its first {video.leading_dropped} frame(s) have no "
+            "reference picture and were left out, as a player leaves them out"
+        )
+    if info.start_seconds:
+        notes.append(
+            f"the source starts at {float(info.start_seconds):.3f} s; the output starts at 0 "
+            "with every track moved by the same amount"
+        )
+    if info.damage is not None:
+        notes.append(f"{info.damage}; only the readable frames were upscaled")
+    return notes
+
+
+def damaged_note(frames: int) -> str:
+    """The note for frames that could not be decoded and were filled (--allow-damaged)."""
+    return f"{frames} damaged frame(s) could not be decoded; each repeats a neighbour"
 
 
 def check_source_unchanged(spec: JobSpec, *, check_mtime: bool = True, job_id: str = "") -> None:

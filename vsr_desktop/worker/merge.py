@@ -11,7 +11,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from vsr_desktop.core.media.encode import container_for
+from vsr_desktop.core.media.encode import EncodeSettings, container_for
+from vsr_desktop.core.media.image_sequence import merge_image_sequence
 from vsr_desktop.core.media.mux import ChunkFile, merge_chunks
 from vsr_desktop.core.media.probe import MediaInfo
 from vsr_desktop.core.media.timeline import output_timeline
@@ -26,6 +27,7 @@ def merge_job(
     output: Path,
     cancel: threading.Event | None = None,
     audio_codec: str = "auto",
+    encode: EncodeSettings | None = None,
 ) -> list[str]:
     """Merge chunk files (in plan order) into `output`; returns warnings for the user.
 
@@ -35,9 +37,12 @@ def merge_job(
     if len(chunk_paths) != len(plan.chunks):
         raise ValueError("one chunk file per planned chunk is required")
     container = container_for(output)
+    if container == "image2":  # chunk folders of numbered images
+        codec = encode.codec if encode is not None else "png"
+        return merge_image_sequence(source, chunk_paths, output, codec, cancel)
     # The chunks were written on this timeline (upscale_chunk): source timestamps, or the
     # exact frame grid for a CFR source stored rounded.
-    timeline = output_timeline(source.video, container)
+    timeline = output_timeline(source.video, container, source.start_seconds)
     files = [
         ChunkFile(
             path=path,
@@ -48,7 +53,9 @@ def merge_job(
     ]
     tmp = partial_path(output)
     try:
-        warnings = merge_chunks(files, source, tmp, container, cancel, audio_codec=audio_codec)
+        warnings = merge_chunks(
+            files, source, tmp, container, cancel, audio_codec=audio_codec, encode=encode
+        )
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

@@ -14,6 +14,13 @@ the user gave as a file travels with the job (`input/model/`) and the local spec
 its copy. The source identity recorded at submit is checked against the downloaded copy
 (size and head/tail hash; its mtime is the download's), so a source replaced during an
 upload is refused rather than upscaled.
+
+Data path (docs/cloud.md, "Data path"): split is the only stage that downloads the source.
+It cuts it once (worker/segments.py) into one segment per chunk and a side file, uploaded
+under `segments/` with segments.json saying how; each upscale task downloads only its own
+segment, and merge only the chunks and the side file. A job split before segments existed,
+or a source no container could cut exactly, has no segments.json: its tasks read the source
+as before. Scratch space is on the instance store when the machine has one (scratch_root).
 """
 
 from __future__ import annotations
@@ -31,29 +38,36 @@ from pathlib import Path
 from typing import Any
 
 from vsr_desktop.core.atomic_file import write_text_atomic
-from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
+from vsr_desktop.core.errors import CancelledError, InputError, JobError, MediaError, VsrError
 from vsr_desktop.core.job_spec import EngineSettings, JobSpec
 from vsr_desktop.core.media.probe import MediaInfo, media_info_from_json, media_info_to_json
 from vsr_desktop.core.models.loading import is_model_file_reference, model_file_set
 from vsr_desktop.core.plan import Plan
 from vsr_desktop.core.upscaler import FrameUpscaler
-from vsr_desktop.worker import stages
+from vsr_desktop.worker import segments, stages
 from vsr_desktop.worker.job_setup import build_engine, check_source_unchanged, user_model_files
 from vsr_desktop.worker.s3_layout import (
     MEDIA_FILE,
     PLAN_FILE,
+    SEGMENTS_FILE,
     SPEC_FILE,
     JobLocation,
     chunk_name,
     model_name,
     output_name,
     progress_name,
+    segment_name,
+    side_name,
     source_name,
     user_file_name,
 )
 from vsr_desktop.worker.s3_transfer import S3Job
 
 JOB_URI_ENV = "VSR_JOB_URI"
+#: Where stages put their scratch files: the job definition sets it to the instance store.
+SCRATCH_ENV = "VSR_SCRATCH_DIR"
+#: Where the launch template mounts an instance store NVMe volume, when the instance has one.
+INSTANCE_STORE_MOUNT = Path("/scratch")
 S3_PROGRESS_INTERVAL_SECONDS = 2.0
 """Running progress goes to S3 at most this often (state changes at once): cheap PUTs."""
 _SPLIT_HINT = "run `vsr worker split` for this job first"
@@ -248,23 +262,91 @@ def _local_folder(
     root: Path,
     cancel: threading.Event | None,
     with_model: bool = False,
+    local_media: MediaInfo | None = None,
 ) -> stages.WorkFolder:
     """A work folder as `vsr worker plan` would have left it, with the source downloaded
-    (and, for stages that run the network, a model file the user gave by path)."""
+    unless `local_media` says which local file stands for it (a segment, the side file);
+    for stages that run the network, with a model file the user gave by path."""
     local = local_spec(spec, root)
-    _fetch_source(job, spec, local, cancel)
+    if local_media is None:
+        _fetch_source(job, spec, local, cancel)
+        local_media = replace(media, path=local.source)
     if with_model:
         _fetch_model(job, spec, local, cancel)
     folder = stages.WorkFolder(root)
     write_text_atomic(folder.spec_file, local.to_json())
-    folder.media_file.write_text(media_info_to_json(replace(media, path=local.source)))
+    folder.media_file.write_text(media_info_to_json(local_media))
     folder.plan_file.write_text(plan.to_json())
     return folder
 
 
+def scratch_root() -> Path | None:
+    """$VSR_SCRATCH_DIR, else /scratch when it is a mount point we may write (the instance
+    store NVMe: faster than EBS and not billed per GB), else None ($TMPDIR)."""
+    explicit = os.environ.get(SCRATCH_ENV, "").strip()
+    if explicit:
+        root = Path(explicit)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JobError(
+                f"the scratch folder {root} cannot be made ({exc.strerror})",
+                f"set {SCRATCH_ENV} to a writable folder, or unset it",
+            ) from exc
+        return root
+    mount = INSTANCE_STORE_MOUNT
+    if os.path.ismount(mount) and os.access(mount, os.W_OK):
+        return mount
+    return None
+
+
 def _work_dir() -> tempfile.TemporaryDirectory[str]:
-    """Scratch space for one stage (under $TMPDIR); removed when the stage ends, however."""
-    return tempfile.TemporaryDirectory(prefix="vsr-job-")
+    """Scratch space for one stage (scratch_root); removed when the stage ends, however."""
+    root = scratch_root()
+    return tempfile.TemporaryDirectory(prefix="vsr-job-", dir=None if root is None else root)
+
+
+def _load_segments(job: S3Job) -> dict[str, Any] | None:
+    """segments.json, or None for a job whose tasks read the whole source."""
+    return job.get_json_if_present(SEGMENTS_FILE)
+
+
+def _cut_and_upload(
+    job: S3Job, spec: JobSpec, folder: stages.WorkFolder, root: Path, cancel: threading.Event | None
+) -> dict[str, Any] | None:
+    """Cut the local source into segments and the side file and upload them (each segment
+    deleted once uploaded); the manifest, or None when no container keeps the timestamps."""
+    media = media_info_from_json(folder.media_file.read_text())
+    plan = Plan.from_json(folder.plan_file.read_text())
+
+    def upload(index: int, path: Path) -> None:
+        _check(cancel)
+        job.upload(path, segment_name(index, path.suffix))
+        path.unlink()
+
+    try:
+        fmt = segments.cut_segments(media, plan, root / "segments", upload, cancel)
+    except MediaError as exc:
+        print(f"vsr: warning: {exc.user_message()}", file=sys.stderr)
+        return None
+    manifest: dict[str, Any] = {
+        "format": fmt.muxer,
+        "suffix": fmt.suffix,
+        "chunks": len(plan.chunks),
+        "side": None,
+    }
+    try:
+        side = segments.write_side_file(media, root / "side", user_file_name(spec.source).suffix)
+    except (MediaError, OSError) as exc:  # the merge then reads the source (and says nothing)
+        print(f"vsr: warning: no side file, the merge reads the source: {exc}", file=sys.stderr)
+        return manifest
+    job.upload(side.path, side_name(side.path.suffix))
+    manifest["side"] = {
+        "name": side_name(side.path.suffix),
+        "indices": {str(k): v for k, v in side.indices.items()},
+    }
+    side.path.unlink()
+    return manifest
 
 
 def _check(cancel: threading.Event | None) -> None:
@@ -279,6 +361,7 @@ def split_from_s3(job_uri: str, cancel: threading.Event | None = None) -> Plan:
     progress = S3Progress(job, "split", 0)
     with _work_dir() as tmp, progress.reporting():
         progress.report("running", "downloading the source")
+        job.delete(SEGMENTS_FILE)  # a split run again says anew whether it cut segments
         local = local_spec(spec, Path(tmp))
         _fetch_source(job, spec, local, cancel)
         _check_uploaded_source(job, spec, local)
@@ -286,6 +369,10 @@ def split_from_s3(job_uri: str, cancel: threading.Event | None = None) -> Plan:
         plan = stages.plan_stage(local, Path(tmp) / "work")
         _check(cancel)
         folder = stages.WorkFolder(Path(tmp) / "work")
+        progress.report("running", f"cutting {len(plan.chunks)} segment(s)")
+        manifest = _cut_and_upload(job, spec, folder, Path(tmp), cancel)
+        if manifest is not None:
+            job.put_json(SEGMENTS_FILE, manifest)
         media = json.loads(folder.media_file.read_text())
         media["path"] = job.location.url_of(_source_name(spec))
         job.put_text(MEDIA_FILE, json.dumps(media))
@@ -325,9 +412,20 @@ def upscale_from_s3(
         _check(cancel)
         job.upload(path, key, metadata={"frames": str(chunk.frame_count)})
 
+    manifest = _load_segments(job)
     with _work_dir() as tmp, progress.reporting():
-        progress.report("running", "downloading the source")
-        folder = _local_folder(job, spec, media, plan, Path(tmp), cancel, with_model=True)
+        local_media = None
+        if manifest is not None:  # only this chunk's packets (worker/segments.py)
+            progress.report("running", "downloading the chunk's segment")
+            name = segment_name(index, str(manifest["suffix"]))
+            path = Path(tmp) / "segment" / Path(name).name
+            job.download(name, path, cancel, "run `vsr worker split` for this job again")
+            local_media = segments.segment_media(media, path)
+        else:
+            progress.report("running", "downloading the source")
+        folder = _local_folder(
+            job, spec, media, plan, Path(tmp), cancel, with_model=True, local_media=local_media
+        )
         stages.upscale_stage(
             folder.root,
             index,
@@ -361,8 +459,10 @@ def merge_from_s3(job_uri: str, cancel: threading.Event | None = None) -> list[s
                 f"{job.location.url_of('chunks/')}: {shown}",
                 "run `vsr worker upscale --chunk N` for them, then merge again",
             )
-        progress.report("running", f"downloading {len(plan.chunks)} chunk(s) and the source")
-        folder = _local_folder(job, spec, media, plan, Path(tmp), cancel)
+        side = _fetch_side(job, media, Path(tmp), cancel)
+        what = "the side file" if side is not None else "the source"
+        progress.report("running", f"downloading {len(plan.chunks)} chunk(s) and {what}")
+        folder = _local_folder(job, spec, media, plan, Path(tmp), cancel, local_media=side)
         for chunk in plan.chunks:
             job.download(
                 chunk_name(chunk.index, suffix), folder.chunk_file(chunk.index, suffix), cancel
@@ -373,5 +473,25 @@ def merge_from_s3(job_uri: str, cancel: threading.Event | None = None) -> list[s
             job.upload(path, output_name(_output_file_name(spec)))
 
         return stages.merge_stage(
-            folder.root, on_progress=progress.mirror, publish=publish, cancel=cancel
+            folder.root,
+            on_progress=progress.mirror,
+            publish=publish,
+            cancel=cancel,
+            verify_source=side is None,
         )
+
+
+def _fetch_side(
+    job: S3Job, media: MediaInfo, root: Path, cancel: threading.Event | None
+) -> MediaInfo | None:
+    """The side file downloaded and the MediaInfo the merge reads it with; None when split
+    made none (the merge then downloads the source)."""
+    manifest = _load_segments(job)
+    side = manifest.get("side") if manifest is not None else None
+    if not isinstance(side, dict):
+        return None
+    name = str(side["name"])
+    path = root / "side" / Path(name).name
+    job.download(name, path, cancel, "run `vsr worker split` for this job again")
+    indices = {int(k): int(v) for k, v in dict(side["indices"]).items()}
+    return segments.side_media(media, segments.SideFile(path, indices))

@@ -21,13 +21,24 @@ JOBS_PREFIX = "jobs/"
 SPEC_FILE = "spec.json"
 MEDIA_FILE = "media.json"
 PLAN_FILE = "plan.json"
+#: What split cut (worker/segments.py): the segment format and the side file's streams.
+SEGMENTS_FILE = "segments.json"
+SEGMENTS_FOLDER = "segments/"
 INPUT_FOLDER = "input/"
 MODEL_FOLDER = "input/model/"
 CHUNKS_FOLDER = "chunks/"
 PROGRESS_FOLDER = "progress/"
 OUTPUT_FOLDER = "output/"
 #: What a restart forgets: everything the worker stages made (the inputs stay).
-WORKER_MADE = (MEDIA_FILE, PLAN_FILE, CHUNKS_FOLDER, PROGRESS_FOLDER, OUTPUT_FOLDER)
+WORKER_MADE = (
+    MEDIA_FILE,
+    PLAN_FILE,
+    SEGMENTS_FILE,
+    SEGMENTS_FOLDER,
+    CHUNKS_FOLDER,
+    PROGRESS_FOLDER,
+    OUTPUT_FOLDER,
+)
 
 
 def user_file_name(path: object) -> PureWindowsPath:
@@ -48,6 +59,16 @@ def model_name(file_name: str) -> str:
 def chunk_name(index: int, suffix: str) -> str:
     """`chunks/chunk_00003.mp4`: suffix = the output's (its container)."""
     return f"{CHUNKS_FOLDER}chunk_{index:05d}{suffix}"
+
+
+def segment_name(index: int, suffix: str) -> str:
+    """`segments/segment_00003.mov`: chunk 3's video packets, cut once by split."""
+    return f"{SEGMENTS_FOLDER}segment_{index:05d}{suffix}"
+
+
+def side_name(suffix: str) -> str:
+    """`segments/side.mp4`: the source without its picture, all the merge reads of it."""
+    return f"{SEGMENTS_FOLDER}side{suffix}"
 
 
 def progress_name(stage: str) -> str:

@@ -88,6 +88,24 @@ class S3Job:
     def put_json(self, name: str, data: dict[str, Any]) -> None:
         self.put_text(name, json.dumps(data))
 
+    def get_json_if_present(self, name: str) -> dict[str, Any] | None:
+        """Like get_json, but None when there is no such object."""
+        from botocore.exceptions import ClientError
+
+        with s3_errors("check", self.location, name):
+            try:
+                self.client.head_object(Bucket=self.location.bucket, Key=self.location.key(name))
+            except ClientError as exc:
+                if _code(exc) in _MISSING_CODES:
+                    return None
+                raise
+        return self.get_json(name)
+
+    def delete(self, name: str) -> None:
+        """Remove one object (none there is fine)."""
+        with s3_errors("delete", self.location, name):
+            self.client.delete_object(Bucket=self.location.bucket, Key=self.location.key(name))
+
     def frames_of(self, name: str) -> int | None:
         """The `frames` metadata of a finished chunk object; None when there is no such object."""
         from botocore.exceptions import ClientError

@@ -25,17 +25,25 @@ from typing import Any
 from vsr_desktop.core.atomic_file import write_text_atomic
 from vsr_desktop.core.errors import CancelledError, JobError, VsrError
 from vsr_desktop.core.job_spec import EngineSettings, JobSpec
+from vsr_desktop.core.media.deinterlace import job_deinterlace, merge_inputs, output_frame_count
+from vsr_desktop.core.media.deinterlace import notes as deinterlace_notes
 from vsr_desktop.core.media.encode import container_for
+from vsr_desktop.core.media.image_sequence import chunk_frame_count
 from vsr_desktop.core.media.probe import (
     MediaInfo,
     media_info_from_json,
     media_info_to_json,
-    probe,
 )
 from vsr_desktop.core.plan import Plan, plan_chunks
 from vsr_desktop.core.upscaler import FrameUpscaler
 from vsr_desktop.worker.job_report import summary, verify_output
-from vsr_desktop.worker.job_setup import build_engine, check_source_unchanged, validate_spec
+from vsr_desktop.worker.job_setup import (
+    build_engine,
+    check_source_unchanged,
+    damaged_note,
+    source_notes,
+    validate_spec,
+)
 from vsr_desktop.worker.merge import merge_job
 from vsr_desktop.worker.upscale_chunk import upscale_chunk
 
@@ -132,6 +140,8 @@ class _ProgressWriter:
     started: float = field(default_factory=time.monotonic)
     last_write: float = 0.0
     mirror: ProgressHook | None = None
+    #: Source frames that could not be decoded and were filled (--allow-damaged).
+    damaged: int = 0
 
     def write(self, state: str, message: str = "", force: bool = False) -> None:
         now = time.monotonic()
@@ -146,6 +156,8 @@ class _ProgressWriter:
             self.frames_done / elapsed if elapsed > 0 else 0.0,
             message,
         )
+        if self.damaged:
+            record["damaged"] = self.damaged
         write_json_atomic(self.path, record)
         if self.mirror is not None:
             self.mirror(record, force)
@@ -180,7 +192,7 @@ def upscale_stage(
     progress = _ProgressWriter(
         folder.progress_file(f"chunk_{index:05d}"), chunk.frame_count, mirror=on_progress
     )
-    if _chunk_complete(target, chunk.frame_count):
+    if _chunk_complete(target, output_frame_count(spec, chunk.frame_count)):
         progress.frames_done = chunk.frame_count
         progress.write("done", "already done", force=True)
         return False
@@ -188,7 +200,7 @@ def upscale_stage(
     progress.write("running", force=True)
     try:
         engine = engine_factory(spec.engine)
-        upscale_chunk(
+        result = upscale_chunk(
             media,
             chunk,
             engine,
@@ -198,7 +210,10 @@ def upscale_stage(
             batch_size=spec.engine.batch_size,
             on_frames=progress.add,
             cancel=cancel,
+            allow_damaged=spec.allow_damaged,
+            deinterlace=job_deinterlace(spec, media.video),
         )
+        progress.damaged = result.damaged
         if publish is not None:
             publish(target)
     except CancelledError:
@@ -210,7 +225,7 @@ def upscale_stage(
     except Exception as exc:
         progress.write("failed", f"{type(exc).__name__}: {exc}", force=True)
         raise
-    progress.write("done", force=True)
+    progress.write("done", damaged_note(result.damaged) if result.damaged else "", force=True)
     return True
 
 
@@ -220,10 +235,13 @@ def merge_stage(
     on_progress: ProgressHook | None = None,
     publish: Callable[[Path], None] | None = None,
     cancel: threading.Event | None = None,
+    verify_source: bool = True,
 ) -> list[str]:
     """Join every chunk into the output (temp name, then rename); all chunks must be done.
 
     `publish` gets the finished output before progress says done (the S3 worker uploads it).
+    Without `verify_source` (a cloud merge from the side file: the source is not here) the
+    report says the output was not compared with the source.
     """
     folder = WorkFolder(workdir)
     spec, media, plan = folder.load()
@@ -231,7 +249,9 @@ def merge_stage(
     missing = [
         c.index
         for c in plan.chunks
-        if not _chunk_complete(folder.chunk_file(c.index, suffix), c.frame_count)
+        if not _chunk_complete(
+            folder.chunk_file(c.index, suffix), output_frame_count(spec, c.frame_count)
+        )
     ]
     if missing:
         raise JobError(
@@ -240,14 +260,22 @@ def merge_stage(
         )
     progress = _ProgressWriter(folder.progress_file("merge"), plan.frame_count, mirror=on_progress)
     progress.write("running", force=True)
+    fields = job_deinterlace(spec, media.video)
+    warnings = deinterlace_notes(fields) + source_notes(media)
+    damaged = sum(
+        int((_read_json(folder.progress_file(f"chunk_{c.index:05d}")) or {}).get("damaged", 0))
+        for c in plan.chunks
+    )
+    if damaged:
+        warnings.append(damaged_note(damaged))
     try:
-        warnings = merge_job(
-            media,
-            plan,
+        warnings += merge_job(
+            *merge_inputs(fields, media, plan),
             [folder.chunk_file(c.index, suffix) for c in plan.chunks],
             spec.output,
             cancel,
             audio_codec=spec.encode.audio_codec,
+            encode=spec.encode,
         )
         if publish is not None:
             publish(spec.output)
@@ -257,11 +285,22 @@ def merge_stage(
     except VsrError as exc:
         progress.write("failed", exc.user_message(), force=True)
         raise
-    report = verify_output(media, spec)
+    report = verify_output(media, spec) if verify_source else unverified_report(spec)
     write_json_atomic(folder.progress_file("verify"), report)
     progress.frames_done = plan.frame_count
     progress.write("done", "; ".join([*warnings, summary(report)]), force=True)
     return warnings
+
+
+def unverified_report(spec: JobSpec) -> dict[str, Any]:
+    """The verify report of a merge that has no source to compare with (worker/segments.py)."""
+    return {
+        "ok": False,
+        "lines": [
+            "not compared with the source here (the cloud merge reads only the chunks and the "
+            f"side file): run `vsr verify {spec.source.name} OUTPUT` after the download"
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -317,10 +356,5 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _chunk_complete(path: Path, frames: int) -> bool:
-    if not path.exists():
-        return False
-    try:
-        return probe(path).video.frame_count == frames
-    except VsrError:
-        return False
+def _chunk_complete(path: Path, frames: set[int]) -> bool:
+    return chunk_frame_count(path) in frames  # a video file, or a folder of images

@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from vsr_desktop.core.errors import CancelledError, MediaError, VsrError
-from vsr_desktop.core.media.decode import DecodedFrame, iter_frames
-from vsr_desktop.core.media.encode import (
-    ChunkEncoder,
-    EncodeSettings,
-    output_sample_aspect_ratio,
-    raise_for_os_error,
-)
+from vsr_desktop.core.errors import CancelledError, DamagedInputError, MediaError, VsrError
+from vsr_desktop.core.media.alpha import keeps_alpha, merge_alpha
+from vsr_desktop.core.media.decode import DecodedFrame, DecodeTally, iter_frames
+from vsr_desktop.core.media.deinterlace import Deinterlace
+from vsr_desktop.core.media.encode import EncodeSettings, raise_for_os_error
+from vsr_desktop.core.media.geometry import geometry_for
+from vsr_desktop.core.media.image_sequence import open_frame_writer
 from vsr_desktop.core.media.probe import MediaInfo
 from vsr_desktop.core.media.timeline import output_timeline
 from vsr_desktop.core.plan import Chunk
@@ -38,12 +37,8 @@ _END = object()
 class ChunkResult:
     path: Path
     frames: int
-
-
-def encoded_size(engine: FrameUpscaler, width: int, height: int) -> tuple[int, int]:
-    """Output size rounded down to even numbers (4:2:0 chroma needs it)."""
-    out_w, out_h = engine.output_size(width, height)
-    return out_w - out_w % 2, out_h - out_h % 2
+    #: Source frames that could not be decoded, each replaced by its neighbour (--allow-damaged).
+    damaged: int = 0
 
 
 def partial_path(final: Path) -> Path:
@@ -129,6 +124,8 @@ def upscale_chunk(
     batch_size: int = 1,
     on_frames: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
+    allow_damaged: bool = False,
+    deinterlace: Deinterlace | None = None,
 ) -> ChunkResult:
     """Write the upscaled chunk to `out_path` (atomically) and return it.
 
@@ -138,7 +135,14 @@ def upscale_chunk(
     stage had failed before. Nothing is left under either file name on an error.
     """
     video = source.video
-    out_w, out_h = encoded_size(engine, video.width, video.height)
+    fields = None
+    if deinterlace is not None:  # whole frames for the model; at double rate one per field
+        fields = deinterlace.decoder(video)
+        source, chunk = deinterlace.output_media(source), deinterlace.output_chunk(chunk)
+        video, on_frames = source.video, deinterlace.counting_source_frames(on_frames)
+    # Model scale, then --size/--height/--square-pixels (one Lanczos pass when needed).
+    geometry = geometry_for(video, engine.output_size(video.width, video.height), settings)
+    out_w, out_h = geometry.canvas
     # An engine that runs one frame per core wants that many frames per call.
     batch_size = max(batch_size, int(getattr(engine, "frames_per_call", 1)))
     stop = threading.Event()
@@ -148,12 +152,15 @@ def upscale_chunk(
     decoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
     upscaled: queue.Queue[Any] = queue.Queue(maxsize=depth)
     tmp_path = partial_path(out_path)
+    alpha = keeps_alpha(video.has_alpha, settings, container_format)  # core.media.alpha
     # Source timestamps, or for a CFR source stored rounded, the exact frame grid.
-    timeline = output_timeline(video, container_format)
+    timeline = output_timeline(video, container_format, source.start_seconds)
     try:
-        encoder = ChunkEncoder(
+        encoder = open_frame_writer(  # a ChunkEncoder, or image files for PNG/TIFF
             tmp_path,
             settings,
+            final=out_path,
+            first_frame=chunk.start_frame,
             container_format=container_format,
             width=out_w,
             height=out_h,
@@ -161,27 +168,41 @@ def upscale_chunk(
             rate=video.header_rate(),
             source_bit_depth=video.bit_depth,
             color=video.color,
+            source_pix_fmt=video.pix_fmt,
+            alpha=alpha,
             pts_offset=timeline.to_output(chunk.start_pts),
-            sample_aspect_ratio=output_sample_aspect_ratio(
-                video.sample_aspect_ratio, (video.width, video.height), (out_w, out_h)
-            ),
+            sample_aspect_ratio=geometry.sar,
         )
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink(missing_ok=True)
         raise
 
+    tally = DecodeTally()
+
     def decode() -> None:
         try:
-            for frame in iter_frames(
+            frames = iter_frames(
                 source.path,
                 video.index,
-                chunk.start_pts,
-                chunk.frame_count,
+                video.frame_pts[chunk.start_frame : chunk.end_frame],
+                end_pts=(
+                    video.frame_pts[chunk.end_frame]
+                    if chunk.end_frame < len(video.frame_pts)
+                    else None
+                ),
                 bit_depth=video.bit_depth,
                 first_pts=video.frame_pts[0],
                 cancel=stop,
-            ):
+                tally=tally,
+                deinterlacer=fields,
+                alpha=alpha,
+            )
+            for frame in frames:
+                if tally.missing and not allow_damaged:
+                    for _ in frames:  # only counting from here on: the chunk will not be kept
+                        pass
+                    raise damaged_input_error(source, tally.missing)
                 if not _put(decoded, frame, stop):
                     return
         except VsrError:
@@ -205,8 +226,8 @@ def upscale_chunk(
                 item = _get(upscaled, stop)
                 if item is _END:
                     return
-                pts, rgb = item
-                encoder.write(timeline.to_output(pts), rgb[:out_h, :out_w])
+                pts, rgb, plane = item  # the alpha plane is resized to the upscaled RGB
+                encoder.write(timeline.to_output(pts), geometry.apply(merge_alpha(rgb, plane)))
         except VsrError:
             raise
         except OSError as exc:
@@ -263,7 +284,7 @@ def upscale_chunk(
             for frame, rgb in upscaled_frames(results):
                 if cancel is not None and cancel.is_set():
                     raise CancelledError("cancelled")
-                if not _put(upscaled, (frame.pts, rgb), stop):
+                if not _put(upscaled, (frame.pts, rgb, frame.alpha), stop):
                     break  # another stage failed: its error is recorded
                 done += 1
                 if on_frames is not None:
@@ -298,7 +319,19 @@ def upscale_chunk(
         with contextlib.suppress(OSError):  # never mask the error that got us here
             tmp_path.unlink(missing_ok=True)
         raise
-    return ChunkResult(path=out_path, frames=done)
+    per_source = deinterlace.rate_factor if deinterlace is not None else 1  # source frames
+    return ChunkResult(path=out_path, frames=done // per_source, damaged=len(tally.missing))
+
+
+def damaged_input_error(source: MediaInfo, missing: list[int]) -> DamagedInputError:
+    """The refusal for frames that could not be decoded, with where they are."""
+    first = source.video.pts_to_seconds(missing[0])
+    return DamagedInputError(
+        f"{source.path.name} is damaged: {len(missing)} frame(s) from {first:.3f} s "
+        "could not be decoded",
+        "pass --allow-damaged to upscale it anyway (each such frame repeats its neighbour), "
+        "or re-export the file",
+    )
 
 
 def _rgb_of(frame: DecodedFrame) -> np.ndarray:

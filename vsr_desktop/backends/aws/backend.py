@@ -206,7 +206,27 @@ class AwsBackend:
         except Exception as exc:
             self._fail(job.id, exc)
             raise
+        self._remember(
+            job.id,
+            chunk_timeout_seconds=self._chunk_timeout(
+                media.video.width, media.video.height, [c.frame_count for c in plan.chunks], spec
+            ),
+        )
         return self.store.get(job.id)
+
+    def _chunk_timeout(
+        self, width: int, height: int, frame_counts: list[int], spec: JobSpec
+    ) -> int:
+        """Each chunk job's time limit, from the throughput table and the stack's GPU types
+        (cost.chunk_timeout_seconds; the state machine passes it to SubmitJob)."""
+        from vsr_desktop.backends.aws import stack_template as tpl
+        from vsr_desktop.backends.aws.cost import chunk_timeout_for
+
+        stack = self.stack()
+        types = stack.list_parameter(tpl.PARAM_GPU_INSTANCE_TYPES) or tpl.parameter_defaults()[
+            tpl.PARAM_GPU_INSTANCE_TYPES
+        ].split(",")
+        return chunk_timeout_for(width, height, frame_counts, spec.engine, types)
 
     def _locate(self, job: JobRecord) -> None:
         """Record the stack's bucket and state machine for the job (its S3 prefix)."""
@@ -357,7 +377,10 @@ class AwsBackend:
         chunks = [str(i) for i in range(job.chunks_total)]
         sfn = self.client("stepfunctions")
         machine = str(state.get("state_machine") or self.stack().output("StateMachineArn"))
-        payload = json.dumps({"job_id": job.id, "job_uri": where.uri, "chunks": chunks})
+        execution_input: dict[str, Any] = {"job_id": job.id, "job_uri": where.uri, "chunks": chunks}
+        if state.get("chunk_timeout_seconds"):  # else the state machine's default applies
+            execution_input["chunk_timeout_seconds"] = int(state["chunk_timeout_seconds"])
+        payload = json.dumps(execution_input)
         try:
             arn = sfn.start_execution(stateMachineArn=machine, name=name, input=payload)[
                 "executionArn"
@@ -520,11 +543,22 @@ class AwsBackend:
         return f"running {done}/{total} chunks"
 
     def _cost(self, job: JobRecord, chunks: dict[int, ChunkProgress]) -> float | None:
-        """GPU seconds the workers reported × the Spot price recorded at submit (estimate)."""
+        """The job's Batch jobs' real start-to-stop times × the Spot price recorded at submit
+        (running_cost); the workers' reported GPU seconds when Batch cannot be read."""
+        from vsr_desktop.backends.aws.running_cost import batch_cost_so_far
+
         price = self.aws_state(job).get("price_per_gpu_hour")
         if price is None:
             return job.cost_usd
-        return float(price) * sum(p.seconds for p in chunks.values()) / 3600.0
+        try:
+            queues = [
+                q
+                for q in (self.stack().outputs.get(k) for k in ("GpuJobQueueArn", "CpuJobQueueArn"))
+                if q
+            ]
+            return batch_cost_so_far(self.client("batch"), queues, job.id, float(price))
+        except (ClientError, BotoCoreError, CloudError):
+            return float(price) * sum(p.seconds for p in chunks.values()) / 3600.0
 
     def _failure(self, execution: dict[str, Any], chunks: dict[int, ChunkProgress]) -> str:
         failed = [(i, p) for i, p in sorted(chunks.items()) if p.state == "failed"]
@@ -543,7 +577,18 @@ class AwsBackend:
             )
         except (ValueError, AttributeError):
             pass
+        from vsr_desktop.backends.aws.stack_template import capacity_wait_message
+
+        waited = capacity_wait_message(cause, self._stack_parameter("MaxCapacityWaitSeconds"))
+        if waited:  # the queue's jobStateTimeLimitActions cancelled a job that never started
+            return f"{error}: {waited}"[:500]
         return f"{error}: {cause}"[:500] if cause else error
+
+    def _stack_parameter(self, key: str) -> str | None:
+        try:
+            return self.stack().parameters.get(key) or None
+        except CloudError:
+            return None
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, job: JobRecord) -> JobRecord:

@@ -2,8 +2,10 @@
 
 The user clicks "Set up" once; the stack (bucket, Batch, state machine, roles) is created or
 updated from the template shipped in the package, and every stack event is reported as it
-happens, so a ten-minute deployment never looks frozen. Teardown empties the bucket first:
-CloudFormation cannot delete a bucket that still holds objects.
+happens, so a ten-minute deployment never looks frozen. An update keeps every parameter
+the caller did not pass (UsePreviousValue): `vsr cloud setup --max-parallel 40` must not put
+the worker image back to its placeholder. Teardown first stops and deletes what bills
+outside the stack (running work, the preview endpoint, the bucket's objects: teardown.py).
 """
 
 from __future__ import annotations
@@ -114,7 +116,6 @@ def deploy_stack(
     """Create the stack, or update it in place; returns when CloudFormation is done."""
     cfn = session.client("cloudformation")
     existing = describe_stack(session, name)
-    params = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())]
     seen = _event_ids(cfn, name)
     try:
         if existing is None or existing.status == "ROLLBACK_COMPLETE":
@@ -123,7 +124,7 @@ def deploy_stack(
             cfn.create_stack(
                 StackName=name,
                 TemplateBody=template_body,
-                Parameters=params,
+                Parameters=create_parameters(template_body, parameters),
                 Capabilities=CAPABILITIES,
                 OnFailure="ROLLBACK",
                 Tags=[{"Key": "app", "Value": "vsr-desktop"}],
@@ -133,7 +134,7 @@ def deploy_stack(
                 cfn.update_stack(
                     StackName=name,
                     TemplateBody=template_body,
-                    Parameters=params,
+                    Parameters=update_parameters(template_body, parameters, existing),
                     Capabilities=CAPABILITIES,
                 )
             except ClientError as exc:
@@ -147,6 +148,36 @@ def deploy_stack(
     )
 
 
+def create_parameters(template_body: str, given: dict[str, str]) -> list[dict[str, Any]]:
+    """The given parameters and every other parameter's default, each named explicitly: so
+    each has a recorded value that a later update can keep (moto's CloudFormation records
+    only the parameters a request names; it also does not split a CommaDelimitedList
+    default). AWS resolves the same values either way."""
+    from vsr_desktop.backends.aws.stack_template import template_parameters
+
+    values = dict(given)
+    for key, spec in template_parameters(template_body).items():
+        if key not in values and "Default" in spec:
+            values[key] = str(spec["Default"])
+    return [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(values.items())]
+
+
+def update_parameters(
+    template_body: str, given: dict[str, str], existing: StackInfo
+) -> list[dict[str, Any]]:
+    """The given parameters, and UsePreviousValue for every other parameter the stack has
+    now (a parameter new in this template takes its default: it has no previous value)."""
+    from vsr_desktop.backends.aws.stack_template import template_parameters
+
+    params: list[dict[str, Any]] = [
+        {"ParameterKey": k, "ParameterValue": v} for k, v in sorted(given.items())
+    ]
+    for key in sorted(template_parameters(template_body)):
+        if key not in given and key in existing.parameters:
+            params.append({"ParameterKey": key, "UsePreviousValue": True})
+    return params
+
+
 def delete_stack(
     session: Any,
     name: str = DEFAULT_STACK_NAME,
@@ -155,13 +186,14 @@ def delete_stack(
     poll_seconds: float = 5.0,
     timeout_seconds: float = 3600.0,
 ) -> None:
-    """Empty the stack's bucket, then delete the stack and wait until it is gone."""
+    """Stop the stack's running work, delete the preview endpoint and the bucket (with every
+    object version), then delete the stack and wait until it is gone."""
+    from vsr_desktop.backends.aws.teardown import delete_bucket, release_billables
+
     info = describe_stack(session, name)
     if info is None:
         return
-    bucket = info.outputs.get("BucketName")
-    if bucket:
-        empty_bucket(session, bucket)
+    release_billables(session, name, info.outputs, on_event, poll_seconds=poll_seconds)
     cfn = session.client("cloudformation")
     seen = _event_ids(cfn, name)
     try:
@@ -169,22 +201,27 @@ def delete_stack(
     except (ClientError, BotoCoreError) as exc:
         raise cloud_error("deleting the stack", exc) from exc
     _wait(session, name, seen, on_event, cancel, poll_seconds, timeout_seconds, deleting=True)
+    bucket = info.outputs.get("BucketName")
+    if bucket:  # gone with the stack, unless something kept it: then it goes now
+        delete_bucket(session, bucket)
 
 
 def empty_bucket(session: Any, bucket: str) -> int:
-    """Delete every object, version and unfinished upload; returns how many objects went."""
+    """Delete every object version, delete marker and unfinished upload; returns how many
+    object versions went. Lists again from the start after each batch (no paging through a
+    listing that the deletes change), until nothing is left."""
     s3 = session.client("s3")
     removed = 0
     try:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        while True:
+            page = s3.list_object_versions(Bucket=bucket, MaxKeys=1000)
             keys = [
                 {"Key": v["Key"], "VersionId": v["VersionId"]}
                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
             ]
-            for start in range(0, len(keys), 1000):
-                s3.delete_objects(
-                    Bucket=bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True}
-                )
+            if not keys:
+                break
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
             removed += len(page.get("Versions", []))
         for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
             for upload in page.get("Uploads", []):

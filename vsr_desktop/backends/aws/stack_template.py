@@ -49,6 +49,49 @@ PARAM_MAX_PARALLEL_CHUNKS = "MaxParallelChunks"
 PARAM_VPC_CIDR = "VpcCidr"
 PARAM_SUBNET_A_CIDR = "SubnetACidr"
 PARAM_SUBNET_B_CIDR = "SubnetBCidr"
+PARAM_MAX_CAPACITY_WAIT_SECONDS = "MaxCapacityWaitSeconds"
+PARAM_ON_DEMAND_GPU_FALLBACK = "OnDemandGpuFallback"
+PARAM_NOTIFICATION_EMAIL = "NotificationEmail"
+PARAM_MONTHLY_BUDGET_USD = "MonthlyBudgetUsd"
+
+# ECS image types AWS Batch no longer supports (Ec2Configuration reference: Amazon Linux
+# reached end of life; AWS ends support for the AL2 ECS-optimised and AL2 GPU AMIs, and
+# Batch's default for new environments became ECS_AL2023 in January 2026).
+RETIRED_IMAGE_TYPES = frozenset({"ECS_AL1", "ECS_AL2", "ECS_AL2_NVIDIA"})
+
+# Limits the state machine definition holds (the template's literal values; tests compare).
+EXECUTION_TIMEOUT_SECONDS = 72 * 3600  # TimeoutSeconds: no execution runs longer
+DEFAULT_CHUNK_TIMEOUT_SECONDS = 7200  # a chunk job's limit when the input names none
+
+# Batch cancels a job blocked at the head of a queue for MaxCapacityWaitSeconds with
+# statusReason "Canceled by JobStateTimeLimit action due to reason: <reason>"; these are
+# the reasons the queues act on, and what the app tells the user instead.
+CAPACITY_WAIT_REASONS = {
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY": (
+        "AWS had no instance of the chosen types to give (Spot capacity or the account's "
+        "Spot quota 'All G and VT Spot Instance Requests'); add instance types, ask for a "
+        "quota increase, or turn on the On-Demand fallback"
+    ),
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": (
+        "the compute environment's vCPU limit is below what one job needs; raise "
+        "MaxGpuVcpus (`vsr cloud setup --max-gpu-vcpus`)"
+    ),
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": (
+        "none of the chosen instance types can run the job (GPU, memory); choose GPU "
+        "instance types with at least 16 GiB"
+    ),
+}
+
+
+def capacity_wait_message(status_reason: str, wait_seconds: str | int | None = None) -> str | None:
+    """The user's words for a job the queue cancelled after waiting for capacity (None when
+    `status_reason` is something else)."""
+    for code, advice in CAPACITY_WAIT_REASONS.items():
+        if code in status_reason and "JobStateTimeLimit" in status_reason:
+            waited = f" {int(wait_seconds) // 60} min" if wait_seconds else ""
+            return f"cancelled after waiting{waited} for capacity: {advice}"
+    return None
+
 
 # DefinitionSubstitutions keys the state machine definition uses.
 SUB_CPU_JOB_QUEUE_ARN = "CpuJobQueueArn"
@@ -90,6 +133,12 @@ def template_body() -> str:
 def load_template() -> dict[str, Any]:
     """The parsed template; short tags (!Ref, !Sub, !GetAtt …) become their long forms."""
     return _parse(template_body())
+
+
+def template_parameters(text: str) -> dict[str, dict[str, Any]]:
+    """The Parameters section of a template text (YAML or JSON), {} when it has none."""
+    params = _parse(text).get("Parameters") or {}
+    return {str(k): dict(v) for k, v in params.items()}
 
 
 def parameter_defaults() -> dict[str, str]:

@@ -1,20 +1,24 @@
 """Decode a range of frames as RGB arrays, by exact presentation timestamp.
 
 A range starts on a keyframe (the plan guarantees it), so seeking there and dropping
-anything earlier gives exactly the frames the plan counted, B-frames included.
+anything earlier gives exactly the frames the plan counted, B-frames included. A frame the
+probe listed but the decoder cannot give (damaged data) is filled and counted, never lost
+silently: the job decides whether that is allowed (`--allow-damaged`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vsr_desktop.core.errors import CancelledError, MediaError
+from vsr_desktop.core.media.alpha import decode_frames, rgba_format_for, split_rgba
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,14 @@ class DecodedFrame:
 
     pts: int
     rgb: np.ndarray
+    #: The alpha plane when the source's alpha is kept (core.media.alpha), else None.
+    alpha: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.rgb.ndim == 3 and self.rgb.shape[2] == 4:  # decoded as RGBA: the model
+            rgb, alpha = split_rgba(self.rgb)  # takes RGB, the alpha travels beside it
+            object.__setattr__(self, "rgb", rgb)
+            object.__setattr__(self, "alpha", alpha)
 
 
 def rgb_format_for(bit_depth: int) -> str:
@@ -39,47 +51,144 @@ def frame_to_rgb(frame: Any, rgb_format: str) -> np.ndarray:
     return converted.to_ndarray()
 
 
+@dataclass
+class DecodeTally:
+    """What a decode of one range found missing: frames the probe listed (their packets
+    were read) that the decoder could not give, each replaced by its nearest neighbour."""
+
+    missing: list[int] = field(default_factory=list)
+
+
 def iter_frames(
     path: Path | str,
     stream_index: int,
-    start_pts: int,
-    count: int,
+    expected_pts: Sequence[int],
     *,
+    end_pts: int | None = None,
     bit_depth: int = 8,
     first_pts: int | None = None,
     cancel: threading.Event | None = None,
+    tally: DecodeTally | None = None,
+    deinterlacer: Any = None,
+    alpha: bool = False,
 ) -> Iterator[DecodedFrame]:
-    """Yield `count` frames starting at `start_pts` (presentation order)."""
+    """Yield one frame per timestamp of `expected_pts` (sorted, presentation order).
+
+    Decoding starts at the keyframe at or before the first timestamp (no seek when it is
+    the stream's `first_pts`) and stops at `end_pts` (the next range's first frame) or at
+    the end of the stream. A listed frame the decoder did not give (damaged data) is filled
+    with the previous decoded picture (the next one at the very start), so timestamps and
+    counts stay whole, and is recorded in `tally`; a range with no decodable frame fails.
+    With a `deinterlacer`, frames pass through it before conversion to RGB, and every
+    timestamp here is on its output's time base (one frame per field at double rate).
+    With `alpha`, each frame also carries its alpha plane (VP8/VP9 via libvpx).
+    """
     import av
 
-    rgb_format = rgb_format_for(bit_depth)
+    if not expected_pts:
+        return
+    rgb_format = rgba_format_for(bit_depth) if alpha else rgb_format_for(bit_depth)
+    start_pts = expected_pts[0]
     produced = 0
+    waiting = 0  # index into expected_pts of the next frame to give
+    previous: np.ndarray | None = None
+    count = len(expected_pts)
+
+    def fill_until(pts: int | None, picture: np.ndarray) -> Iterator[DecodedFrame]:
+        nonlocal waiting
+        while waiting < count and (pts is None or expected_pts[waiting] < pts):
+            if tally is not None:
+                tally.missing.append(expected_pts[waiting])
+            yield DecodedFrame(pts=expected_pts[waiting], rgb=picture)
+            waiting += 1
+
     try:
         with av.open(str(path)) as container:
             stream: Any = container.streams[stream_index]
             stream.thread_type = "AUTO"
-            if first_pts is None or start_pts != first_pts:
-                container.seek(start_pts, stream=stream, backward=True, any_frame=False)
-            for frame in container.decode(stream):
+            frames: Iterator[Any]
+            if deinterlacer is not None:  # a deinterlace.FieldDecoder: timestamps are its output's
+                frames = deinterlacer.decode(
+                    lambda pts, first: frames_from(path, stream_index, pts, first, alpha=alpha),
+                    stream,
+                    start_pts,
+                )
+            else:
+                frames = frames_from(path, stream_index, start_pts, first_pts, alpha=alpha)
+            for frame in frames:
                 if cancel is not None and cancel.is_set():
                     raise CancelledError("cancelled while decoding")
                 pts = frame.pts
                 if pts is None or pts < start_pts:
                     continue
-                yield DecodedFrame(pts=pts, rgb=frame_to_rgb(frame, rgb_format))
-                produced += 1
-                if produced >= count:
+                if end_pts is not None and pts >= end_pts:
+                    break
+                if waiting >= count or pts < expected_pts[waiting]:
+                    continue  # a frame the probe did not list (a duplicate timestamp)
+                rgb = frame_to_rgb(frame, rgb_format)
+                yield from fill_until(pts, rgb if previous is None else previous)
+                if waiting < count and expected_pts[waiting] == pts:
+                    yield DecodedFrame(pts=pts, rgb=rgb)
+                    waiting += 1
+                    produced += 1
+                previous = rgb
+                if waiting >= count:
                     return
     except av.FFmpegError as exc:
         raise MediaError(
             f"{Path(path).name}: decoding failed after {produced} of {count} frames ({exc})",
             "the file may be corrupt or truncated; re-export it",
         ) from exc
-    if produced < count:
+    if previous is None:
         raise MediaError(
-            f"{Path(path).name}: expected {count} frames from pts {start_pts}, decoded {produced}",
-            "the file may be truncated or have broken timestamps",
+            f"{Path(path).name}: none of the {count} frames from pts {start_pts} could be decoded",
+            "the file is damaged here; re-export or re-download it",
         )
+    yield from fill_until(None, previous)
+
+
+#: How far before a wanted frame the first re-seek aims (doubled on each retry).
+_RESEEK_SECONDS = 1.0
+_RESEEKS = 6
+
+
+def frames_from(
+    path: Path | str,
+    stream_index: int,
+    start_pts: int,
+    first_pts: int | None = None,
+    *,
+    alpha: bool = False,
+) -> Iterator[Any]:
+    """Decoded frames of one stream from a keyframe at or before `start_pts` (earlier
+    frames included: the caller skips them).
+
+    A seek in MPEG-TS (and some AVI/MPEG-PS) lands on a later keyframe than asked; taking
+    frames from there would silently give the wrong pictures. So the first frame is checked,
+    and an overshooting seek is retried further back, then decoding starts from the top.
+    """
+    import av
+
+    margin = 0
+    for attempt in range(_RESEEKS + 1):
+        target = start_pts - margin
+        from_top = attempt == _RESEEKS or (first_pts is not None and target <= first_pts)
+        with av.open(str(path)) as container:
+            stream: Any = container.streams[stream_index]
+            stream.thread_type = "AUTO"
+            if not from_top:
+                container.seek(target, stream=stream, backward=True, any_frame=False)
+            decoded = (f for f in decode_frames(container, stream, alpha) if f.pts is not None)
+            first = next(decoded, None)
+            if first is None:
+                if from_top:
+                    return
+            elif from_top or first.pts <= start_pts:
+                yield first
+                yield from decoded
+                return
+            seconds = _RESEEK_SECONDS * 2**attempt
+            margin = max(margin + 1, round(seconds / Fraction(stream.time_base)))
 
 
 def read_frame(path: Path | str, stream_index: int, pts: int, bit_depth: int = 8) -> np.ndarray:
@@ -88,12 +197,9 @@ def read_frame(path: Path | str, stream_index: int, pts: int, bit_depth: int = 8
 
     rgb_format = rgb_format_for(bit_depth)
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams[stream_index]
-            container.seek(pts, stream=stream, backward=True, any_frame=False)
-            for frame in container.decode(stream):
-                if frame.pts is not None and frame.pts >= pts:
-                    return frame_to_rgb(frame, rgb_format)
+        for frame in frames_from(path, stream_index, pts):
+            if frame.pts >= pts:
+                return frame_to_rgb(frame, rgb_format)
     except av.FFmpegError as exc:
         raise MediaError(f"{Path(path).name}: cannot decode frame at {pts} ({exc})") from exc
     raise MediaError(f"{Path(path).name}: no frame at timestamp {pts}")

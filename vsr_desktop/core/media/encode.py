@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vsr_desktop.core.errors import DiskFullError, InputError, MediaError
+from vsr_desktop.core.media.color_tags import output_color, with_hdr_options
 from vsr_desktop.core.media.probe import ColorInfo
 
 
@@ -35,6 +36,19 @@ class CodecProfile:
     presets: tuple[str, ...] = ()
     #: The name users know the encoder by, for messages.
     label: str = ""
+    #: Encoder options that define the codec (a ProRes or DNxHR profile, FFV1's level).
+    fixed_options: tuple[tuple[str, str], ...] = ()
+    #: The smallest frame the encoder takes (DNxHR: 256x120), or None.
+    min_size: tuple[int, int] | None = None
+    #: The formats with an alpha plane (8-bit, deep); None: the codec carries no alpha.
+    #: The alpha work picks these (see EncodeSettings.pix_fmt).
+    pix_fmt_alpha: tuple[str, str] | None = None
+    #: FFV1: chroma subsampling follows the source (4:2:0, 4:2:2, 4:4:4) at its bit depth.
+    chroma_follows_source: bool = False
+    #: Frames are written as numbered image files (PNG, TIFF), not into a container.
+    image_sequence: bool = False
+    #: Why there is no CRF, for the message refusing one.
+    quality_note: str = ""
 
 
 # Ranges measured with the bundled PyAV 18.1 / FFmpeg 8.1 wheel, opening each encoder on
@@ -114,6 +128,7 @@ CODECS: dict[str, CodecProfile] = {
         crf_range=None,
         presets=(),
         label="ProRes",
+        quality_note="ProRes quality comes from its profile, not a CRF",
     ),
     "vp9": CodecProfile(
         "libvpx-vp9",
@@ -125,8 +140,102 @@ CODECS: dict[str, CodecProfile] = {
         crf_range=(0, 63),
         presets=(),
         label="VP9 (libvpx)",
+        pix_fmt_alpha=("yuva420p", "yuva420p"),  # in WebM/MKV only (core.media.alpha)
+    ),
+    # Measured with the wheel (FFmpeg 8.1): prores_ks profile 4 writes "4444" (ffprobe reads
+    # yuv444p12le back); dnxhd refuses DNxHR under 256x120 ("Input dimensions too small")
+    # and takes any size above, odd ones included; ffv1 level 3 takes 4:2:0/4:2:2/4:4:4 at
+    # 8 and 10 bits, with alpha; the mxf muxer takes DNxHR, with audio only as 48 kHz PCM.
+    "prores4444": CodecProfile(
+        "prores_ks",
+        "yuv444p10le",
+        "yuv444p10le",
+        None,
+        None,
+        "mov",
+        label="ProRes 4444",
+        fixed_options=(("profile", "4"),),
+        pix_fmt_alpha=("yuva444p10le", "yuva444p10le"),
+        quality_note="ProRes quality comes from its profile, not a CRF",
+    ),
+    "dnxhr-hq": CodecProfile(
+        "dnxhd",
+        "yuv422p",
+        "yuv422p",
+        None,
+        None,
+        "mov",
+        label="DNxHR HQ",
+        fixed_options=(("profile", "dnxhr_hq"),),
+        min_size=(256, 120),
+        quality_note="DNxHR quality comes from its profile (HQ or HQX), not a CRF",
+    ),
+    "dnxhr-hqx": CodecProfile(
+        "dnxhd",
+        "yuv422p10le",
+        "yuv422p10le",
+        None,
+        None,
+        "mov",
+        label="DNxHR HQX",
+        fixed_options=(("profile", "dnxhr_hqx"),),
+        min_size=(256, 120),
+        quality_note="DNxHR quality comes from its profile (HQ or HQX), not a CRF",
+    ),
+    "ffv1": CodecProfile(
+        "ffv1",
+        "yuv420p",
+        "yuv420p10le",
+        None,
+        None,
+        "mkv",
+        label="FFV1 (lossless)",
+        fixed_options=(("level", "3"), ("slices", "16"), ("slicecrc", "1"), ("g", "1")),
+        pix_fmt_alpha=("yuva444p", "yuva444p10le"),
+        chroma_follows_source=True,
+        quality_note="FFV1 is lossless: it has no CRF",
+    ),
+    "png": CodecProfile(
+        "png",
+        "rgb24",
+        "rgb48be",
+        None,
+        None,
+        "png",
+        label="PNG images",
+        pix_fmt_alpha=("rgba", "rgba64be"),
+        image_sequence=True,
+        quality_note="PNG is lossless: it has no CRF",
+    ),
+    "tiff": CodecProfile(
+        "tiff",
+        "rgb24",
+        "rgb48le",
+        None,
+        None,
+        "tiff",
+        label="TIFF images",
+        pix_fmt_alpha=("rgba", "rgba64le"),
+        image_sequence=True,
+        quality_note="TIFF is lossless: it has no CRF",
     ),
 }
+
+# QuickTime Animation (RLE): lossless 8-bit RGB(A) in MOV, what motion graphics hand over.
+CODECS["qtrle"] = CodecProfile(
+    "qtrle",
+    "rgb24",
+    "rgb24",
+    None,
+    None,
+    "mov",
+    label="QuickTime Animation",
+    pix_fmt_alpha=("argb", "argb"),
+    quality_note="QuickTime Animation is lossless: it has no CRF",
+)
+
+#: Codecs written as numbered image files (``-o out_%06d.png`` or an output folder).
+IMAGE_CODECS: tuple[str, ...] = tuple(name for name, p in CODECS.items() if p.image_sequence)
 
 # Output suffix → FFmpeg muxer name.
 CONTAINERS: dict[str, str] = {
@@ -135,13 +244,19 @@ CONTAINERS: dict[str, str] = {
     ".mov": "mov",
     ".mkv": "matroska",
     ".webm": "webm",
+    ".mxf": "mxf",
 }
 
+_IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+
+#: What each muxer holds (and players play there). Image codecs live in no container.
 _CONTAINER_CODECS: dict[str, set[str]] = {
+    "image2": set(IMAGE_CODECS),
     "mp4": {"h264", "h265", "av1", "vp9"},
-    "mov": {"h264", "h265", "prores"},
-    "matroska": set(CODECS),
+    "mov": {"h264", "h265", "prores", "prores4444", "dnxhr-hq", "dnxhr-hqx", "qtrle"},
+    "matroska": set(CODECS) - set(IMAGE_CODECS) - {"qtrle", "dnxhr-hq", "dnxhr-hqx"},
     "webm": {"vp9", "av1"},
+    "mxf": {"dnxhr-hq", "dnxhr-hqx"},
 }
 
 
@@ -158,6 +273,17 @@ class EncodeSettings:
     #: aac, alac, flac, opus or pcm (core.media.tracks checks it fits the container).
     audio_codec: str = "auto"
     extra_options: dict[str, str] = field(default_factory=dict)
+    #: Target size (`--size WxH`: both; `--height H`: height only, the width follows the
+    #: display aspect); None: the model's scale. See core.media.geometry.
+    width: int | None = None
+    height: int | None = None
+    #: How the picture meets a `--size` box: fit (inside it), pad (black bars), crop (fill).
+    fit: str = "fit"
+    #: Resample anamorphic sources to square pixels (SAR 1:1) instead of keeping their SAR.
+    square_pixels: bool = False
+    #: Write no alpha for a source that has one (`--drop-alpha`); otherwise an output that
+    #: cannot carry alpha is refused (core.media.alpha).
+    drop_alpha: bool = False
 
     def profile(self) -> CodecProfile:
         """The codec's profile; InputError when the codec or an option does not fit it.
@@ -174,9 +300,15 @@ class EncodeSettings:
         check_encoder_options(self, profile)
         return profile
 
-    def pix_fmt(self, source_bit_depth: int) -> str:
+    def pix_fmt(self, source_bit_depth: int, source_pix_fmt: str = "", alpha: bool = False) -> str:
+        """The encoder's pixel format: deep for a deep source (or --ten-bit), FFV1's chroma
+        as the source's, and with `alpha` the codec's alpha format (the alpha work's hook)."""
         profile = self.profile()
         ten = self.ten_bit if self.ten_bit is not None else source_bit_depth > 8
+        if alpha and profile.pix_fmt_alpha is not None:
+            return profile.pix_fmt_alpha[1 if ten else 0]
+        if profile.chroma_follows_source:
+            return _same_chroma(source_pix_fmt, ten)
         return profile.pix_fmt_10bit if ten else profile.pix_fmt_8bit
 
     def codec_options(self) -> dict[str, str]:
@@ -199,8 +331,21 @@ class EncodeSettings:
             options.setdefault("cpu-used", "4")
         if profile.encoder == "prores_ks":
             options.setdefault("profile", "3")
+        options.update(profile.fixed_options)
         options.update(self.extra_options)
         return options
+
+
+def _same_chroma(source_pix_fmt: str, ten: bool) -> str:
+    """A YUV format with the source's chroma subsampling (4:4:4 for RGB and 4:4:4 sources)."""
+    name = source_pix_fmt.lower()
+    if name.startswith(("yuv444", "yuvj444", "gbr", "rgb", "bgr", "argb", "abgr", "yuva444")):
+        chroma = "444"
+    elif name.startswith(("yuv422", "yuvj422", "yuva422")):
+        chroma = "422"
+    else:
+        chroma = "420"
+    return f"yuv{chroma}p10le" if ten else f"yuv{chroma}p"
 
 
 def check_encoder_options(settings: EncodeSettings, profile: CodecProfile) -> None:
@@ -211,7 +356,7 @@ def check_encoder_options(settings: EncodeSettings, profile: CodecProfile) -> No
         if profile.crf_range is None:
             raise InputError(
                 f"{name} has no CRF (CRF {crf} was given)",
-                "ProRes quality comes from its profile, not a CRF: leave the CRF unset",
+                f"{profile.quality_note or 'its quality is fixed'}: leave the CRF unset",
             )
         low, high = profile.crf_range
         if isinstance(crf, bool) or not isinstance(crf, int) or not low <= crf <= high:
@@ -223,7 +368,7 @@ def check_encoder_options(settings: EncodeSettings, profile: CodecProfile) -> No
         if profile.crf_range is None:
             raise InputError(
                 f"{name} takes no bit rate (bit rate {bitrate} was given)",
-                "ProRes quality comes from its profile, not a bit rate: leave it unset",
+                f"{profile.quality_note or 'its quality is fixed'}: leave the bit rate unset",
             )
         if isinstance(bitrate, bool) or not isinstance(bitrate, int) or bitrate < MIN_BITRATE:
             raise InputError(
@@ -250,23 +395,101 @@ def check_encoder_options(settings: EncodeSettings, profile: CodecProfile) -> No
             raise InputError(f"{name} has no preset {preset!r}", f"use {choices}")
 
 
+def check_min_size(profile: CodecProfile, width: int, height: int) -> None:
+    """Refuse a frame smaller than the encoder takes (DNxHR: 256x120), saying what to do."""
+    if profile.min_size is None:
+        return
+    min_w, min_h = profile.min_size
+    if width < min_w or height < min_h:
+        raise InputError(
+            f"{profile.label} needs frames of at least {min_w}x{min_h}; this output is "
+            f"{width}x{height}",
+            "choose a larger --size or --scale, or ProRes (.mov) for small frames",
+        )
+
+
 def container_for(path: Path) -> str:
-    """The muxer for an output path, or a clear error for an unsupported suffix."""
+    """The muxer for an output path, or a clear error for an unsupported suffix.
+
+    An image sequence (a ``%06d`` pattern, a .png/.tif name, or a folder: no suffix) is
+    "image2", FFmpeg's name for numbered image files; core.media.image_sequence writes it.
+    """
     suffix = path.suffix.lower()
+    if "%" in path.name or not suffix or suffix in _IMAGE_SUFFIXES:
+        return "image2"
     if suffix not in CONTAINERS:
         raise InputError(
-            f"unsupported output type {suffix or '(no suffix)'} for {path.name}",
-            f"use one of {', '.join(sorted(CONTAINERS))}",
+            f"unsupported output type {suffix} for {path.name}",
+            f"use one of {', '.join(sorted(CONTAINERS))}, or out_%06d.png for images",
         )
     return CONTAINERS[suffix]
 
 
+def containers_for_codec(codec: str) -> list[str]:
+    """The output suffixes a codec can be written to (the app offers only these)."""
+    profile = CODECS.get(codec)
+    if profile is not None and profile.image_sequence:
+        return [f".{profile.default_container}"]
+    suffixes = [s for s, muxer in CONTAINERS.items() if codec in _CONTAINER_CODECS[muxer]]
+    return [s for s in suffixes if s != ".m4v"]
+
+
 def check_codec_fits_container(codec: str, container: str) -> None:
+    """Refuse a codec the container cannot hold, naming the suffixes that can."""
     if codec not in _CONTAINER_CODECS.get(container, set(CODECS)):
-        raise InputError(
-            f"codec {codec} cannot be stored in a {container} file",
-            "choose another output suffix (.mkv takes every codec)",
-        )
+        label = CODECS[codec].label if codec in CODECS else codec
+        valid = containers_for_codec(codec)
+        if codec in IMAGE_CODECS:
+            hint = f"name the output like out_%06d{valid[0]}, or give a folder"
+        else:
+            hint = f"use {' or '.join(valid)} for {label}"
+        if container == "image2":
+            raise InputError(
+                f"{label} writes a video file, and the output names images or a folder",
+                f"{hint}, or --codec png/tiff for numbered images",
+            )
+        raise InputError(f"{label} cannot be stored in a {container} file", hint)
+
+
+def check_output_choices(
+    info: Any, settings: EncodeSettings, output: Path, overwrite: bool
+) -> None:
+    """The editor's choices (size, fit, codec, container, images) checked before any work.
+
+    `info` is the source's MediaInfo. Refuses what would fail late or lose something: an odd
+    or too small target, an image name with a video codec, MXF with what MXF cannot keep.
+    """
+    from vsr_desktop.core.media.geometry import check_target
+
+    profile = settings.profile()
+    container = container_for(output)
+    check_codec_fits_container(settings.codec, container)
+    check_target(
+        settings.width,
+        settings.height,
+        settings.fit,
+        even=not profile.image_sequence,
+        min_size=profile.min_size or (1, 1),
+    )
+    if container == "image2":
+        from vsr_desktop.core.media.image_sequence import check_image_output
+
+        check_image_output(output, settings, overwrite)
+    if container == "mxf":
+        odd = [s for s in info.audio if s.sample_rate not in (None, 48000)]
+        if odd:
+            raise InputError(
+                f"MXF holds 48 kHz audio only; audio stream {odd[0].index} is "
+                f"{odd[0].sample_rate} Hz",
+                "write a .mov instead (DNxHR in MOV keeps the audio as it is)",
+            )
+        sar = info.video.sample_aspect_ratio
+        if sar is not None and sar != 1 and not settings.square_pixels:
+            raise InputError(
+                f"the source has non-square pixels (SAR {sar}) and FFmpeg's MXF writer "
+                "keeps no pixel aspect",
+                "add --square-pixels, or write a .mov",
+            )
 
 
 def output_sample_aspect_ratio(
@@ -323,6 +546,8 @@ class ChunkEncoder:
         threads: int = 0,
         pts_offset: int = 0,
         sample_aspect_ratio: Fraction | None = None,
+        source_pix_fmt: str = "",
+        alpha: bool = False,
     ) -> None:
         import av
 
@@ -331,13 +556,16 @@ class ChunkEncoder:
         # in the movie's 1/1000 timescale and would round the timestamps. Merge adds it back.
         self.pts_offset = pts_offset
         self._rgb_format = "rgb48le" if source_bit_depth > 8 else "rgb24"
-        self._color = color
-        self._pix_fmt = settings.pix_fmt(source_bit_depth)
+        self._pix_fmt = settings.pix_fmt(source_bit_depth, source_pix_fmt, alpha=alpha)
+        # RGB sources get a YUV matrix for YUV outputs (core.media.color_tags).
+        encoder = settings.profile().encoder
+        self._color = output_color(color, source_pix_fmt, self._pix_fmt, width, height, encoder)
         self.frames_written = 0
         self.width, self.height = width, height
         profile = settings.profile()
+        check_min_size(profile, width, height)
         self._encoder_name = profile.encoder
-        self._options = settings.codec_options()
+        self._options = with_hdr_options(settings.codec_options(), profile.encoder, color)
         self._container: Any = None
         try:
             self._container = av.open(str(path), "w", format=container_format)
@@ -360,10 +588,10 @@ class ChunkEncoder:
         ctx.framerate = rate
         if threads:
             ctx.thread_count = threads
-        ctx.color_primaries = color.primaries
-        ctx.color_trc = color.trc
-        ctx.colorspace = color.space
-        ctx.color_range = color.range or 1  # limited range unless the source was full
+        ctx.color_primaries = self._color.primaries
+        ctx.color_trc = self._color.trc
+        ctx.colorspace = self._color.space
+        ctx.color_range = self._color.range or 1  # limited range unless the source was full
         if sample_aspect_ratio is not None and sample_aspect_ratio != 1:
             # Written into the bitstream (H.264/H.265 VUI) and the container (MP4/MOV pasp).
             ctx.sample_aspect_ratio = sample_aspect_ratio
@@ -388,7 +616,10 @@ class ChunkEncoder:
                 f"for {self.width}x{self.height}",
                 "the upscaler returned frames of another size than it announced",
             )
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=self._rgb_format)
+        fmt = self._rgb_format  # RGBA (4 channels) when the alpha is kept: core.media.alpha
+        if rgb.shape[2] == 4:
+            fmt = "rgba64le" if rgb.dtype == np.uint16 else "rgba"
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=fmt)
         space = self._color.space if self._color.space not in (0, 2) else None
         frame = frame.reformat(
             format=self._pix_fmt,

@@ -20,7 +20,8 @@ from typing import Any
 
 from vsr_desktop.core.errors import CancelledError, MediaError
 from vsr_desktop.core.media.convert import AudioConverter, SubtitleConverter
-from vsr_desktop.core.media.encode import output_sample_aspect_ratio, raise_for_os_error
+from vsr_desktop.core.media.encode import EncodeSettings, raise_for_os_error
+from vsr_desktop.core.media.geometry import output_sar
 from vsr_desktop.core.media.probe import MediaInfo, metadata_value
 from vsr_desktop.core.media.pyav_gaps import set_stream_sample_aspect_ratio
 from vsr_desktop.core.media.tracks import (
@@ -99,23 +100,48 @@ class _Route:
     converter: AudioConverter | SubtitleConverter | None = None
 
 
-def _side_packets(src: Any, routes: dict[int, _Route]) -> Iterator[tuple[Any, Any]]:
-    """(packet, output stream) for every copied or converted stream, in one pass."""
+def _side_packets(
+    src: Any, routes: dict[int, _Route], start: Fraction = Fraction(0), priming: bool = True
+) -> Iterator[tuple[Any, Any]]:
+    """(packet, output stream) for every copied or converted stream, in one pass, moved back
+    by `start` seconds like the video (the output starts at the source's presentation start)."""
     if not routes:
         return
+    # Before an edit list's start (a clip cut with `-c copy`) packets are marked discard: a
+    # player never plays them. With `priming` (MP4/MOV, whose edit list hides it again) the
+    # last one before the first played packet is copied, as AAC needs the frame before;
+    # Matroska cannot hide it, so there none is: any would move the start.
+    held: dict[int, Any] = {}
     for packet in src.demux([src.streams[i] for i in routes]):
-        route = routes[packet.stream.index]
+        index = packet.stream.index
+        route = routes[index]
         if route.converter is not None:
             if packet.size == 0:
                 continue
             for converted in route.converter.convert(packet):
-                yield converted, route.stream
+                yield _moved_back(converted, start), route.stream
+        elif packet.is_discard and packet.size:
+            held[index] = packet
         elif not (packet.size == 0 and packet.pts is None):
-            yield packet, route.stream
+            primer = held.pop(index, None)
+            if primer is not None and priming:
+                yield _moved_back(primer, start), route.stream
+            yield _moved_back(packet, start), route.stream
     for route in routes.values():
         if route.converter is not None:
             for converted in route.converter.convert(None):
-                yield converted, route.stream
+                yield _moved_back(converted, start), route.stream
+
+
+def _moved_back(packet: Any, start: Fraction) -> Any:
+    """The packet `start` seconds earlier (in its own time base)."""
+    if start and packet.time_base is not None:
+        shift = round(start / Fraction(packet.time_base))
+        if packet.pts is not None:
+            packet.pts -= shift
+        if packet.dts is not None:
+            packet.dts -= shift
+    return packet
 
 
 def _copy_tags(source_stream: Any, target: Any, container_format: str) -> None:
@@ -141,14 +167,29 @@ def _stream_tags(source_stream: Any, container_format: str) -> dict[str, str]:
     return tags
 
 
-def _add_video(out: Any, chunk: ChunkFile, source: MediaInfo, src: Any, notes: list[str]) -> Any:
+def _add_video(
+    out: Any,
+    chunk: ChunkFile,
+    source: MediaInfo,
+    src: Any,
+    notes: list[str],
+    encode: EncodeSettings | None = None,
+) -> Any:
     """The output's video stream: the chunks' codec, the source's rate, tags and timecode."""
     import av
 
     with av.open(str(chunk.path)) as first:
         template = first.streams.video[0]
-        vout: Any = out.add_stream_from_template(template)
+        try:
+            vout: Any = out.add_stream_from_template(template)
+        except ValueError:  # av.codec.codec.UnknownCodecError
+            # An AV1 chunk's codec is its decoder's (libdav1d), which names no encoder:
+            # copy the codec parameters as they are instead.
+            vout = out.add_stream_from_template(template, opaque=True)
         vout.time_base = template.time_base
+        if out.format.name in ("mov", "mp4") and template.codec_context.codec_tag.strip():
+            # The template loses it, and MOV then tags any ProRes as HQ (apch): keep ap4h.
+            vout.codec_context.codec_tag = template.codec_context.codec_tag
         size = (template.codec_context.width, template.codec_context.height)
     # The rate the headers declare (MKV's default duration, MOV's tmcd rate); without it
     # a Matroska file claims its 1/1000 time base as the frame rate.
@@ -163,7 +204,16 @@ def _add_video(out: Any, chunk: ChunkFile, source: MediaInfo, src: Any, notes: l
     if source.video.rotation:
         vout.set_display_rotation(source.video.rotation)
     video = source.video
-    sar = output_sample_aspect_ratio(video.sample_aspect_ratio, (video.width, video.height), size)
+    encode = encode or EncodeSettings()  # the SAR of --size/--square-pixels (core.media.geometry)
+    sar = output_sar(
+        (video.width, video.height),
+        video.sample_aspect_ratio,
+        size,
+        width=encode.width,
+        height=encode.height,
+        fit=encode.fit,
+        square_pixels=encode.square_pixels,
+    )
     if sar is not None:
         vout.codec_context.sample_aspect_ratio = sar  # MP4/MOV pasp
         # Matroska's display size comes from the stream's own SAR (PyAV cannot set it).
@@ -220,7 +270,7 @@ def _add_container_level(out: Any, src: Any, source: MediaInfo, container_format
 
     notes: list[str] = []
     out.metadata.update(copyable_metadata(src.metadata))
-    chapters = chapters_of(src)
+    chapters = chapters_of(src, source.start_seconds)
     if chapters:
         out.set_chapters(chapters)
     attachments = list(src.streams.attachments)
@@ -255,6 +305,7 @@ def merge_chunks(
     container_format: str,
     cancel: threading.Event | None = None,
     audio_codec: str = "auto",
+    encode: EncodeSettings | None = None,
 ) -> list[str]:
     """Write `output` from the chunk files plus the source's other streams and tags.
 
@@ -281,12 +332,15 @@ def merge_chunks(
     try:
         with av.open(str(source.path)) as src:
             warnings: list[str] = []
-            vout = _add_video(out, chunks[0], source, src, warnings)
+            vout = _add_video(out, chunks[0], source, src, warnings, encode)
             routes, notes = _add_side_streams(out, src, source, container_format, audio_codec)
             warnings += notes
             warnings += _add_container_level(out, src, source, container_format)
             video_iter = ((_packet_seconds(p), 0, p, vout) for p in _video_packets(chunks))
-            side_iter = ((_packet_seconds(p), 1, p, t) for p, t in _side_packets(src, routes))
+            sides = _side_packets(
+                src, routes, source.start_seconds, priming=container_format in ("mp4", "mov")
+            )
+            side_iter = ((_packet_seconds(p), 1, p, t) for p, t in sides)
             merged = heapq.merge(video_iter, side_iter, key=lambda t: (t[0], t[1]))
             for count, (_, _, packet, target) in enumerate(merged):
                 if cancel is not None and count % _CANCEL_CHECK_PACKETS == 0 and cancel.is_set():

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vsr_desktop.core.errors import InputError, MediaError
+from vsr_desktop.core.media.alpha import stream_has_alpha
+from vsr_desktop.core.media.color_tags import hdr_fields
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,9 @@ class ColorInfo:
     trc: int = 2
     space: int = 2
     range: int = 0
+    #: HDR10 side data of the first frame in x265's syntax (core.media.color_tags), or None.
+    master_display: str | None = None
+    max_cll: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,13 @@ class VideoInfo:
     sample_aspect_ratio: Fraction | None = None
     #: The stream's declared base rate (FFmpeg's r_frame_rate), a hint for header_rate().
     base_rate: Fraction | None = None
+    #: An alpha plane (transparency) in the pixels, or VP8/VP9 alpha (core.media.alpha).
+    has_alpha: bool = False
+    #: Frames before the first decodable picture (a stream cut mid-GOP), left out as a
+    #: player leaves them out.
+    leading_dropped: int = 0
+    #: Field order of an interlaced source ("tff"/"bff"), None when progressive.
+    interlaced: str | None = None
 
     @property
     def frame_count(self) -> int:
@@ -169,6 +181,12 @@ class MediaInfo:
     chapters: int = 0
     #: Matroska attachments (fonts for styled subtitles, cover images).
     attachments: int = 0
+    #: Where a player starts presenting, in seconds of the source's timeline: the earliest
+    #: first shown frame or sample of the video and the copied streams. The output is shifted
+    #: so this becomes 0 (a TS recorded mid-broadcast starts at 1.43 s, say). Never negative.
+    start_seconds: Fraction = Fraction(0)
+    #: Why frames the file promises cannot all be read (truncated, damaged), or None.
+    damage: str | None = None
 
     @property
     def copied_streams(self) -> tuple[StreamInfo, ...]:
@@ -224,12 +242,14 @@ def probe(path: Path | str) -> MediaInfo:
         timecode = find_timecode(container, vstream)
         chapters = len(container.chapters())
         attachments = len(container.streams.attachments)
-        frame_pts, keyframe_pts = _scan_packets(container, vstream, path)
-        rotation, color = _first_frame_metadata(path, vstream.index)
+        scan = _scan_packets(container, vstream)
+        rotation, color, first_shown = _first_frame_metadata(path, vstream.index)
+        frame_pts, keyframe_pts, leading = _from_first_shown(scan, first_shown)
         pix_fmt = ctx.format.name if ctx.format is not None else "yuv420p"
         rate = vstream.average_rate or vstream.guessed_rate or Fraction(25)
         if not frame_pts:
             raise MediaError(f"{path.name} contains no video frames", "the file may be truncated")
+        time_base = Fraction(vstream.time_base)
         return MediaInfo(
             path=path,
             container=container.format.name,
@@ -241,7 +261,7 @@ def probe(path: Path | str) -> MediaInfo:
                 height=ctx.height,
                 pix_fmt=pix_fmt,
                 bit_depth=bit_depth_of(pix_fmt),
-                time_base=Fraction(vstream.time_base),
+                time_base=time_base,
                 average_rate=Fraction(rate),
                 frame_pts=tuple(frame_pts),
                 keyframe_pts=tuple(keyframe_pts),
@@ -249,6 +269,9 @@ def probe(path: Path | str) -> MediaInfo:
                 color=color,
                 sample_aspect_ratio=_sample_aspect_ratio(vstream),
                 base_rate=Fraction(vstream.base_rate) if vstream.base_rate else None,
+                has_alpha=stream_has_alpha(pix_fmt, ctx.name, vstream.metadata),
+                leading_dropped=leading,
+                interlaced=_field_order(path, vstream.index),
             ),
             audio=audio,
             subtitles=subtitles,
@@ -256,7 +279,41 @@ def probe(path: Path | str) -> MediaInfo:
             timecode=timecode,
             chapters=chapters,
             attachments=attachments,
+            start_seconds=_presentation_start(
+                frame_pts[0] * time_base, [*container.streams.audio, *container.streams.subtitles]
+            ),
+            damage=_damage_of(scan, int(vstream.frames or 0), path),
         )
+
+
+def _presentation_start(video_start: Fraction, others: list[Any]) -> Fraction:
+    """The earliest start of the shown video and the other streams, clamped at 0: a source
+    that already starts at or before 0 (AAC priming, edit lists) is left as it is."""
+    starts = [video_start]
+    for stream in others:
+        if stream.start_time is not None and stream.time_base is not None:
+            starts.append(stream.start_time * Fraction(stream.time_base))
+    return max(Fraction(0), min(starts))
+
+
+def _damage_of(scan: _PacketScan, promised: int, path: Path) -> str | None:
+    """A read error mid-file, or fewer packets than the header promises (a cut-off MP4)."""
+    if scan.error is not None:
+        stopped = f"reading stopped after {scan.packets} frames"
+        return f"{path.name} is damaged: {stopped} ({scan.error})"
+    if promised > scan.packets:
+        return (
+            f"{path.name} is truncated: its header promises {promised} frames, "
+            f"{scan.packets} can be read"
+        )
+    return None
+
+
+def _field_order(path: Path, stream_index: int) -> str | None:
+    """Interlaced or not (see core.media.deinterlace, which owns the detection)."""
+    from vsr_desktop.core.media.deinterlace import detect_field_order
+
+    return detect_field_order(path, stream_index)
 
 
 def _sample_aspect_ratio(vstream: Any) -> Fraction | None:
@@ -324,37 +381,63 @@ def find_timecode(container: Any, vstream: Any) -> str | None:
     return None
 
 
-def _scan_packets(container: Any, vstream: Any, path: Path) -> tuple[list[int], list[int]]:
+@dataclass
+class _PacketScan:
+    """The video packets as the demuxer gives them: shown timestamps (edit-list discards
+    left out) and keyframes, plus how many packets it read and why it stopped early."""
+
+    pts: list[int]
+    keys: list[int]
+    packets: int = 0
+    error: str | None = None
+
+
+def _scan_packets(container: Any, vstream: Any) -> _PacketScan:
     """Collect presentation timestamps (sorted) and keyframe timestamps of the video stream."""
     import av
 
-    pts: list[int] = []
-    keys: list[int] = []
+    scan = _PacketScan([], [])
     try:
         for packet in container.demux(vstream):
             if packet.size == 0:
                 continue
+            scan.packets += 1
+            if packet.is_discard:
+                continue  # before an edit list's start: decoded for reference, never shown
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is None:
                 continue
-            pts.append(stamp)
+            scan.pts.append(stamp)
             if packet.is_keyframe:
-                keys.append(stamp)
+                scan.keys.append(stamp)
     except av.FFmpegError as exc:
-        raise MediaError(
-            f"{path.name} is damaged: reading stopped after {len(pts)} frames ({exc})",
-            "re-export or re-download the file",
-        ) from exc
-    pts.sort()
-    keys.sort()
+        scan.error = str(exc)
+    scan.pts.sort()
+    scan.keys.sort()
+    return scan
+
+
+def _from_first_shown(
+    scan: _PacketScan, first_shown: int | None
+) -> tuple[list[int], list[int], int]:
+    """Frames from the first one the decoder gives: those before it (a stream cut mid-GOP
+    has no reference for them) are dropped, as a player drops them, and counted."""
+    pts, keys = scan.pts, scan.keys
+    leading = 0
+    if first_shown is not None:
+        kept = [p for p in pts if p >= first_shown]
+        leading = len(pts) - len(kept)
+        pts = kept
+        keys = [k for k in keys if k >= first_shown]
     if pts and (not keys or keys[0] != pts[0]):
-        # A stream that starts without a flagged keyframe still starts decoding at frame 0.
+        # Decoding frame 0 always starts from the stream's beginning: it is a cut point.
         keys.insert(0, pts[0])
-    return pts, keys
+    return pts, keys, leading
 
 
-def _first_frame_metadata(path: Path, stream_index: int) -> tuple[int, ColorInfo]:
-    """Rotation and colour tags live on decoded frames in FFmpeg 7+; decode just one."""
+def _first_frame_metadata(path: Path, stream_index: int) -> tuple[int, ColorInfo, int | None]:
+    """Rotation and colour tags live on decoded frames in FFmpeg 7+; decode just one. Its
+    timestamp is where a player starts showing the stream."""
     import av
 
     try:
@@ -367,8 +450,9 @@ def _first_frame_metadata(path: Path, stream_index: int) -> tuple[int, ColorInfo
                     trc=int(frame.color_trc),
                     space=int(frame.colorspace),
                     range=int(frame.color_range),
+                    **hdr_fields(frame),
                 )
-                return int(frame.rotation or 0), color
+                return int(frame.rotation or 0), color, frame.pts
     except av.FFmpegError as exc:
         raise MediaError(
             f"{path.name} could not be decoded ({exc})", "the file may be corrupt or truncated"
@@ -392,12 +476,25 @@ def media_info_to_json(info: MediaInfo) -> str:
         "timecode": info.timecode,
         "chapters": info.chapters,
         "attachments": info.attachments,
+        "start_seconds": fraction(info.start_seconds),
+        "damage": info.damage,
         "audio": [vars(s) for s in info.audio],
         "subtitles": [vars(s) for s in info.subtitles],
         "video": {
             **{
                 k: getattr(video, k)
-                for k in ("index", "codec", "width", "height", "pix_fmt", "bit_depth", "rotation")
+                for k in (
+                    "index",
+                    "codec",
+                    "width",
+                    "height",
+                    "pix_fmt",
+                    "bit_depth",
+                    "rotation",
+                    "leading_dropped",
+                    "interlaced",
+                    "has_alpha",
+                )
             },
             "time_base": fraction(video.time_base),
             "average_rate": fraction(video.average_rate),
@@ -437,6 +534,8 @@ def media_info_from_json(text: str) -> MediaInfo:
             timecode=data.get("timecode"),
             chapters=int(data.get("chapters", 0)),
             attachments=int(data.get("attachments", 0)),
+            start_seconds=Fraction(*data.get("start_seconds") or (0, 1)),
+            damage=data.get("damage"),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise MediaError(f"the saved probe is unreadable ({exc})", "plan the job again") from exc

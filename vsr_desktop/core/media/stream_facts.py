@@ -243,7 +243,8 @@ def _video_facts(path: Path, stream: Any) -> VideoFacts:
 
     side: tuple[str, ...] = ()
     if frame is not None:
-        kinds = {getattr(k, "name", str(k)) for k in frame.side_data.keys()}  # noqa: SIM118
+        # PyAV 18 iterates SideData objects (not keys); their kind is `.type`.
+        kinds = {getattr(sd.type, "name", str(sd.type)) for sd in frame.side_data}
         side = tuple(k for k in PICTURE_SIDE_DATA if k in kinds)
     sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio  # the container's wins
     metadata = dict(stream.metadata)
@@ -435,15 +436,41 @@ def align_copies(
         heads.append(found)
     shift: float | None = None
     skip: dict[tuple[int, int], int] = {}
+    video_shift = _video_shift(source, output)
     for s, o in pairs:
         first = heads[1][o][:1]
-        for position, (seconds, digest) in enumerate(heads[0][s]):
-            if first and digest == first[0][1]:
-                skip[(s, o)] = position
-                if shift is None and seconds is not None and first[0][0] is not None:
-                    shift = first[0][0] - seconds
-                break
+        if not first:
+            continue
+        matches = [
+            (position, seconds)
+            for position, (seconds, digest) in enumerate(heads[0][s])
+            if digest == first[0][1]
+        ]
+        if not matches:
+            continue
+        out_seconds = first[0][0]
+
+        position, seconds = min(matches, key=lambda m: _distance(m, out_seconds, video_shift))
+        skip[(s, o)] = position
+        if shift is None and seconds is not None and out_seconds is not None:
+            shift = out_seconds - seconds
     return Alignment(shift, skip)
+
+
+def _distance(match: tuple[int, float | None], out: float | None, shift: float | None) -> float:
+    """Silence encodes to identical packets: of those, the one that moved as the video
+    moved is the copy's start (without timing, the earliest)."""
+    if shift is None or match[1] is None or out is None:
+        return float(match[0])
+    return abs(out - match[1] - shift)
+
+
+def _video_shift(source: FileFacts, output: FileFacts) -> float | None:
+    """How far the first shown picture moved (output − source seconds), when both have one."""
+    a, b = source.video.first_decoded_pts, output.video.first_decoded_pts
+    if a is None or b is None:
+        return None
+    return float(b * output.video.time_base) - float(a * source.video.time_base)
 
 
 @dataclass

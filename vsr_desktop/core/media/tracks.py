@@ -8,6 +8,7 @@ Matroska statistics) are left out: the output's own muxer writes true ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from vsr_desktop.core.errors import InputError
@@ -63,8 +64,14 @@ _UNPLAYABLE: dict[str, tuple[str, ...]] = {"mp4": ("pcm_", "vorbis"), "mov": ("v
 
 #: What a track that must be converted becomes: lossless stays lossless where the
 #: container has a lossless codec players know (WebM has none: Opus).
-_LOSSLESS_TARGET = {"mp4": "alac", "mov": "alac", "matroska": "flac", "webm": "opus"}
-_LOSSY_TARGET = {"mp4": "aac", "mov": "aac", "matroska": "aac", "webm": "opus"}
+_LOSSLESS_TARGET = {
+    "mp4": "alac",
+    "mov": "alac",
+    "matroska": "flac",
+    "webm": "opus",
+    "mxf": "pcm",
+}
+_LOSSY_TARGET = {"mp4": "aac", "mov": "aac", "matroska": "aac", "webm": "opus", "mxf": "pcm"}
 #: The `--audio-codec` choices each container takes: what FFmpeg 8.1's muxers accept
 #: (avformat_query_codec, as measured here), less what players cannot play there (PCM in MP4
 #: is `ipcm`; QuickTime plays neither FLAC nor Opus in MOV).
@@ -73,6 +80,7 @@ _CONTAINER_AUDIO = {
     "mov": {"aac", "alac", "pcm"},
     "matroska": {"aac", "alac", "flac", "opus", "pcm"},
     "webm": {"opus"},
+    "mxf": {"pcm"},  # FFmpeg's MXF muxer writes 16/24-bit PCM at 48 kHz only
 }
 
 #: Text subtitles each container takes, in order of preference, for converting text tracks.
@@ -161,6 +169,8 @@ def plan_subtitle(codec: str, container: str) -> TrackPlan:
 
 
 def _plays_in(codec: str, container: str) -> bool:
+    if container == "mxf":
+        return codec in ("pcm_s16le", "pcm_s24le")
     if any(codec.startswith(prefix) for prefix in _UNPLAYABLE.get(container, ())):
         return False
     return _muxer_takes(codec, container)
@@ -192,13 +202,19 @@ def _close(container: Any) -> None:
         container.close()
 
 
-def chapters_of(container: Any) -> list[dict[str, Any]]:
-    """The source's chapters, in the form OutputContainer.set_chapters takes."""
+def chapters_of(container: Any, start: Fraction = Fraction(0)) -> list[dict[str, Any]]:
+    """The source's chapters, in the form OutputContainer.set_chapters takes, moved back by
+    `start` seconds (the output's 0 is the source's presentation start)."""
+
+    def moved(chapter: dict[str, Any], key: str) -> int:
+        shift = round(start / Fraction(chapter["time_base"])) if start else 0
+        return max(0, int(chapter[key]) - shift)
+
     return [
         {
             "id": chapter["id"],
-            "start": chapter["start"],
-            "end": chapter["end"],
+            "start": moved(chapter, "start"),
+            "end": moved(chapter, "end"),
             "time_base": chapter["time_base"],
             "metadata": dict(chapter["metadata"]),
         }

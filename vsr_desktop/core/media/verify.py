@@ -152,6 +152,10 @@ def verify_files(
     announced, such as an audio conversion the container required; they are listed apart.
     Raises InputError for a missing path and MediaError for a file that cannot be read.
     """
+    from vsr_desktop.core.media.image_sequence import is_image_output, verify_image_sequence
+
+    if is_image_output(Path(output)):  # numbered images: the frame count is what there is
+        return verify_image_sequence(Path(source), Path(output), expected=tuple(expected))
     src = read_facts(Path(source))
     out = read_facts(Path(output))
     pairs = _pairs(src, out)
@@ -386,10 +390,15 @@ def _check_stream(
     if o is None:
         check.add(key, s.codec, None, f"{label}: missing from the output")
         return
-    for name in ("codec", "language", "title", "dispositions", "sample_rate", "layout"):
+    for name in ("codec", "language", "title", "sample_rate", "layout"):
         check.compare(
             f"{key}.{name}", label, name.replace("_", " "), getattr(s, name), getattr(o, name)
         )
+    # A source without any flag (MPEG-TS has none) gets "default" from the MP4/MOV muxer,
+    # which marks the first track of each kind: what players assume anyway.
+    gained_default_only = not s.dispositions and o.dispositions == ("default",)
+    if not gained_default_only:
+        check.compare(f"{key}.dispositions", label, "dispositions", s.dispositions, o.dispositions)
     if s.channels != o.channels and s.layout == o.layout:
         check.compare(f"{key}.channels", label, "channels", s.channels, o.channels)
     if s.attachment is not None and o.attachment is not None:

@@ -389,6 +389,12 @@ class CloudAccountDialog(QDialog):
         gpu = work.gpu_types_of(result)
         if gpu:
             self.gpu_types.setText(gpu)
+        # Show what is deployed, so Deploy / update sends it back rather than the defaults.
+        deployed = getattr(result, "parameters", {}) or {}
+        if deployed.get(work.PARAM_IMAGE):
+            self.image.setText(deployed[work.PARAM_IMAGE])
+        if str(deployed.get(work.PARAM_MAX_PARALLEL, "")).isdigit():
+            self.max_parallel.setValue(int(deployed[work.PARAM_MAX_PARALLEL]))
 
     @Slot(str, object)
     def _on_failed(self, key: str, error: object) -> None:

@@ -113,18 +113,15 @@ def stack_status(settings: AppSettings) -> Any:
 
 
 def deploy_parameters(gpu_types: str, max_parallel: int, image: str) -> dict[str, str]:
-    """The template parameters the dialog sets; list parameters are always sent in full
-    (moto's CloudFormation does not split a CommaDelimitedList default)."""
-    defaults = parameter_defaults()
+    """The template parameters the dialog sets. Anything else keeps its value on an update
+    (deploy_stack sends UsePreviousValue), and an empty image field keeps the deployed one."""
     types = ",".join(t.strip() for t in gpu_types.split(",") if t.strip())
     if not types:
         raise InputError("No GPU instance type is given", "e.g. g4dn.xlarge,g5.xlarge")
-    return {
-        PARAM_GPU_TYPES: types,
-        PARAM_CPU_TYPES: defaults[PARAM_CPU_TYPES],
-        PARAM_MAX_PARALLEL: str(max_parallel),
-        PARAM_IMAGE: image.strip() or defaults[PARAM_IMAGE],
-    }
+    chosen = {PARAM_GPU_TYPES: types, PARAM_MAX_PARALLEL: str(max_parallel)}
+    if image.strip():
+        chosen[PARAM_IMAGE] = image.strip()
+    return chosen
 
 
 def _event_line(event: Any) -> str:

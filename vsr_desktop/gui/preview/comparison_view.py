@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
@@ -23,12 +24,14 @@ from PySide6.QtGui import (
     QPaintEvent,
     QResizeEvent,
     QShowEvent,
+    QTransform,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QWidget
 
 from vsr_desktop.core.preview import Region
 from vsr_desktop.gui.preview import overlays
+from vsr_desktop.gui.preview.display import DisplayTransform, region_behind
 from vsr_desktop.gui.preview.renderer import PreviewResult
 from vsr_desktop.gui.preview.view_state import ViewState
 
@@ -67,6 +70,7 @@ class ComparisonView(QWidget):
         self._source: QImage | None = None
         self._source_size: tuple[int, int] | None = None
         self._output_size: tuple[int, int] | None = None
+        self._display = DisplayTransform()
         self._frame_index = -1
         self._result: PreviewResult | None = None
         self._before: QImage | None = None
@@ -174,9 +178,27 @@ class ComparisonView(QWidget):
             if self._result is not None and self._result.output_size != output:
                 self.clear_result()
         self._source_size, self._output_size = source, output
-        self._state.set_image_size(*output)
+        self._state.set_image_size(*self._display.display_size(output))
         if changed:
             self._emit_region_if_changed()
+
+    def set_display(self, rotation: int | None, sample_aspect_ratio: object = None) -> None:
+        """Show the picture as a player does: the source's pixel aspect, then its rotation
+        (VideoInfo.rotation, sample_aspect_ratio), on both sides alike."""
+        sar = sample_aspect_ratio if isinstance(sample_aspect_ratio, Fraction | float) else None
+        display = DisplayTransform.of(rotation, sar)
+        if display == self._display:
+            return
+        self._display = display
+        if self._output_size is not None:
+            self._state.set_image_size(*display.display_size(self._output_size))
+            self._state.fit()
+        self._emit_region_if_changed()
+        self.update()
+
+    @property
+    def display(self) -> DisplayTransform:
+        return self._display
 
     def set_frame(self, frame_index: int, rgb: np.ndarray) -> None:
         """Show a newly decoded source frame; an upscaled result of another frame is dropped."""
@@ -249,6 +271,12 @@ class ComparisonView(QWidget):
         """Source pixels visible now, padded for the model's context and snapped to a grid."""
         if self._source_size is None or self._output_size is None:
             return Region(0, 0, 1, 1)
+        if not self._display.is_identity:
+            stored = self._display.to_stored(self._state.visible_image_rect(), self._output_size)
+            x, y, w, h = region_behind(
+                stored, self._source_size, self._output_size, REGION_PAD, REGION_GRID
+            )
+            return Region(x, y, w, h).clamp(*self._source_size)
         x, y, w, h = self._state.visible_source_rect(
             self._source_size, self._output_size, REGION_PAD, REGION_GRID
         )
@@ -442,6 +470,9 @@ class ComparisonView(QWidget):
         self, painter: QPainter, pane: QRect, image: QImage, where: QRectF, *, smooth: bool
     ) -> None:
         """Draw the part of `image` (placed at `where`, image coords) visible in the pane."""
+        if not self._display.is_identity and self._output_size is not None:
+            self._draw_turned(painter, pane, image, where, smooth=smooth)
+            return
         visible = self._state.visible_image_rect().intersected(where)
         if visible.isEmpty() or where.isEmpty():
             return
@@ -464,3 +495,38 @@ class ComparisonView(QWidget):
         )
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
         painter.drawImage(target, image, source)
+
+    def _draw_turned(
+        self, painter: QPainter, pane: QRect, image: QImage, where: QRectF, *, smooth: bool
+    ) -> None:
+        """_draw_layer through the display transform (stored pixels → what a player shows)."""
+        assert self._output_size is not None
+        stored = self._display.to_stored(self._state.visible_image_rect(), self._output_size)
+        visible = stored.intersected(where)
+        if visible.isEmpty() or where.isEmpty():
+            return
+        kx, ky = image.width() / where.width(), image.height() / where.height()
+        left = max(math.floor((visible.left() - where.left()) * kx), 0)
+        top = max(math.floor((visible.top() - where.top()) * ky), 0)
+        right = min(math.ceil((visible.right() - where.left()) * kx), image.width())
+        bottom = min(math.ceil((visible.bottom() - where.top()) * ky), image.height())
+        if right <= left or bottom <= top:
+            return
+        origin = self._state.image_to_viewport(QPointF(0, 0)) + QPointF(pane.topLeft())
+        zoom = self._state.zoom
+        view = (
+            self._display.to_display(self._output_size)
+            * QTransform.fromScale(zoom, zoom)
+            * QTransform.fromTranslate(origin.x(), origin.y())
+        )
+        painter.save()
+        painter.setTransform(view)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        target = QRectF(
+            where.left() + left / kx,
+            where.top() + top / ky,
+            (right - left) / kx,
+            (bottom - top) / ky,
+        )
+        painter.drawImage(target, image, QRectF(left, top, right - left, bottom - top))
+        painter.restore()

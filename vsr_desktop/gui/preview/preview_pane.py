@@ -143,6 +143,7 @@ class PreviewPane(QWidget):
         self.view.view_state.fit()  # a new video starts whole
         self.timeline.set_video(None)
         self.view.clear(f"Opening {self._source.name}…")
+        self.view.set_display(0, None)
         self._renderer.open_source(self._source)
 
     def set_engine_factory(self, settings_key: str, factory: Callable[[], FrameUpscaler]) -> None:
@@ -245,6 +246,7 @@ class PreviewPane(QWidget):
             return
         self._info = opened.info
         video = opened.info.video
+        self.view.set_display(video.rotation, video.sample_aspect_ratio)  # as a player shows it
         scale = self._scale_guess
         self.view.set_sizes(
             (video.width, video.height),

@@ -157,16 +157,13 @@ class _Worker(QObject):
 
     def _frame(self, source: Path, index: int) -> np.ndarray:
         """Decode (or reuse) one frame; a few are kept so panning does not re-decode."""
-        from vsr_desktop.core.media import read_frame
-        from vsr_desktop.core.preview import frame_pts
+        from vsr_desktop.core.preview import shown_frame
 
         key = (str(source), index)
         if key in self._frames:
             self._frames.move_to_end(key)
             return self._frames[key]
-        info = self._info(source)
-        video = info.video
-        rgb = read_frame(source, video.index, frame_pts(info, index), video.bit_depth)
+        rgb = shown_frame(self._info(source), index)  # deinterlaced when interlaced
         self._frames[key] = rgb
         while len(self._frames) > 4:
             self._frames.popitem(last=False)
