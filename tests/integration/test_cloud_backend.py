@@ -153,7 +153,11 @@ def test_submit_run_poll_download(
     info = probe(path)
     assert info.video.frame_count == 24 and (info.video.width, info.video.height) == (96, 64)
     assert _audio(path) == _audio(source)
-    assert backend.aws_state(backend.store.get(job.id))["downloaded"] is True
+    done = backend.store.get(job.id)
+    assert backend.aws_state(done)["downloaded"] is True
+    # The cloud merge never sees the source: the check runs here, after the download.
+    assert done.verify_report is not None and done.verify_report["ok"], done.verify_report
+    assert "verified: nothing but the picture changed" in done.message
 
 
 def test_a_model_file_given_by_path_goes_with_the_job(

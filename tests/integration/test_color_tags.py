@@ -233,3 +233,26 @@ def test_hdr10_lost_by_an_encoder_that_cannot_write_it_is_reported(
     job = upscale(hdr10, output, tmp_path, "prores")
     assert "HDR10" in job.message and "h265" in job.message
     assert "⚠" in job.message and "side data" in job.message
+
+
+def test_untagged_sd_source_upscaled_to_hd_keeps_the_matrix_players_used(
+    made: Path, tmp_path: Path
+) -> None:
+    """Players read untagged SD as BT.601 and untagged HD as BT.709: left untagged, a
+    720p output of an untagged SD clip would be shown with other colours."""
+    source = made / "untagged_sd.mp4"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.5"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"),
+        source,
+    )
+    assert ffprobe(source)["streams"][0].get("color_space") in (None, "unknown")
+    output = tmp_path / "hd.mp4"
+    job = upscale(source, output, tmp_path, "h264", height=720)
+    assert "⚠" not in job.message, job.message
+    (stream,) = ffprobe(output)["streams"]
+    assert stream["height"] == 720
+    assert stream["color_space"] == "smpte170m"
+    shown = block_means(as_player_sees(output, 64, 48))
+    original = block_means(as_player_sees(source, 64, 48))
+    assert np.abs(shown - original).mean() < 8.0

@@ -415,3 +415,13 @@ def test_audio_codec_choice_reaches_the_merge(clip_factory: ClipFactory, tmp_pat
     (audio,) = streams(ffprobe(output), "audio")
     assert audio["codec_name"] == "flac"
     assert notes == ["audio stream 1 (aac) converted to flac: --audio-codec flac"]
+
+
+@needs_ffmpeg
+def test_a_bibliographic_language_code_survives_into_mov(rich_mkv: Path, tmp_path: Path) -> None:
+    """Matroska writes "fre"; the MOV muxer knows only "fra" and dropped the language."""
+    output = tmp_path / "out.mov"
+    job = upscale(rich_mkv, output, tmp_path)
+    audio = streams(ffprobe(output), "audio")
+    assert [tag(a, "language") for a in audio] == ["eng", "fra"]  # "fre" would be dropped
+    assert "language" not in job.message  # the same language: no difference reported

@@ -12,6 +12,7 @@ import json
 import math
 from datetime import datetime, timedelta, timezone
 from importlib import resources
+from pathlib import Path
 
 import boto3
 import pytest
@@ -148,36 +149,55 @@ def test_fps_scales_with_pixel_count() -> None:
 
 
 def _hand_estimate(
-    frames: int, width: int, height: int, scale: int, itype: str, price: float, parallel: int
+    frames: int,
+    width: int,
+    height: int,
+    scale: int,
+    itype: str,
+    price: float,
+    max_parallel: int,
+    chunks: int,
+    max_gpu_vcpus: int = 64,
 ) -> dict[str, float]:
-    """The estimate worked out by hand from the documented assumptions."""
-    family = itype.split(".")[0]
-    fps = _table()["fps_1080p"][family][MODEL] * (1920 * 1080) / (width * height)
-    gpu_hours = frames / fps / 3600
-    billed = gpu_hours + parallel * 6 / 60  # each instance's 6-minute start is billed
+    """The estimate worked out by hand from the documented model and constants."""
+    family, size = itype.split(".")
+    vcpus = {"xlarge": 4, "2xlarge": 8, "12xlarge": 48}[size]
+    gpus = {"xlarge": 1, "2xlarge": 1, "12xlarge": 4}[size]
+    parallel = min(chunks, max_parallel, max_gpu_vcpus // vcpus * gpus)
+    gpu_fps = _table()["fps_1080p"][family][MODEL] * (1920 * 1080) / (width * height)
+    encode_fps = 15e6 * 4 / (width * scale * height * scale)  # 15 Mpx/s per vCPU, 4 vCPUs
+    pace = min(gpu_fps, encode_fps)
     out_gb = frames * width * height * scale**2 * 0.1 / 8 / 1e9
     in_gb = frames * width * height * 0.15 / 8 / 1e9
-    cpu = (600 + 30 * out_gb) / 3600 * 0.20 + (10 + 6 * parallel) * 0.000025
-    storage = (in_gb + 2 * out_gb) * 0.023 * 7 / 30
+    chunk_s = 30 + (in_gb + out_gb) / chunks * 1000 / 100 + frames / chunks / pace
+    billed = (chunks * chunk_s + parallel * 360) / 3600
+    cpu_s = 600 + 2 * (in_gb + out_gb) * 1000 / 100
+    cpu = cpu_s / 3600 * 0.20 + (10 + 6 * chunks) * 0.000025
+    storage = (2 * in_gb + 2 * out_gb) * 0.023 * 7 / 30
     transfer = out_gb * 0.09
     return {
-        "gpu_hours": gpu_hours,
-        "gpu_usd": billed * price,
+        "parallel": parallel,
+        "gpu_hours": frames / gpu_fps / 3600,
+        "gpu_usd": billed * price / gpus,
         "transfer": transfer,
         "out_gb": out_gb,
-        "total": billed * price + cpu + storage + transfer,
-        "wall": 360 + gpu_hours * 3600 / parallel + 600 + 30 * out_gb,
+        "total": billed * price / gpus + cpu + storage + transfer,
+        "wall": 360 + math.ceil(chunks / parallel) * chunk_s + cpu_s,
+        "pace": pace,
     }
 
 
 def test_one_hour_of_1080p_to_4k_matches_the_hand_computation() -> None:
     prices = {"g4dn.xlarge": 0.21, "g5.xlarge": 0.48, "g6.xlarge": 0.33}
     est = cost.estimate_job(HOUR_24FPS, 1920, 1080, 2, MODEL, list(prices), prices, 8)
-    per_type = {t: _hand_estimate(HOUR_24FPS, 1920, 1080, 2, t, p, 8) for t, p in prices.items()}
+    per_type = {
+        t: _hand_estimate(HOUR_24FPS, 1920, 1080, 2, t, p, 8, chunks=8) for t, p in prices.items()
+    }
     cheapest = min(per_type, key=lambda t: per_type[t]["gpu_usd"])
     dearest = max(per_type, key=lambda t: per_type[t]["gpu_usd"])
     hand = per_type[cheapest]
     assert est.instance_type == cheapest
+    assert est.parallel == hand["parallel"]
     assert est.gpu_hours == pytest.approx(hand["gpu_hours"])
     assert est.gpu_usd == pytest.approx(hand["gpu_usd"])
     assert est.output_gb == pytest.approx(hand["out_gb"])
@@ -192,6 +212,58 @@ def test_one_hour_of_1080p_to_4k_matches_the_hand_computation() -> None:
     )
     assert est.notes == ()
     assert any("not measured" in a for a in est.assumptions)
+
+
+def test_the_4k_encoder_caps_fast_gpus() -> None:
+    """At 4K output the chunk job's CPU encoder, not a fast GPU, sets the pace."""
+    prices = {"g5.xlarge": 0.48}
+    est = cost.estimate_job(HOUR_24FPS, 1920, 1080, 2, MODEL, ["g5.xlarge"], prices, 8)
+    gpu_fps = _table()["fps_1080p"]["g5"][MODEL]
+    assert est.options[0].fps == gpu_fps
+    assert est.options[0].effective_fps == pytest.approx(cost.encode_fps(3840, 2160))
+    assert est.options[0].effective_fps < gpu_fps
+    small = cost.estimate_job(1000, 640, 360, 2, MODEL, ["g5.xlarge"], prices, 8)
+    assert small.options[0].effective_fps == pytest.approx(small.options[0].fps)  # GPU-bound
+
+
+def test_parallelism_is_capped_by_the_gpu_vcpu_limit() -> None:
+    """min(chunks, MaxParallelChunks, MaxGpuVcpus ÷ vCPUs per instance × its GPUs)."""
+    prices = {"g4dn.xlarge": 0.2, "g4dn.2xlarge": 0.3, "g5.12xlarge": 2.0}
+    one = cost.estimate_job(50_000, 1920, 1080, 2, MODEL, ["g4dn.xlarge"], prices, 40, chunks=60)
+    assert one.parallel == 16  # 64 vCPUs ÷ 4
+    two = cost.estimate_job(50_000, 1920, 1080, 2, MODEL, ["g4dn.2xlarge"], prices, 40, chunks=60)
+    assert two.parallel == 8  # 64 ÷ 8
+    quad = cost.estimate_job(50_000, 1920, 1080, 2, MODEL, ["g5.12xlarge"], prices, 40, chunks=60)
+    assert quad.parallel == 4  # one 48-vCPU instance fits, with its 4 GPUs
+    few = cost.estimate_job(50_000, 1920, 1080, 2, MODEL, ["g4dn.xlarge"], prices, 40, chunks=5)
+    assert few.parallel == 5
+    small = cost.estimate_job(
+        50_000, 1920, 1080, 2, MODEL, ["g4dn.xlarge", "g5.12xlarge"], prices, 40, 60, 16
+    )
+    assert [o.instance_type for o in small.options] == ["g4dn.xlarge"] and small.parallel == 4
+    assert any(n.startswith("g5.12xlarge") and "MaxGpuVcpus" in n for n in small.notes)
+    hand = _hand_estimate(50_000, 1920, 1080, 2, "g4dn.2xlarge", 0.3, 40, 60)
+    assert two.wall_seconds == pytest.approx(hand["wall"])
+    assert two.gpu_usd == pytest.approx(hand["gpu_usd"])
+
+
+def test_chunk_timeout_comes_from_the_table_with_a_margin() -> None:
+    """The issue's case: a 60 s chunk of RealESRGAN_x4plus on g4dn is predicted at 7,200 s
+    of GPU time, exactly the old fixed limit; the limit now leaves the documented margin."""
+    frames = 60 * 24
+    heavy = "RealESRGAN_x4plus"
+    timeout = cost.chunk_timeout_seconds(frames, 1920, 1080, 4, heavy, ["g4dn.xlarge", "g5.xlarge"])
+    gpu_s = frames / cost.frames_per_second("g4dn.xlarge", heavy, 1920, 1080)  # the slowest
+    assert gpu_s == pytest.approx(7200)
+    in_out_gb = frames * 1920 * 1080 * (0.15 + 16 * 0.1) / 8 / 1e9
+    expected = 30 + in_out_gb * 1000 / 100 + max(gpu_s, frames / cost.encode_fps(7680, 4320))
+    assert timeout == math.ceil(3 * expected + 900)
+    assert timeout > 3 * 7200
+    # A model the table does not know is timed as its slowest model; Batch's minimum holds.
+    unknown = cost.chunk_timeout_seconds(frames, 1920, 1080, 4, "my-model", ["g4dn.xlarge"])
+    assert unknown == timeout - (timeout - unknown)  # well-defined
+    assert unknown >= cost.chunk_timeout_seconds(frames, 1920, 1080, 4, MODEL, ["g4dn.xlarge"])
+    assert cost.chunk_timeout_seconds(1, 64, 64, 2, MODEL, ["g6.xlarge"]) >= 60
 
 
 def test_more_frames_cost_more() -> None:
@@ -218,11 +290,10 @@ def test_more_parallelism_is_faster_for_the_same_gpu_hours() -> None:
 
 def test_uneven_chunks_take_whole_rounds() -> None:
     prices = {"g4dn.xlarge": 0.2}
-    even = cost.estimate_job(9000, 1920, 1080, 2, MODEL, ["g4dn.xlarge"], prices, 4, chunks=8)
     uneven = cost.estimate_job(9000, 1920, 1080, 2, MODEL, ["g4dn.xlarge"], prices, 4, chunks=9)
-    per_chunk = uneven.gpu_hours * 3600 / 9
-    compute = uneven.wall_seconds - (even.wall_seconds - even.gpu_hours * 3600 / 4)
-    assert compute == pytest.approx(math.ceil(9 / 4) * per_chunk)
+    hand = _hand_estimate(9000, 1920, 1080, 2, "g4dn.xlarge", 0.2, 4, 9)
+    assert uneven.parallel == 4
+    assert uneven.wall_seconds == pytest.approx(hand["wall"])  # ceil(9 / 4) = 3 rounds
 
 
 def test_multi_gpu_instances_are_priced_per_gpu() -> None:
@@ -251,14 +322,19 @@ def test_unknown_types_are_left_out_with_a_note() -> None:
 
 
 def test_the_worked_example_in_docs_cloud_md_is_what_the_code_says() -> None:
-    """docs/cloud.md walks through this estimate; keep its figures true."""
+    """docs/cloud.md walks through this estimate (1 h of 1080p at 24 fps → 4K, 60 chunks of
+    a minute, the stack's defaults); keep its figures true."""
     prices = {"g4dn.xlarge": 0.21, "g5.xlarge": 0.48, "g6.xlarge": 0.33}
-    est = cost.estimate_job(HOUR_24FPS, 1920, 1080, 2, MODEL, list(prices), prices, 8)
-    assert est.instance_type == "g6.xlarge"
-    assert (round(est.gpu_hours, 2), round(est.gpu_usd, 2), round(est.output_gb, 2)) == (
-        2.18,
-        0.98,
-        8.96,
-    )
-    assert (round(est.transfer_out_usd, 2), round(est.total_usd, 2)) == (0.81, 1.95)
-    assert (round(est.total_usd_high, 2), round(est.wall_seconds / 60)) == (2.12, 37)
+    est = cost.estimate_job(HOUR_24FPS, 1920, 1080, 2, MODEL, list(prices), prices, 16, 60)
+    best = est.options[0]
+    assert (est.instance_type, est.parallel) == ("g4dn.xlarge", 16)
+    assert [o.instance_type for o in est.options] == ["g4dn.xlarge", "g6.xlarge", "g5.xlarge"]
+    assert (round(best.effective_fps, 1), round(est.options[1].effective_fps, 1)) == (5.8, 7.2)
+    assert round(best.chunk_seconds) == 280
+    assert (round(est.gpu_hours, 2), round(est.billed_gpu_hours, 2)) == (4.14, 6.27)
+    assert (round(est.gpu_usd, 2), round(est.output_gb, 2)) == (1.32, 8.96)
+    assert (round(est.transfer_out_usd, 2), round(est.total_usd, 2)) == (0.81, 2.31)
+    assert (round(est.total_usd_high, 2), round(est.wall_seconds / 60)) == (3.61, 39)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cloud.md").read_text(encoding="utf-8")
+    for figure in ("$2.31", "$3.61", "39 min", "280 s", "6.27", "5.8", "7.2"):
+        assert figure in docs, figure

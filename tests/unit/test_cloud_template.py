@@ -391,11 +391,13 @@ def test_time_limits_execution_and_each_chunk_job(template: dict[str, Any]) -> N
     asl = definition(template)
     assert asl["TimeoutSeconds"] == st.EXECUTION_TIMEOUT_SECONDS
     assert asl["States"]["Configure"]["Next"] == "ChunkTimeout"
-    (choice,) = asl["States"]["ChunkTimeout"]["Choices"]
-    assert choice == {"Variable": "$.chunk_timeout_seconds", "IsPresent": True, "Next": "Split"}
-    default = asl["States"][asl["States"]["ChunkTimeout"]["Default"]]
-    assert default["Result"] == st.DEFAULT_CHUNK_TIMEOUT_SECONDS
-    assert default["ResultPath"] == "$.chunk_timeout_seconds" and default["Next"] == "Split"
+    defaults = asl["States"]["ChunkTimeout"]
+    merge = defaults["Parameters"]["input.$"]
+    assert merge == (
+        "States.JsonMerge(States.StringToJson("
+        f"'{{\"chunk_timeout_seconds\":{st.DEFAULT_CHUNK_TIMEOUT_SECONDS}}}'), $, false)"
+    )
+    assert defaults["OutputPath"] == "$.input" and defaults["Next"] == "Split"
     upscale = asl["States"]["Upscale"]
     assert upscale["ItemSelector"]["chunk_timeout_seconds.$"] == "$.chunk_timeout_seconds"
     chunk = upscale["ItemProcessor"]["States"]["UpscaleChunk"]["Parameters"]

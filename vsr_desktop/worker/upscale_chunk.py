@@ -19,6 +19,7 @@ import numpy as np
 
 from vsr_desktop.core.errors import CancelledError, DamagedInputError, MediaError, VsrError
 from vsr_desktop.core.media.alpha import keeps_alpha, merge_alpha
+from vsr_desktop.core.media.color_tags import explicit_matrix
 from vsr_desktop.core.media.decode import DecodedFrame, DecodeTally, iter_frames
 from vsr_desktop.core.media.deinterlace import Deinterlace
 from vsr_desktop.core.media.encode import EncodeSettings, raise_for_os_error
@@ -167,7 +168,7 @@ def upscale_chunk(
             time_base=timeline.time_base,
             rate=video.header_rate(),
             source_bit_depth=video.bit_depth,
-            color=video.color,
+            color=explicit_matrix(video.color, video.pix_fmt, video.width, video.height),
             source_pix_fmt=video.pix_fmt,
             alpha=alpha,
             pts_offset=timeline.to_output(chunk.start_pts),

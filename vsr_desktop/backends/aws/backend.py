@@ -30,8 +30,10 @@ from vsr_desktop.backends.aws.transfer import BytesProgress, download_file, uplo
 from vsr_desktop.backends.protocol import Progress, ProgressCallback
 from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
 from vsr_desktop.core.job_spec import JobSpec
-from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
+from vsr_desktop.core.jobs import VERIFY_REPORT_KEY, JobRecord, JobState, JobStore
+from vsr_desktop.core.media.probe import probe
 from vsr_desktop.core.plan import plan_chunks
+from vsr_desktop.worker.job_report import summary, verify_output
 from vsr_desktop.worker.job_setup import (
     check_source_unchanged,
     spec_of,
@@ -758,7 +760,23 @@ class AwsBackend:
         if target is None:
             self._remember(job.id, downloaded=True)
         self.store.update(job.id, message=f"downloaded to {output}")
+        self._verify_download(job, output)
         return output
+
+    def _verify_download(self, job: JobRecord, output: Path) -> None:
+        """The "nothing lost" check, here where the source is (the cloud merge has only the
+        chunks and the side file): stored with the job like every backend's report."""
+        spec = spec_of(job)
+        if not spec.source.expanduser().is_file():
+            return  # moved or deleted since: the worker's note stays
+        try:
+            info = probe(spec.source.expanduser())
+        except VsrError:
+            return
+        report = verify_output(info, spec, output)
+        settings = {**self.store.get(job.id).settings, VERIFY_REPORT_KEY: report}
+        message = f"downloaded to {output}; {summary(report)}"
+        self.store.update(job.id, message=message, settings=settings)
 
     def needs_fetch(self, job: JobRecord) -> bool:
         return job.state is JobState.COMPLETED and self.aws_state(job).get("downloaded") is False

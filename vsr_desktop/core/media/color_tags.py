@@ -61,6 +61,15 @@ def yuv_matrix_for(width: int, height: int) -> int:
     return SPC_BT709 if width >= 1280 or height >= 720 else SPC_SMPTE170M
 
 
+def explicit_matrix(color: ColorInfo, pix_fmt: str, width: int, height: int) -> ColorInfo:
+    """An untagged YUV source's matrix made explicit: the one players assume for its size
+    (decode.frame_to_rgb converts with it too). Left untagged, an SD source upscaled to HD
+    would be shown with BT.709 instead of the BT.601 it was shown with."""
+    if color.space != SPC_UNSPECIFIED or is_rgb_pix_fmt(pix_fmt):
+        return color
+    return replace(color, space=yuv_matrix_for(width, height))
+
+
 def output_color(
     color: ColorInfo,
     source_pix_fmt: str,

@@ -43,9 +43,16 @@ def rgb_format_for(bit_depth: int) -> str:
 
 
 def frame_to_rgb(frame: Any, rgb_format: str) -> np.ndarray:
-    """Convert a decoded frame with its own colour matrix and range (not swscale's guess)."""
+    """Convert a decoded frame with its own colour matrix and range (not swscale's guess);
+    an untagged YUV frame with the matrix players assume for its size (color_tags)."""
+    from vsr_desktop.core.media.color_tags import SPC_UNSPECIFIED, yuv_matrix_for
+
+    space = None
+    if int(frame.colorspace) == SPC_UNSPECIFIED and not frame.format.is_rgb:
+        space = yuv_matrix_for(frame.width, frame.height)
     converted = frame.reformat(
         format=rgb_format,
+        src_colorspace=space,
         src_color_range=frame.color_range or None,
     )
     return converted.to_ndarray()

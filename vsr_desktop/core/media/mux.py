@@ -28,6 +28,7 @@ from vsr_desktop.core.media.tracks import (
     chapters_of,
     check_audio_codec,
     copyable_metadata,
+    mov_language,
     plan_audio,
     plan_subtitle,
 )
@@ -164,6 +165,10 @@ def _stream_tags(source_stream: Any, container_format: str) -> dict[str, str]:
         renamed = ("title", "name", "handler_name")
         tags = {k: v for k, v in tags.items() if k.lower() not in renamed}
         tags["handler_name" if container_format in ("mp4", "mov") else "title"] = title
+    language = metadata_value(tags, "language")
+    if language and container_format == "mov":  # its language table knows one form
+        tags = {k: v for k, v in tags.items() if k.lower() != "language"}
+        tags["language"] = mov_language(language)
     return tags
 
 

@@ -233,3 +233,30 @@ TEXT_SUBTITLE_HEADER = (
     b"100,0,0,1,1,0,2,10,10,10,0\n\n[Events]\nFormat: Layer, Start, End, Style, Name, "
     b"MarginL, MarginR, MarginV, Effect, Text\n"
 )
+
+
+#: ISO 639-2 has two codes for 20 languages: bibliographic (B, what Matroska and TS files
+#: mostly carry) and terminology (T). Both name the same language.
+_ISO639_B_TO_T = {
+    "alb": "sqi", "arm": "hye", "baq": "eus", "bur": "mya", "chi": "zho",
+    "cze": "ces", "dut": "nld", "fre": "fra", "geo": "kat", "ger": "deu",
+    "gre": "ell", "ice": "isl", "mac": "mkd", "mao": "mri", "may": "msa",
+    "per": "fas", "rum": "ron", "slo": "slk", "tib": "bod", "wel": "cym",
+}  # fmt: skip
+#: The one form of each pair FFmpeg's MOV muxer knows (measured with FFmpeg 8.1: the other
+#: form, "fre" or "deu", is dropped without a word). Maori it knows in neither.
+_MOV_KNOWS_T = {"ces", "fra", "ron", "slk"}
+
+
+def terminology_language(code: str) -> str:
+    """The ISO 639-2/T form of a language code, for comparing: "fre" and "fra" are French."""
+    return _ISO639_B_TO_T.get(code.lower(), code.lower())
+
+
+def mov_language(code: str) -> str:
+    """The form of `code` the MOV muxer writes (see _MOV_KNOWS_T)."""
+    t = terminology_language(code)
+    if t in _MOV_KNOWS_T:
+        return t
+    b = {v: k for k, v in _ISO639_B_TO_T.items()}.get(t)
+    return b or code

@@ -27,6 +27,7 @@ from vsr_desktop.core.media.stream_facts import (
     read_facts,
     scan_packets,
 )
+from vsr_desktop.core.media.tracks import terminology_language
 
 #: `vsr verify` exits with this when something other than the picture differs.
 DIFFERENCES_EXIT_CODE = 8
@@ -106,6 +107,14 @@ class _Checker:
             self.found.append(diff)
 
     def compare(self, what: str, label: str, name: str, source: Any, output: Any) -> None:
+        # "fre" and "fra" (ISO 639-2 B and T) are the same French: MOV keeps only one.
+        same_language = (
+            name == "language"
+            and bool(source and output)
+            and terminology_language(source) == terminology_language(output)
+        )
+        if same_language:
+            return
         if source != output:
             verb = "differ" if name.endswith("s") else "differs"
             line = f"{label}: {name} {verb}: {_show(source)} → {_show(output)}"
@@ -285,8 +294,11 @@ def _is_cfr(facts: FileFacts, line: Timeline) -> bool:
     return spread <= max(2 * float(facts.video.time_base), 0.0015)
 
 
-def _colour_key(key: str, value: str, rgb: bool) -> str:
+def _colour_key(key: str, value: str, rgb: bool, size: tuple[int, int] = (0, 0)) -> str:
     if key == "matrix":
+        if value == "unspecified" and not rgb:
+            # Untagged YUV is read as players read it: BT.709 for HD, BT.601 below.
+            value = "bt709" if size[0] >= 1280 or size[1] >= 720 else "smpte170m"
         return _SAME_MATRIX.get(value, value)
     if key == "range" and not rgb and value == "unspecified":
         return "tv"  # players read untagged YUV as limited range
@@ -332,7 +344,8 @@ def _check_picture(check: _Checker, src: FileFacts, out: FileFacts, line: Timeli
                     "video.color.matrix", a, b, "video: YUV pixels tagged with the RGB matrix"
                 )
             continue  # RGB ↔ YUV: the matrix and range change with the pixels
-        if _colour_key(key, a, s.is_rgb) != _colour_key(key, b, o.is_rgb):
+        size_a, size_b = (s.width, s.height), (o.width, o.height)
+        if _colour_key(key, a, s.is_rgb, size_a) != _colour_key(key, b, o.is_rgb, size_b):
             check.compare(f"video.color.{key}", "video", f"colour {key}", a, b)
     check.compare("video.side_data", "video", "HDR side data", s.side_data, o.side_data)
     check.compare("video.language", "video", "language", s.language, o.language)
