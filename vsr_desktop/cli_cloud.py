@@ -366,6 +366,7 @@ def _estimate(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     spec = args.spec_from_args(args)
     backend = _backend(args)
+    backend.stack()  # no stack: say so before asking about money
     estimate = _estimate_for(args, spec, backend.session)
     print(estimate.describe(), file=sys.stderr)
     if not getattr(args, "yes", False) and not _confirm(

@@ -162,3 +162,85 @@ def test_the_optional_parts_deploy_when_asked(aws: MotoServer) -> None:
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "me@example.com")
     rules = session.client("events").list_rules()["Rules"]
     assert any('"aws.states"' in rule.get("EventPattern", "") for rule in rules)
+
+
+def test_each_chunk_job_gets_the_time_limit_the_app_sends(aws: MotoServer) -> None:
+    """The state machine hands `chunk_timeout_seconds` to SubmitJob as the chunk job's
+    attemptDurationSeconds; an input without it gets the template's default."""
+    import json
+    import time
+
+    from tests.helpers.cloud_infra import create_cloud_stack
+
+    stack = create_cloud_stack()
+    sfn, batch = boto3.client("stepfunctions"), boto3.client("batch")
+    for name, extra, expected in (
+        ("timed", {"chunk_timeout_seconds": 1741}, 1741),
+        ("plain", {}, tpl.DEFAULT_CHUNK_TIMEOUT_SECONDS),
+    ):
+        payload = {"job_id": name, "job_uri": f"s3://b/jobs/{name}", "chunks": ["0"], **extra}
+        arn = sfn.start_execution(
+            stateMachineArn=stack.outputs[tpl.OUTPUT_STATE_MACHINE_ARN],
+            name=name,
+            input=json.dumps(payload),
+        )["executionArn"]
+        deadline = time.monotonic() + 60
+        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        (summary,) = batch.list_jobs(
+            jobQueue=stack.outputs[tpl.OUTPUT_GPU_JOB_QUEUE_ARN],
+            filters=[{"name": "JOB_NAME", "values": [f"vsr-{name}-chunk-0"]}],
+        )["jobSummaryList"]
+        (job,) = batch.describe_jobs(jobs=[summary["jobId"]])["jobs"]
+        assert job["timeout"] == {"attemptDurationSeconds": expected}, job.get("timeout")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_job_cancelled_for_capacity_says_so_in_the_jobs_row(
+    aws: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch's queue action cancels a job stuck RUNNABLE with the statusReason AWS documents;
+    moto does not run the action, so the test sets that exact reason on the running job
+    (TerminateJob) and the rest is real: the .sync task fails, the Fail state keeps the
+    cause, poll words it for the row."""
+    import time
+
+    from tests.helpers.cloud_infra import create_cloud_stack
+    from vsr_desktop.backends.aws.backend import AwsBackend
+    from vsr_desktop.core.jobs import JobStore
+
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "15")
+    stack = create_cloud_stack()
+    store = JobStore()
+    backend = AwsBackend(store, boto3.session.Session(), stack=stack)
+    sfn, batch = boto3.client("stepfunctions"), boto3.client("batch")
+    arn = sfn.start_execution(
+        stateMachineArn=stack.outputs[tpl.OUTPUT_STATE_MACHINE_ARN],
+        name="stuck",
+        input='{"job_id": "stuck", "job_uri": "s3://vsr-test-bucket/jobs/stuck", "chunks": ["0"]}',
+    )["executionArn"]
+    cpu_queue = stack.outputs[tpl.OUTPUT_CPU_JOB_QUEUE_ARN]
+    deadline = time.monotonic() + 30
+
+    def unfinished() -> list[dict[str, str]]:
+        return [
+            item
+            for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+            for item in batch.list_jobs(jobQueue=cpu_queue, jobStatus=status)["jobSummaryList"]
+        ]
+
+    while not (jobs := unfinished()):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    reason = (
+        "Canceled by JobStateTimeLimit action due to reason: "
+        "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    )
+    batch.terminate_job(jobId=jobs[0]["jobId"], reason=reason)
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.2)
+    message = backend._failure(sfn.describe_execution(executionArn=arn), {})
+    assert message.startswith("SplitFailed: cancelled after waiting")
+    assert "for capacity" in message and "Spot quota" in message

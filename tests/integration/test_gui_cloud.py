@@ -265,7 +265,9 @@ def test_download_action_fetches_the_output(
         done = window.store.get(job.id)
         assert not can_download(done, panel.backend_or_none(done))
         assert not panel.download_action.isEnabled()
-        assert panel.model.index_of(job.id, Column.STATE).data() == "Completed"
+        # The download is checked against the source here; these bytes are no video: ⚠.
+        assert panel.model.index_of(job.id, Column.STATE).data() == "Completed ⚠ check the details"
+        assert done.verify_report is not None and not done.verify_report["ok"]
         assert panel.open_output_action.isEnabled()
     finally:
         window.shutdown()

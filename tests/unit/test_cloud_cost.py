@@ -222,7 +222,7 @@ def test_the_4k_encoder_caps_fast_gpus() -> None:
     assert est.options[0].fps == gpu_fps
     assert est.options[0].effective_fps == pytest.approx(cost.encode_fps(3840, 2160))
     assert est.options[0].effective_fps < gpu_fps
-    small = cost.estimate_job(1000, 640, 360, 2, MODEL, ["g5.xlarge"], prices, 8)
+    small = cost.estimate_job(1000, 640, 360, 2, "RealESRGAN_x4plus", ["g5.xlarge"], prices, 8)
     assert small.options[0].effective_fps == pytest.approx(small.options[0].fps)  # GPU-bound
 
 

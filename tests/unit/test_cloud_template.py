@@ -236,7 +236,7 @@ def test_no_compute_environment_asks_for_an_image_type_aws_retired(
         "CpuComputeEnvironment",
         "GpuOnDemandComputeEnvironment",
     }
-    assert st.RETIRED_IMAGE_TYPES == {"ECS_AL1", "ECS_AL2", "ECS_AL2_NVIDIA"}
+    assert {"ECS_AL1", "ECS_AL2", "ECS_AL2_NVIDIA"} == st.RETIRED_IMAGE_TYPES
     for name, types in found.items():
         assert types, f"{name} names no image type: Batch would pick its default"
         assert not set(types) & st.RETIRED_IMAGE_TYPES, (name, types)
@@ -286,7 +286,10 @@ def test_queues_cancel_a_job_that_waits_too_long_for_capacity(
 
 
 def test_a_capacity_cancel_reads_as_a_clear_message() -> None:
-    reason = "Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    reason = (
+        "Canceled by JobStateTimeLimit action due to reason: "
+        "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    )
     message = st.capacity_wait_message(reason, "3600")
     assert message is not None
     assert message.startswith("cancelled after waiting 60 min for capacity")

@@ -546,21 +546,24 @@ class AwsBackend:
 
     def _cost(self, job: JobRecord, chunks: dict[int, ChunkProgress]) -> float | None:
         """The job's Batch jobs' real start-to-stop times × the Spot price recorded at submit
-        (running_cost); the workers' reported GPU seconds when Batch cannot be read."""
+        (running_cost), never less than the workers' reported GPU seconds × that price (all
+        there is when Batch cannot be read)."""
         from vsr_desktop.backends.aws.running_cost import batch_cost_so_far
 
         price = self.aws_state(job).get("price_per_gpu_hour")
         if price is None:
             return job.cost_usd
+        reported = float(price) * sum(p.seconds for p in chunks.values()) / 3600.0
         try:
             queues = [
                 q
                 for q in (self.stack().outputs.get(k) for k in ("GpuJobQueueArn", "CpuJobQueueArn"))
                 if q
             ]
-            return batch_cost_so_far(self.client("batch"), queues, job.id, float(price))
+            billed = batch_cost_so_far(self.client("batch"), queues, job.id, float(price))
         except (ClientError, BotoCoreError, CloudError):
-            return float(price) * sum(p.seconds for p in chunks.values()) / 3600.0
+            return reported
+        return max(billed, reported)
 
     def _failure(self, execution: dict[str, Any], chunks: dict[int, ChunkProgress]) -> str:
         failed = [(i, p) for i, p in sorted(chunks.items()) if p.state == "failed"]

@@ -8,8 +8,8 @@ that still holds objects (or object versions). So, in this order: stop the execu
 terminate the Batch jobs on the stack's queues (and wait until Batch says they ended),
 delete the preview endpoint with its config and model, empty the bucket of every version.
 CloudFormation then deletes the stack with its bucket; delete_stack deletes the bucket
-itself afterwards should it still exist (delete_bucket). Each step is reported as a StackEvent, so the CLI and the app show it in
-the same list as the stack's own events.
+itself afterwards should it still exist (delete_bucket). Each step is reported as a
+StackEvent, so the CLI and the app show it in the same list as the stack's own events.
 """
 
 from __future__ import annotations
