@@ -101,7 +101,7 @@ def hdr_fields(frame: Any) -> dict[str, str | None]:
     units of 0.00002 and luminance in 0.0001 cd/m²; ``max_cll``: ``MaxCLL,MaxFALL``.
     """
     found: dict[str, str | None] = {"master_display": None, "max_cll": None}
-    for side in frame.side_data:
+    for side in frame.side_data.values():  # PyAV 18.1.1 iterates keys, 18.1.0 values
         name = getattr(side.type, "name", "")
         data = bytes(side)
         if name == "MASTERING_DISPLAY_METADATA" and len(data) >= _MDCV.size:

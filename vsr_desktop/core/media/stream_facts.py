@@ -139,6 +139,32 @@ class FileFacts:
     chapters: tuple[Chapter, ...]
     video: VideoFacts
     streams: tuple[StreamFacts, ...]
+    #: Only this part of the timeline is compared (a trimmed job's range; see Window).
+    window: Window | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of a source a trimmed job kept, in seconds of its own timestamps: video
+    packets from `start` to `end` (None: from the top, to the end); another stream's packet
+    when it starts in it, or with `overlap` (MP4/MOV outputs) also when it only ends in it."""
+
+    start: Fraction | None
+    end: Fraction | None = None
+    overlap: bool = False
+
+    def holds(self, packet: Any) -> bool:
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is None or packet.time_base is None:
+            return False
+        base = Fraction(packet.time_base)
+        at = stamp * base
+        if self.end is not None and at >= self.end:
+            return False
+        if self.start is None or at >= self.start:
+            return True
+        overlaps = packet.stream.type != "video" and self.overlap
+        return overlaps and at + (packet.duration or 0) * base > self.start
 
 
 @dataclass
@@ -244,7 +270,7 @@ def _video_facts(path: Path, stream: Any) -> VideoFacts:
     side: tuple[str, ...] = ()
     if frame is not None:
         # PyAV 18 iterates SideData objects (not keys); their kind is `.type`.
-        kinds = {getattr(sd.type, "name", str(sd.type)) for sd in frame.side_data}
+        kinds = {getattr(sd.type, "name", str(sd.type)) for sd in frame.side_data.values()}
         side = tuple(k for k in PICTURE_SIDE_DATA if k in kinds)
     sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio  # the container's wins
     metadata = dict(stream.metadata)
@@ -362,8 +388,9 @@ def _strip_adts(data: bytes) -> bytes:
     return data
 
 
-def _packets(path: Path) -> Generator[tuple[float, Any], None, None]:
-    """Every non-empty packet of a file with its time in seconds, in file order."""
+def _packets(path: Path, window: Window | None = None) -> Generator[tuple[float, Any], None, None]:
+    """Every non-empty packet of a file with its time in seconds, in file order (only those
+    in `window` when given)."""
     import av
 
     container = _open(path)
@@ -371,7 +398,7 @@ def _packets(path: Path) -> Generator[tuple[float, Any], None, None]:
     try:
         with container:
             for packet in container.demux():
-                if packet.size == 0:
+                if packet.size == 0 or (window is not None and not window.holds(packet)):
                     continue
                 stamp = packet.dts if packet.dts is not None else packet.pts
                 if stamp is not None and packet.time_base is not None:
@@ -426,7 +453,7 @@ def align_copies(
         (output, {o for _, o in pairs}, 1),
     ):
         found: dict[int, list[tuple[float | None, bytes]]] = {i: [] for i in wanted}
-        with closing(_packets(facts.path)) as packets:
+        with closing(_packets(facts.path, facts.window)) as packets:
             for count, (_, packet) in enumerate(packets):
                 head = found.get(packet.stream_index)
                 if head is not None and len(head) < depth:
@@ -470,6 +497,8 @@ def _video_shift(source: FileFacts, output: FileFacts) -> float | None:
     a, b = source.video.first_decoded_pts, output.video.first_decoded_pts
     if a is None or b is None:
         return None
+    if source.window is not None and source.window.start is not None:  # a trimmed job
+        return float(b * output.video.time_base) - float(source.window.start)
     return float(b * output.video.time_base) - float(a * source.video.time_base)
 
 
@@ -526,8 +555,8 @@ def scan_packets(
     src, out = _Side(source), _Side(output)
     tallies = {pair: PacketTally() for pair in pairs}
     with ExitStack() as stack:
-        src_iter = stack.enter_context(closing(_packets(source.path)))
-        out_iter = stack.enter_context(closing(_packets(output.path)))
+        src_iter = stack.enter_context(closing(_packets(source.path, source.window)))
+        out_iter = stack.enter_context(closing(_packets(output.path, output.window)))
         _walk(src_iter, out_iter, src, out, alignment, tallies)
     return src.finish(), out.finish(), tallies
 
