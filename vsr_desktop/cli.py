@@ -51,6 +51,17 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="denoise strength 0..1 (realesr-general-x4v3 only)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--devices",
+        default="",
+        help="local jobs: spread chunks over these GPUs, one engine each (0,1 or all; "
+        "CUDA_VISIBLE_DEVICES applies)",
+    )
+    parser.add_argument(
+        "--hwdecode",
+        action="store_true",
+        help="decode on the GPU (NVDEC); falls back to the CPU with a note",
+    )
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     parser.add_argument(
         "--cpu-conv",
@@ -87,6 +98,12 @@ def _add_job_options(parser: argparse.ArgumentParser, input_required: bool = Tru
     parser.add_argument("--crf", type=int, default=None, help="quality: lower is better")
     parser.add_argument("--bitrate", type=int, default=None, help="bits per second instead of CRF")
     parser.add_argument("--preset", default=None, help="encoder speed preset")
+    parser.add_argument(
+        "--encoder",
+        default="auto",
+        choices=("auto", "software", "nvenc", "qsv", "amf", "videotoolbox"),
+        help="auto: the codec's hardware encoder where one opens, else software (one note)",
+    )
     parser.add_argument("--ten-bit", action="store_true", default=None, help="force 10-bit output")
     _add_geometry_options(parser)
     parser.add_argument(
@@ -127,6 +144,21 @@ def _add_job_options(parser: argparse.ArgumentParser, input_required: bool = Tru
         action="store_true",
         help="upscale a damaged or truncated source anyway: frames that cannot be decoded "
         "repeat a neighbour (without it such a source stops the job with exit code 9)",
+    )
+    # Trim (core/trim.py): the output holds only this range, starting at 0.
+    parser.add_argument(
+        "--start",
+        default=None,
+        metavar="POINT",
+        help="upscale from this frame on: a frame number (240), seconds (12.5s), 00:00:12.5, "
+        "or SMPTE 01:00:12:05 (drop-frame 01:00:12;05; on the source's timecode when it "
+        "has one)",
+    )
+    parser.add_argument(
+        "--end",
+        default=None,
+        metavar="POINT",
+        help="upscale up to and including this frame (an out point), in the forms of --start",
     )
 
 
@@ -368,6 +400,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--download", action="store_true", help="download a requested model that is not cached yet"
     )
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="bearer token clients must send (default: $VSR_SERVE_TOKEN); required when "
+        "--host is not loopback, except inside SageMaker",
+    )
+    serve.add_argument("--threads", type=int, default=8, help="worker threads")
+    serve.add_argument("--connections", type=int, default=200, help="most open connections")
+    serve.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds to send a request's headers"
+    )
+    serve.add_argument(
+        "--body-timeout", type=float, default=60.0, help="seconds to send a request's body"
+    )
 
     demo = sub.add_parser("demo", help="upscale the bundled sample clip (what `make run` does)")
     demo.add_argument("-o", "--output-dir", type=Path, default=Path("out"))
@@ -437,6 +483,8 @@ def _engine_settings_from_args(args: argparse.Namespace) -> Any:
         cpu_convolution=args.cpu_convolution,
         allow_download=args.download,
         batch_size=getattr(args, "batch_size", 1),
+        devices=getattr(args, "devices", ""),
+        hardware_decode=getattr(args, "hwdecode", False),
     )
 
 
@@ -465,6 +513,7 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
             crf=args.crf,
             bitrate=args.bitrate,
             preset=args.preset,
+            encoder=args.encoder,
             ten_bit=args.ten_bit,
             audio_codec=args.audio_codec,
             drop_alpha=args.drop_alpha,
@@ -475,6 +524,10 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         allow_damaged=args.allow_damaged,
         deinterlace=args.deinterlace,
         double_rate=args.double_rate,
+        trim_start=getattr(args, "start", None),
+        trim_end=getattr(args, "end", None),
+        # Where the frames will be upscaled: the memory guard checks this machine for local jobs.
+        backend={"slurm": "slurm", "cloud": "aws"}.get(getattr(args, "command", ""), "local"),
     )
 
 
@@ -921,11 +974,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM (SageMaker, `docker stop`) or Ctrl-C; both stop cleanly, exit 0."""
     import logging
+    import os
 
     from vsr_desktop.worker.inference_server import ServerOptions, serve
 
     if args.max_bytes < 1 or args.max_pixels < 1:
         raise InputError("--max-bytes and --max-pixels must be positive")
+    timeouts = (args.header_timeout, args.body_timeout)
+    if min(args.threads, args.connections) < 1 or not all(0 < t < 1e6 for t in timeouts):
+        raise InputError("--threads, --connections and the timeouts must be positive")
+    token = args.token if args.token is not None else os.environ.get("VSR_SERVE_TOKEN", "")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -937,6 +995,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         precision=args.precision,
         tile=args.tile,
         allow_download=args.download,
+        token=token or None,
+        threads=args.threads,
+        connection_limit=args.connections,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
     )
     try:
         serve(args.host, args.port, args.max_bytes, stop=stop, options=options)

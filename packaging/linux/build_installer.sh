@@ -8,18 +8,22 @@
 #
 # The bundle is built in its own virtual environment (build/venv-installer) holding a CPU-only
 # torch: the CUDA build's NVIDIA libraries are ~3 GB more than a .deb should carry (see
-# docs/packaging.md). TORCH_PIP_ARGS picks the torch build, e.g. CI uses
-#   TORCH_PIP_ARGS="torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu"
-# The default is what this project's Debian machines can install: torch 2.13.0+cpu from the
-# machine's wheel folder, with torchvision 0.28.0 (its compiled ops unusable; see
-# packaging/pyinstaller/rthooks/). SKIP_BUNDLE=1 reuses an existing bundle (packaging only);
-# SKIP_VENV=1 uses VSR_BUILD_VENV as it is (CI's own Python).
+# docs/packaging.md). TORCH_PIP_ARGS picks the torch build; the default resolves anywhere:
+#   torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu
+# VSR_TORCH_LOCAL=1 uses this project's build machines' own wheels instead (no route to
+# download.pytorch.org there): torch 2.13.0+cpu from the local wheel folder with torchvision
+# 0.28.0 (its compiled ops unusable; see packaging/pyinstaller/rthooks/).
+# SKIP_BUNDLE=1 reuses an existing bundle (packaging only); SKIP_VENV=1 uses VSR_BUILD_VENV as
+# it is (CI's own Python).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VSR_BUILD_VENV:-build/venv-installer}
-TORCH_PIP_ARGS=${TORCH_PIP_ARGS:-"torch==2.13.0+cpu torchvision==0.28.0 --no-deps"}
+PUBLIC_TORCH="torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu"
+LOCAL_TORCH="torch==2.13.0+cpu torchvision==0.28.0 --no-deps"
+if [[ ${VSR_TORCH_LOCAL:-0} == 1 ]]; then DEFAULT_TORCH=$LOCAL_TORCH; else DEFAULT_TORCH=$PUBLIC_TORCH; fi
+TORCH_PIP_ARGS=${TORCH_PIP_ARGS:-$DEFAULT_TORCH}
 DIST=dist
 BUNDLE=$DIST/bundle/vsr-desktop
 PY=$VENV/bin/python
@@ -53,6 +57,15 @@ build_bundle() {
 
 version() { "$PY" -c 'import vsr_desktop; print(vsr_desktop.__version__)'; }
 
+# The glibc the bundle needs: the highest GLIBC_x.y symbol version any of its ELF files asks
+# for (what dpkg-shlibdeps would compute for libc6; a hand-written floor was wrong: 2.28 was
+# declared, 2.36 needed). Prints e.g. 2.34.
+glibc_floor() {
+    find "$1" -type f \( -name '*.so*' -o -perm -u+x \) -print0 |
+        xargs -0 objdump -T 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | cut -d_ -f2 |
+        sort -u -V | tail -1
+}
+
 build_deb() {
     local ver arch root deb
     ver=$(version)
@@ -64,6 +77,7 @@ build_deb() {
     mkdir -p "$root/DEBIAN" "$root/opt" "$root/usr/bin" "$root/usr/share/applications" \
         "$root/usr/share/icons/hicolor/scalable/apps" "$root/usr/share/doc/vsr-desktop"
     cp -a "$BUNDLE" "$root/opt/vsr-desktop"
+    find "$root" -name __pycache__ -type d -prune -exec rm -rf {} +
     ln -s /opt/vsr-desktop/vsr-desktop "$root/usr/bin/vsr-desktop"
     ln -s /opt/vsr-desktop/vsr "$root/usr/bin/vsr"
     install -m 644 packaging/linux/vsr-desktop.desktop "$root/usr/share/applications/"
@@ -74,12 +88,22 @@ build_deb() {
         "$PY" packaging/linux/render_icon.py "$size" \
             "$root/usr/share/icons/hicolor/${size}x${size}/apps/vsr-desktop.png"
     done
-    packaging/linux/debian_copyright.sh >"$root/usr/share/doc/vsr-desktop/copyright"
-    local size_kb
+    # Copyright from the licences collected at build time (packaging/licences.py).
+    "$PY" packaging/licences.py debian-copyright \
+        "$BUNDLE/_internal/vsr_desktop/resources/licenses/collected/index.json" "$BUNDLE" \
+        >"$root/usr/share/doc/vsr-desktop/copyright"
+    sed "s/@VERSION@/$ver/; s/@DATE@/$(date -R -d @"${SOURCE_DATE_EPOCH:-$(date +%s)}")/" \
+        packaging/linux/changelog.in | gzip -9n >"$root/usr/share/doc/vsr-desktop/changelog.Debian.gz"
+    local size_kb glibc
     size_kb=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+    glibc=$(glibc_floor "$root/opt/vsr-desktop")
+    echo "bundle needs glibc >= $glibc" >&2
     sed -e "s/@VERSION@/$ver/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size_kb/" \
-        packaging/linux/control.in >"$root/DEBIAN/control"
+        -e "s/@GLIBC@/$glibc/" packaging/linux/control.in >"$root/DEBIAN/control"
     install -m 755 packaging/linux/postinst packaging/linux/postrm "$root/DEBIAN/"
+    (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z |
+        xargs -0 md5sum >DEBIAN/md5sums)
+    chmod 644 "$root/DEBIAN/md5sums"
     local start=$SECONDS
     dpkg-deb --build --root-owner-group -Zxz -z6 "$root" "$deb" >&2
     echo "deb built in $((SECONDS - start)) s: $(du -h "$deb" | cut -f1)" >&2
@@ -90,7 +114,10 @@ build_tarball() {
     ver=$(version)
     tgz=$DIST/vsr-desktop-${ver}-linux-$(uname -m).tar.gz
     log "tarball $tgz"
-    tar -C "$DIST/bundle" -czf "$tgz" vsr-desktop
+    # The system libraries it needs, stated inside (the .deb's Depends say the same to apt).
+    sed "s/@GLIBC@/$(glibc_floor "$BUNDLE")/" packaging/linux/README-linux.txt \
+        >"$BUNDLE/README-linux.txt"
+    tar -C "$DIST/bundle" --exclude=__pycache__ -czf "$tgz" vsr-desktop
     echo "tar.gz: $(du -h "$tgz" | cut -f1)" >&2
 }
 

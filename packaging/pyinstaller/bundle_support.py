@@ -7,6 +7,7 @@ and so that tests can check these pieces without running PyInstaller.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -20,9 +21,25 @@ LICENSE_DIR = HERE / "licenses"
 #: Where in the bundle the licences go: beside the ones the package already ships.
 BUNDLE_LICENSES = "vsr_desktop/resources/licenses"
 #: Distributions whose own licence files ship inside the bundle.
-THIRD_PARTY = ("torch", "torchvision", "av", "numpy", "pillow", "spandrel", "safetensors",
-               "platformdirs", "filelock", "tqdm", "keyring", "PySide6_Essentials", "shiboken6",
-               "boto3", "botocore", "SecretStorage", "jeepney")
+THIRD_PARTY = (
+    "torch",
+    "torchvision",
+    "av",
+    "numpy",
+    "pillow",
+    "spandrel",
+    "safetensors",
+    "platformdirs",
+    "filelock",
+    "tqdm",
+    "keyring",
+    "PySide6_Essentials",
+    "shiboken6",
+    "boto3",
+    "botocore",
+    "SecretStorage",
+    "jeepney",
+)
 _LICENSE_WORDS = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
 
 
@@ -42,13 +59,41 @@ def third_party_license_files() -> list[tuple[str, str]]:
         for file in dist.files or ():
             base = file.name.upper()
             top, *inner = file.parent.parts or ("",)
-            if (not top.endswith(".dist-info") or base.endswith((".PY", ".PYC"))
-                    or not any(word in base for word in _LICENSE_WORDS)):
+            if (
+                not top.endswith(".dist-info")
+                or base.endswith((".PY", ".PYC"))
+                or not any(word in base for word in _LICENSE_WORDS)
+            ):
                 continue
             path = Path(str(dist.locate_file(file)))
             if path.is_file():  # the folders keep torch's many third_party/*/LICENSE apart
                 found.append((str(path), "/".join([BUNDLE_LICENSES, "third_party", name, *inner])))
     return found
+
+
+#: Bundle paths never used at run time (torch's C++ tests, tools, headers, static libraries).
+_UNUSED = re.compile(
+    r"^torch/(test|bin|include|share/cmake)/|\.a$|(^|/)__pycache__/|^torchgen/packaged/"
+)
+
+
+def unused_at_run_time(bundle_path: str) -> bool:
+    """True for files the frozen app never loads: left out of the bundle (issue 18: 175 MB)."""
+    return bool(_UNUSED.search(bundle_path.replace("\\", "/")))
+
+
+def shared_pyc_packages() -> dict[str, str]:
+    """PyInstaller module_collection_mode: every third-party package as .pyc files on disk.
+
+    Why: each executable embeds its own copy of the Python archive (PYZ); with two
+    executables the same 40 MB would ship twice. Files in _internal/ are shared.
+    """
+    modes: dict[str, str] = {}
+    for top, dists in metadata.packages_distributions().items():
+        if top.isidentifier() and not top.startswith("_") and dists:
+            modes[top] = "pyc"
+    modes["vsr_desktop"] = "pyc"
+    return modes
 
 
 def write_ffmpeg_configuration(build_dir: Path) -> Path:
@@ -91,6 +136,7 @@ def render_icon_png(out: Path, size: int = 512, svg: Path = ICON_SVG) -> Path:
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    subprocess.run([sys.executable, "-c", _RENDER, str(svg), str(out), str(size)],
-                   check=True, env=env)
+    subprocess.run(
+        [sys.executable, "-c", _RENDER, str(svg), str(out), str(size)], check=True, env=env
+    )
     return out

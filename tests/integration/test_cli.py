@@ -117,6 +117,7 @@ def test_output_equal_to_input_and_existing_output_are_refused(
     assert source.read_bytes() == before and taken.read_bytes() == b"keep me"
 
 
+@pytest.mark.skipif("sys.platform != 'linux'", reason="mounts a read-only tmpfs (Linux, root)")
 def test_read_only_output_folder(clip_factory: ClipFactory, tmp_path: Path) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
@@ -136,6 +137,7 @@ def test_read_only_output_folder(clip_factory: ClipFactory, tmp_path: Path) -> N
         subprocess.run(["umount", str(folder)], check=False)
 
 
+@pytest.mark.skipif("sys.platform == 'win32'", reason="SIGKILL is POSIX-only")
 def test_sigkill_then_resume_skips_finished_chunks(
     clip_factory: ClipFactory, tmp_path: Path
 ) -> None:

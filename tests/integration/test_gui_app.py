@@ -148,9 +148,13 @@ def test_bad_input_shows_a_dialog_not_a_crash(make_window: Any, tmp_path: Path, 
     fake = tmp_path / "fake.mp4"
     fake.write_text("not a video at all\n" * 20)
     window.open_files([fake])
+    # The preview finds it unreadable: marked in the queue and said in the banner, no dialog.
+    qtbot.waitUntil(lambda: "cannot be read" in window.notice.text(), timeout=10_000)
+    assert "not a video" in window.notice.text() or "FFmpeg" in window.notice.text()
+    assert not _dialogs()
     window.start_jobs()
     qtbot.waitUntil(lambda: bool(_dialogs()), timeout=10_000)
-    assert any("not a video" in box.text() or "FFmpeg" in box.text() for box in _dialogs())
+    assert "no readable video" in _dialogs()[0].text()
     _close_dialogs()
     assert window.store.all_jobs() == []  # refused before any job was recorded
     assert window.source_paths() == [fake]  # the queue is intact

@@ -12,6 +12,7 @@ import inspect
 import os
 import re
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -98,7 +99,7 @@ def _add(store: JobStore, name: str, state: JobState, created: float, **fields: 
 
 
 def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
+    proc = subprocess.Popen([sys.executable, "-c", ""])  # portable `true`
     proc.wait()
     return proc.pid
 

@@ -26,7 +26,7 @@ from vsr_desktop.core.preview import Region
 from vsr_desktop.gui.preview.comparison_view import ComparisonView
 from vsr_desktop.gui.preview.preview_pane import PreviewPane
 from vsr_desktop.gui.preview.renderer import PreviewRenderer, PreviewResult, RenderRequest
-from vsr_desktop.gui.preview.timeline import TimelineScrubber, format_timecode
+from vsr_desktop.gui.preview.timeline import TimelineScrubber
 from vsr_desktop.gui.preview.view_state import ViewState
 
 RENDER_TIMEOUT = 30_000
@@ -292,10 +292,11 @@ def test_scrubbing_changes_the_frame(
     assert first_result is not None and view.current_result is not None
     assert not np.array_equal(first_result.after_rgb, view.current_result.after_rgb)
 
-    step(Qt.Key.Key_Right, 11, Qt.KeyboardModifier.ShiftModifier)
+    step(Qt.Key.Key_Right, 23, Qt.KeyboardModifier.ShiftModifier)  # one second, clamped
+    step(Qt.Key.Key_Left, 22)
     step(Qt.Key.Key_End, 23)
-    assert "Frame 24 / 24" in pane.timeline.label_text()
-    assert format_timecode(23 / 24) in pane.timeline.label_text()
+    # The counter names the painted frame, in SMPTE timecode at 24 fps.
+    qtbot.waitUntil(lambda: "Frame 24 / 24  ·  00:00:00:23" in pane.timeline.label_text())
     jobs = pane.renderer.stats.submitted
     step(Qt.Key.Key_Home, 0)  # seen before: answered from the cache
     assert pane.renderer.stats.submitted == jobs and pane.renderer.stats.cache_hits >= 1
@@ -311,14 +312,18 @@ def test_timeline_timecodes_from_real_pts_and_debounced_drag(qtbot: Any, clip_fa
     timeline.frameChanged.connect(emitted.append)
     timeline.set_frame(2)
     assert emitted == [2]
-    # 1 + 1.5 frame intervals at 24 fps: 0.104 s, not the 0.083 s a constant rate gives.
-    assert "00:00:00.104" in timeline.label_text()
+    assert timeline.label_text() == "Frame – / 24"  # nothing painted yet: no claim
+    timeline.show_painted(2)
+    # 1 + 1.5 frame intervals: 0.104 s, a frame later than a constant rate would say.
+    assert video.pts_to_seconds(video.frame_pts[2]) == pytest.approx(0.104, abs=0.001)
+    assert timeline.timecode(2) == timeline._timecode.at_seconds(0.104)
+    assert timeline.label_text() == f"Frame 3 / 24  ·  {timeline.timecode(2)}"
 
     slider = timeline._slider
     slider.setSliderDown(True)
     for value in (5, 6, 7):
         slider.setValue(value)
-        assert f"Frame {value + 1} / 24" in timeline.label_text()  # the label is live
+        assert timeline.label_text().startswith("Frame 3 / 24")  # never ahead of the picture
     assert emitted == [2]  # ...but the renderer is not flooded
     with qtbot.waitSignal(timeline.frameChanged, timeout=2000) as blocker:
         pass

@@ -112,7 +112,7 @@ def test_login_host_setting_makes_an_ssh_target(qtbot: Any, tmp_path: Path) -> N
         probe_device=False,
     )
     qtbot.addWidget(window)
-    panel = window.settings_panel
+    panel = window.open_run_on().slurm_form
     assert panel.slurm_ssh_edit.text() == "me@login1"
     target = window.slurm_backend().target
     assert target.ssh is not None and target.ssh.host == "me@login1"
@@ -151,7 +151,7 @@ def test_the_slurm_form_refuses_what_a_shell_would_run(
     )
     qtbot.addWidget(window)
     try:
-        panel = window.settings_panel
+        panel = window.open_run_on().slurm_form
         getattr(panel, edit).setText(value)
         getattr(panel, edit).editingFinished.emit()
         assert not panel.slurm_error_label.isHidden()

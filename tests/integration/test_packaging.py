@@ -1,8 +1,8 @@
 """Installer inputs that can be checked without building: spec, desktop entry, NSIS, plist,
 licences, and the `vsr-desktop --smoke` self-test run from the source tree.
 
-Building the bundle and installing the .deb into a clean Debian root is too heavy for the test
-suite; packaging/linux/smoke_in_clean_root.sh does that (docs/packaging.md has its result).
+Building the bundle and installing the .deb into a clean Debian container is too heavy for the
+test suite; `make installer` and `make installer-check` do that (docs/packaging.md has results).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,12 +215,101 @@ def test_workflow_runs_tests_then_builds_then_smoke_tests_every_os() -> None:
     assert tests < bundle < min(smokes) and len(smokes) >= 3
 
 
+def _workflow_job() -> dict[str, Any]:
+    yaml = pytest.importorskip("yaml")
+    workflow = yaml.safe_load((REPO / ".github/workflows/installers.yml").read_text())
+    job: dict[str, Any] = workflow["jobs"]["build"]
+    return job
+
+
+def test_workflow_runs_every_test_on_current_runners() -> None:
+    job = _workflow_job()
+    matrix = job["strategy"]["matrix"]["include"]
+    labels = {entry["os"] for entry in matrix}
+    assert "macos-13" not in labels, "retired by GitHub on 2025-12-04"
+    assert {"macos-15-intel", "macos-14"} <= labels
+    (tests,) = [s for s in job["steps"] if s.get("name") == "Tests"]
+    assert "pytest" in tests["run"] and " -x" not in tests["run"]
+    assert "matrix.markers" in tests["run"]
+    for entry in matrix:
+        assert "not container" in entry["markers"]
+        if not entry["os"].startswith("ubuntu"):
+            assert "not slurm" in entry["markers"]
+
+
+def test_workflow_waits_for_the_windows_uninstall_and_checks_it() -> None:
+    (smoke,) = [
+        s for s in _workflow_job()["steps"] if "Windows installer, silent" in s.get("name", "")
+    ]
+    script = smoke["run"]
+    assert 'uninstall.exe" -ArgumentList "/S", "_?=$dir"' in script and "-Wait" in script
+    assert "Test-Path $dir" in script and "Test-Path $key" in script
+
+
+def test_workflow_signs_with_cloud_services_not_a_pfx_secret() -> None:
+    text = (REPO / ".github/workflows/installers.yml").read_text()
+    assert "PFX_BASE64" not in text and "azure/trusted-signing-action" in text
+    dmg = (PACKAGING / "macos" / "make_dmg.sh").read_text()
+    assert "--deep --strict" in dmg  # verification only
+    signing = [line for line in dmg.splitlines() if "codesign" in line and "--verify" not in line]
+    assert signing and not any("--deep" in line for line in signing)
+    assert "--options runtime" in dmg and "notarytool submit" in dmg and "stapler staple" in dmg
+    entitlements = plistlib.loads((PACKAGING / "macos" / "entitlements.plist").read_bytes())
+    assert entitlements["com.apple.security.cs.allow-unsigned-executable-memory"] is True
+
+
+def test_recipe_defaults_to_public_registries_with_local_wheels_as_an_override() -> None:
+    build = (PACKAGING / "linux" / "build_installer.sh").read_text()
+    assert 'PUBLIC_TORCH="torch==2.14.1 torchvision==0.29.1 --index-url ' in build
+    assert "https://download.pytorch.org/whl/cpu" in build
+    assert (
+        "VSR_TORCH_LOCAL" in build and "+cpu" not in build.split("PUBLIC_TORCH=")[1].split("\n")[0]
+    )
+
+
+def test_spec_leaves_torch_tests_and_binaries_out_and_shares_one_python_archive() -> None:
+    for unused in ("torch/test/test_api", "torch/bin/protoc", "torch/include/c10/x.h",
+                   "torch/lib/libfoo.a", "x/__pycache__/y.pyc"):  # fmt: skip
+        assert bundle_support.unused_at_run_time(unused), unused
+    for used in ("torch/lib/libtorch_cpu.so", "torch/_C.cpython-311-x86_64-linux-gnu.so"):
+        assert not bundle_support.unused_at_run_time(used), used
+    modes = bundle_support.shared_pyc_packages()
+    assert modes["torch"] == "pyc" and modes["vsr_desktop"] == "pyc"
+    source = SPEC.read_text()
+    assert "module_collection_mode=bundle_support.shared_pyc_packages()" in source
+    assert "licences.collect(" in source and "sys.exit(" in source
+
+
+def test_deb_declares_the_glibc_the_bundle_needs_and_ships_changelog_and_md5sums() -> None:
+    control = (PACKAGING / "linux" / "control.in").read_text()
+    assert "libc6 (>= @GLIBC@)" in control
+    build = (PACKAGING / "linux" / "build_installer.sh").read_text()
+    assert "GLIBC_" in build and "DEBIAN/md5sums" in build and "changelog.Debian.gz" in build
+    assert "__pycache__" in build and "README-linux.txt" in build
+
+
+def test_the_app_names_missing_system_libraries_in_one_line() -> None:
+    entry = PACKAGING / "pyinstaller" / "entry_gui.py"
+    code = (
+        "import ctypes, runpy, sys\n"
+        "def refuse(name, *a, **k):\n"
+        "    raise OSError(name)\n"
+        "ctypes.CDLL = refuse\n"
+        "sys.platform = 'linux'\n"
+        f"runpy.run_path({str(entry)!r}, run_name='__main__')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "libGL.so.1" in result.stderr and "apt install libgl1" in result.stderr
+
+
 def test_shell_scripts_parse() -> None:
     for script in (
         "linux/build_installer.sh",
         "linux/smoke_in_clean_root.sh",
         "macos/make_dmg.sh",
-        "linux/debian_copyright.sh",
+        "linux/installer_check.sh",
     ):
         subprocess.run(["bash", "-n", str(PACKAGING / script)], check=True)
 

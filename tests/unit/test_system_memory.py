@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from vsr_desktop.core.system_memory import available_memory_bytes, cgroup_available_bytes
 
 GIB = 1 << 30
@@ -19,6 +21,7 @@ def _write(folder: Path, files: dict[str, str]) -> None:
         (folder / name).write_text(text)
 
 
+@pytest.mark.skipif("sys.platform != 'linux'", reason="reads /proc/meminfo")
 def test_the_machine_figure_is_plausible() -> None:
     available = available_memory_bytes()
     with open("/proc/meminfo", encoding="ascii") as meminfo:

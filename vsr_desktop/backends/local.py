@@ -18,12 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from vsr_desktop.backends.protocol import Progress, ProgressCallback
+from vsr_desktop.core.device_pool import DevicePool, parse_devices
 from vsr_desktop.core.errors import (
     CancelledError,
     InputError,
     JobError,
     VsrError,
 )
+from vsr_desktop.core.hardware_codecs import use_hardware_decode
 from vsr_desktop.core.job_lock import LOCK_NAME, JobLock, runner_pid
 from vsr_desktop.core.job_spec import EngineSettings, JobSpec
 from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
@@ -32,8 +34,9 @@ from vsr_desktop.core.media.deinterlace import notes as deinterlace_notes
 from vsr_desktop.core.media.encode import container_for
 from vsr_desktop.core.media.image_sequence import chunk_frame_count
 from vsr_desktop.core.media.probe import MediaInfo, probe
-from vsr_desktop.core.plan import Plan, plan_chunks
+from vsr_desktop.core.plan import Chunk, Plan
 from vsr_desktop.core.private_files import append_private
+from vsr_desktop.core.trim import plan_for
 from vsr_desktop.core.upscaler import FrameUpscaler
 from vsr_desktop.worker.job_report import REPORT_KEY, summary, verify_output
 from vsr_desktop.worker.job_setup import (
@@ -45,7 +48,7 @@ from vsr_desktop.worker.job_setup import (
     validate_spec,
 )
 from vsr_desktop.worker.merge import merge_job
-from vsr_desktop.worker.upscale_chunk import partial_path, upscale_chunk
+from vsr_desktop.worker.upscale_chunk import ChunkResult, partial_path, upscale_chunk
 
 __all__ = ["EngineFactory", "LocalBackend", "Progress", "ProgressCallback"]
 
@@ -289,10 +292,11 @@ class LocalBackend:
             job.id, state=JobState.RUNNING, pid=os.getpid(), message="", phase="starting"
         )
         self._log(job, f"start: {spec.source} -> {spec.output}")
+        self._log(job, f"settings: {_settings_for_log(spec)}")
         try:
             spec = self._check_source(job, spec, restart)
             info = self._probed.pop(job.id, None) or validate_spec(replace(spec, overwrite=True))
-            plan = plan_chunks(info.video, spec.chunk_seconds)
+            plan = plan_for(spec, info)  # only the trimmed range, when there is one
             work_dir = Path(job.work_dir)
             (work_dir / "plan.json").write_text(plan.to_json())
             damaged = self._run_chunks(job, spec, info, plan, progress, cancel)
@@ -420,18 +424,23 @@ class LocalBackend:
         if not todo:
             return damaged
         self.store.update(job.id, phase="loading model")
-        engine = self._engine_factory(spec.engine)
+        use_hardware_decode(spec.engine.hardware_decode)  # --hwdecode (NVDEC, with fallback)
+        devices = parse_devices(spec.engine.devices)  # --devices: one engine per device
+        engine = self._engine_factory(spec.engine) if len(devices) < 2 else None
         meter = _RateMeter()
         meter.add(frames_done)
         last_report = 0.0
         state = {"frames": frames_done, "chunks": len(finished)}
+        lock = threading.Lock()  # several devices report frames from their own threads
 
         def on_frames(count: int) -> None:
             nonlocal last_report
-            state["frames"] += count
-            fps = meter.add(state["frames"])
-            now = time.monotonic()
-            if now - last_report >= 0.5 or state["frames"] == plan.frame_count:
+            with lock:
+                state["frames"] += count
+                fps = meter.add(state["frames"])
+                now = time.monotonic()
+                if now - last_report < 0.5 and state["frames"] != plan.frame_count:
+                    return
                 last_report = now
                 self._emit(
                     progress,
@@ -444,30 +453,51 @@ class LocalBackend:
                     store=True,
                 )
 
-        for chunk in todo:
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("cancelled")
-            self.store.update(job.id, phase=f"chunk {chunk.index + 1}/{len(plan.chunks)}")
-            result = upscale_chunk(
+        def run_chunk(
+            chunk: Chunk, chunk_engine: FrameUpscaler, stop: threading.Event | None
+        ) -> ChunkResult:
+            return upscale_chunk(
                 info,
                 chunk,
-                engine,
+                chunk_engine,
                 spec.encode,
                 work_dir / chunk.file_name(suffix),
                 container_format=container_for(spec.output),
                 batch_size=spec.engine.batch_size,
                 on_frames=on_frames,
-                cancel=cancel,
+                cancel=stop,
                 allow_damaged=spec.allow_damaged,
                 deinterlace=job_deinterlace(spec, info.video),
             )
+
+        def record(chunk: Chunk, result: ChunkResult, device: str = "") -> None:
+            nonlocal damaged
             damaged += result.damaged
             self.store.record_chunk(job.id, chunk.index, result.frames, result.path)
             state["chunks"] += 1
             self.store.update(job.id, chunks_done=state["chunks"])
-            self._log(job, f"chunk {chunk.index} done ({result.frames} frames)")
+            where = f" on {device}" if device else ""
+            self._log(job, f"chunk {chunk.index} done ({result.frames} frames){where}")
             if result.damaged:
                 self._log(job, f"chunk {chunk.index}: {damaged_note(result.damaged)}")
+
+        if engine is None:
+            self._log(job, f"chunks spread over {', '.join(devices)}, one engine each")
+            self.store.update(job.id, phase=f"upscaling on {len(devices)} devices")
+            pool: DevicePool[Chunk, FrameUpscaler, ChunkResult] = DevicePool(
+                devices,
+                lambda device: self._engine_factory(
+                    replace(spec.engine, device=device, devices="")
+                ),
+                run_chunk,
+            )
+            pool.run(todo, record, cancel)
+            return damaged
+        for chunk in todo:
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("cancelled")
+            self.store.update(job.id, phase=f"chunk {chunk.index + 1}/{len(plan.chunks)}")
+            record(chunk, run_chunk(chunk, engine, cancel))
         return damaged
 
     def _valid_finished_chunks(self, job: JobRecord, plan: Plan) -> set[int]:
@@ -513,6 +543,23 @@ class LocalBackend:
         """Remove chunk files once the output is complete; keep the log."""
         remove_chunk_files(Path(job.work_dir))
         self.store.forget_chunks(job.id)
+
+
+def _settings_for_log(spec: JobSpec) -> str:
+    """The spec as JSON for the job log, so a result can be traced to the settings that
+    made it; a target's secrets (an env, a token, a key) never reach the file."""
+    import json
+
+    from vsr_desktop.core.redact import redact_secrets
+
+    data = spec.to_dict()
+    data.pop("source_identity", None)
+    data["target"] = {
+        key: value
+        for key, value in dict(data.get("target") or {}).items()
+        if not any(word in key.lower() for word in ("env", "secret", "token", "password", "key"))
+    }
+    return redact_secrets(json.dumps(data, sort_keys=True))
 
 
 def remove_chunk_files(work_dir: Path) -> None:

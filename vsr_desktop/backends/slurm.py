@@ -48,7 +48,7 @@ from vsr_desktop.core import safe_values
 from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
 from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.jobs import VERIFY_REPORT_KEY, JobRecord, JobState, JobStore
-from vsr_desktop.core.plan import plan_chunks
+from vsr_desktop.core.trim import plan_for
 from vsr_desktop.worker.job_report import read_report, summary
 from vsr_desktop.worker.job_setup import (
     check_source_unchanged,
@@ -215,6 +215,22 @@ class SlurmTarget:
         return target
 
 
+def _partition_gpus(transport: Transport, partition: str | None) -> int:
+    """1 when the partition's nodes have GPUs (`sinfo` Gres lists a gpu), else 0; 0 too when
+    sinfo cannot say (a job without a GPU still runs, on the CPU)."""
+    args = ["sinfo", "--noheader", "--format=%G"]
+    if partition:
+        args.append(f"--partition={safe_values.partition(partition)}")
+    try:
+        result = transport.run(args, check=False)
+    except VsrError:
+        return 0
+    if result.returncode != 0:
+        return 0
+    entries = result.stdout.replace(",", " ").split()  # e.g. gpu:a100:4(S:0-1), or (null)
+    return 1 if any(entry.startswith("gpu") for entry in entries) else 0
+
+
 def _whole(value: object, default: int) -> int:
     """A stored count: an int (JSON has no other), or the default when absent."""
     if value is None:
@@ -244,11 +260,14 @@ def target_of(job: JobRecord) -> SlurmTarget:
         raise JobError(f"job {job.id} does not say where it runs", "submit it again")
     legacy = _run_state(job)
     if legacy.get("ssh"):
+        legacy_env = legacy.get("env") or {}
         try:
             return SlurmTarget(
                 workdir_root=PurePosixPath(job.work_dir).parent,
                 ssh=SshLogin.from_dict(legacy["ssh"]),
-                env=dict(legacy.get("env") or {}),
+                # values (written by an older app) or, once moved to the keychain, names
+                env=dict(legacy_env) if isinstance(legacy_env, dict) else {},
+                env_names=tuple(legacy_env) if isinstance(legacy_env, list) else (),
                 vsr_command=tuple(legacy.get("vsr_command") or ("vsr",)),
             )
         except (InputError, KeyError, TypeError, ValueError) as exc:
@@ -374,8 +393,8 @@ class SlurmBackend:
             source=spec.source.expanduser().resolve(),
             output=spec.output.expanduser().resolve(),
         ).with_source_identity()
-        chunks = len(plan_chunks(info.video, spec.chunk_seconds).chunks)
-        job = self._new_record(spec, info.video.frame_count, chunks)
+        plan = plan_for(spec, info)  # the plan stage cuts the same chunks (and trim)
+        job = self._new_record(spec, plan.frame_count, len(plan.chunks))
         self._keep_values(self.target)
         return self._send(job, spec, progress=progress, cancel=cancel)
 
@@ -418,8 +437,8 @@ class SlurmBackend:
         self.store.update(
             job.id,
             spec=spec,
-            frames_total=info.video.frame_count,
-            chunks_total=len(plan_chunks(info.video, spec.chunk_seconds).chunks),
+            frames_total=plan_for(spec, info).frame_count,
+            chunks_total=len(plan_for(spec, info).chunks),
         )
         if restart:
             self.store.update(job.id, frames_done=0, chunks_done=0)
@@ -493,7 +512,14 @@ class SlurmBackend:
             )
             if cancel is not None and cancel.is_set():
                 raise CancelledError("the submission was cancelled")
-            ids = self._submit_three(transport, target, workdir, job.chunks_total, job.id)
+            ids = self._submit_three(
+                transport,
+                target,
+                workdir,
+                job.chunks_total,
+                job.id,
+                gpu_wanted=spec.engine.device.strip().lower() != "cpu",
+            )
             transport.write_text(workdir / "slurm.json", json.dumps(vars(ids)))
         except CancelledError:
             self.store.update(
@@ -608,7 +634,13 @@ class SlurmBackend:
 
     @classmethod
     def _submit_three(
-        cls, transport: Transport, target: SlurmTarget, workdir: PurePath, chunks: int, job_id: str
+        cls,
+        transport: Transport,
+        target: SlurmTarget,
+        workdir: PurePath,
+        chunks: int,
+        job_id: str,
+        gpu_wanted: bool = True,
     ) -> SlurmJobIds:
         """split → array → merge. Every option goes to sbatch as one argument of its own
         (never a `#SBATCH` line, which sbatch splits at spaces and `#`); the scripts hold
@@ -636,8 +668,14 @@ class SlurmBackend:
                 f"--dependency=afterok:{submitted[0]}",
                 "--kill-on-invalid-dep=yes",
             ]
-            if target.gpus_per_task:
-                array_opts.append(f"--gres=gpu:{target.gpus_per_task}")
+            # Each array task its own GPU(s): Slurm binds them (CUDA_VISIBLE_DEVICES), so
+            # tasks sharing a node never all take GPU 0. 0 = one where the partition has GPUs.
+            gpus = target.gpus_per_task or (
+                _partition_gpus(transport, target.partition) if gpu_wanted else 0
+            )
+            if gpus:
+                gpus = safe_values.whole_number(gpus, "GPUs per task", 1, 1024)
+                array_opts.append(f"--gres=gpu:{gpus}")
             submitted.append(
                 cls._sbatch(
                     transport, workdir / "upscale.sh", array_opts, f"{vsr} worker upscale {where}"

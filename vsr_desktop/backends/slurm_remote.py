@@ -195,10 +195,11 @@ def _checked_env(env: Mapping[str, str | None], where: str) -> dict[str, str]:
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """`text` with every secret value in it replaced by ***."""
-    for secret in sorted((s for s in secrets if len(s) >= _MIN_REDACTED), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    """`text` with every secret value in it replaced by ***, and whatever else looks like a
+    credential (tokens, passwords, keys: core/redact.py) masked as well."""
+    from vsr_desktop.core.redact import redact_secrets
+
+    return redact_secrets(text, [s for s in secrets if len(s) >= _MIN_REDACTED])
 
 
 class Transport(Protocol):

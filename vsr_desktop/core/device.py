@@ -5,9 +5,13 @@ user names one. Naming a device that is not there is an error rather than a sile
 a user who asked for the GPU never waits hours on the CPU without knowing.
 
 Precision: fp16 on GPUs (the Real-ESRGAN default, about twice as fast as fp32 with no visible
-change). On CPUs bf16 is only a win where the hardware runs it natively (AMX or AVX512-BF16,
-measured 3-4× faster here); on AVX2-only CPUs it is emulated and measured 13-23× *slower*. Since
-CPU names do not reliably tell which is which, a short timed probe of the actual model decides,
+change) unless the model overflows in it (spandrel's ``supports_half``), then bf16 on GPUs
+that have it, else fp32; ``auto`` skips GPUs this torch build has no kernels for
+(``core.gpu_checks``).
+
+On CPUs bf16 is only a win where the hardware runs it natively (AMX or AVX512-BF16, measured
+3-4× faster here); on AVX2-only CPUs it is emulated and measured 13-23× *slower*. Since CPU names
+do not reliably tell which is which, a short timed probe of the actual model decides,
 and the answer is cached per CPU, thread count, torch version and architecture so the probe
 runs once.
 """
@@ -18,6 +22,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
 import platform
 import time
@@ -26,9 +31,11 @@ from typing import Any
 
 import torch
 
+from vsr_desktop.core import gpu_checks
 from vsr_desktop.core.atomic_file import write_text_atomic
 from vsr_desktop.core.errors import EngineError
 
+log = logging.getLogger(__name__)
 #: bf16 must beat fp32 by this factor before we accept its small loss of precision.
 BF16_MIN_SPEEDUP = 1.3
 #: Total seconds the CPU probe may spend (it also shrinks its sample for slow models).
@@ -53,7 +60,12 @@ def select_device(requested: str | torch.device = "auto") -> torch.device:
     name = requested.strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
+            index, problems = gpu_checks.first_usable_cuda()
+            if index is not None:
+                return torch.device("cuda", index)
+            for problem in problems:  # no kernels for any GPU here: the CPU, said loudly
+                log.warning("%s: running on the CPU (%s)", problem, gpu_checks.ARCH_HINT)
+            return torch.device("cpu")
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -79,6 +91,7 @@ def select_device(requested: str | torch.device = "auto") -> torch.device:
                 f"GPU cuda:{index} does not exist (this machine has {count})",
                 f"Choose a GPU between cuda:0 and cuda:{count - 1}.",
             )
+        gpu_checks.check_cuda_arch(index)
         return torch.device("cuda", index)
     if device.type == "mps":
         if not _mps_available():
@@ -112,13 +125,18 @@ def choose_dtype(
     module: torch.nn.Module | None = None,
     sample_hw: tuple[int, int] = (64, 64),
     cache_path: str | os.PathLike[str] | None = None,
+    *,
+    supports_half: bool = True,
+    supports_bfloat16: bool = True,
 ) -> torch.dtype:
     """Return the dtype to run ``module`` in on ``device``.
 
     ``requested`` is ``auto``, ``fp32``, ``fp16`` or ``bf16``. On CPU ``auto`` uses a cached
     decision, else measures ``module`` (see :func:`measure_bf16_speedup`) and caches the result
     in ``cache_path`` (default: a JSON file in the user cache dir). Without a module there is
-    nothing to measure, so the CPU gets fp32.
+    nothing to measure, so the CPU gets fp32. ``supports_half``/``supports_bfloat16`` are the
+    model's own (spandrel's descriptor): a model that overflows in fp16 never gets it, and
+    bf16 goes only to GPUs that run it (Ampere on; core.gpu_checks).
     """
     key = requested.strip().lower()
     if key != "auto":
@@ -130,10 +148,11 @@ def choose_dtype(
                 "fp16 is not supported on the CPU",
                 "Use bf16 (fast on CPUs with AMX/AVX512-BF16) or fp32.",
             )
+        gpu_checks.check_requested_dtype(device, dtype, supports_half, supports_bfloat16)
         return dtype
     if device.type in ("cuda", "mps"):
-        return torch.float16
-    if module is None:
+        return gpu_checks.gpu_dtype(device, supports_half, supports_bfloat16)
+    if module is None or not supports_bfloat16:
         return torch.float32
 
     path = Path(cache_path) if cache_path is not None else default_cache_path()

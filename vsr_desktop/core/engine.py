@@ -27,6 +27,7 @@ An Engine is not thread-safe: use one per worker thread.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import threading
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vsr_desktop.core import gpu_checks, memory_guard
 from vsr_desktop.core.cancel import check_cancel
 from vsr_desktop.core.cpu_strategy import (
     CpuConvolutionStrategy,
@@ -64,13 +66,8 @@ T = TypeVar("T")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA/MPS/CPU allocation failures (not every backend raises OutOfMemoryError)."""
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
+    """True for CUDA/cuDNN/cuBLAS/MPS/CPU allocation failures (each says it its own way)."""
+    return gpu_checks.is_allocation_failure(exc)
 
 
 class _BatchTooLarge(Exception):
@@ -113,6 +110,8 @@ class Engine:
         batch_size: int = 1,
         cache_dir: str | Path | None = None,
         cpu_convolution: str = "auto",
+        supports_half: bool = True,
+        supports_bfloat16: bool = True,
     ) -> None:
         if int(scale) != scale or scale < 1:
             raise EngineError(f"Invalid model scale {scale!r}", "The scale must be 1, 2, 3 or 4.")
@@ -135,16 +134,26 @@ class Engine:
         tune_malloc()
         cache_path = Path(cache_dir) / "precision.json" if cache_dir is not None else None
         precision = precision_for(precision, convolution, self.device)
-        self.dtype = choose_dtype(self.device, precision, module, cache_path=cache_path)
+        self.dtype = choose_dtype(
+            self.device,
+            precision,
+            module,
+            cache_path=cache_path,
+            supports_half=supports_half,
+            supports_bfloat16=supports_bfloat16,
+        )
         # bf16 on CPU runs as autocast over fp32 weights: as fast as a bf16 model there, and
         # the network's residual additions stay in fp32.
         self._autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
         self._weights_dtype = torch.float32 if self._autocast else self.dtype
         module = module.eval().to(device=self.device, dtype=self._weights_dtype)
         self.module = module.to(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            # Video frames all share one size, so cuDNN's autotuning is paid once.
-            torch.backends.cudnn.benchmark = True
+        # cuDNN autotunes only once a frame size repeats (video), not per preview region.
+        self._tuning = gpu_checks.ShapeTuning()
+        # fp16/bf16 on a GPU may overflow: each batch is checked and rerun in fp32 if so.
+        self._check_finite = self.device.type != "cpu" and self.dtype != torch.float32
+        self._fp32_module: torch.nn.Module | None = None
+        self._nonfinite_batches = 0
         #: How CPU frames run where Winograd may pay (fp32, NNPACK); None: the general path only.
         self.cpu_strategy = CpuConvolutionStrategy.create(
             convolution, self.module, self.dtype, self.device, self.model_scale, cache_path
@@ -259,9 +268,9 @@ class Engine:
         x = images.to(self.device, dtype=self._input_dtype(), memory_format=torch.channels_last)
         out_w, out_h = self.output_size(images.shape[3], images.shape[2])
         try:
-            y = self._infer(x, cancel)
+            y = self._infer_finite(x, cancel)
         except _BatchTooLarge:
-            y = torch.cat([self._infer(frame[None], cancel) for frame in x])
+            y = torch.cat([self._infer_finite(frame[None], cancel) for frame in x])
         return self._resize(y, out_h, out_w).clamp_(0.0, 1.0)
 
     # ----------------------------------------------------------------- internals
@@ -280,8 +289,43 @@ class Engine:
             )
         if frames.shape[1] == 0 or frames.shape[2] == 0:
             raise EngineError(f"Empty frames {frames.shape}")
+        self._fit_memory(frames)
         # torch.from_numpy rejects negative strides (e.g. a [..., ::-1] BGR→RGB view).
         return frames if frames.flags.c_contiguous else np.ascontiguousarray(frames)
+
+    def frame_work(self, width: int, height: int, bit_depth: int) -> memory_guard.FrameWork:
+        """What this engine does to frames of a size, for the memory guard's estimates."""
+        precision = "bf16" if self.dtype == torch.bfloat16 else "fp32"
+        return memory_guard.FrameWork(
+            width=width,
+            height=height,
+            bit_depth=bit_depth,
+            model_scale=self.model_scale,
+            outscale=self.outscale,
+            tile=self.tile,
+            batch=self.batch_size,
+            network_bytes_per_pixel=memory_guard.network_bytes_per_pixel(
+                type(self.module).__name__, precision
+            ),
+            network_on_host=self.device.type == "cpu",
+        )
+
+    def _fit_memory(self, frames: np.ndarray) -> None:
+        """Before each call: refuse frames that cannot fit in memory (EngineError naming the
+        numbers), and with an automatic tile pick the largest that fits (core.memory_guard)
+        rather than meet the OOM killer, which on a CPU comes before any out-of-memory error."""
+        n, height, width, _ = frames.shape
+        work = self.frame_work(width, height, 16 if frames.dtype == np.uint16 else 8)
+        tile = memory_guard.choose_engine_tile(work, n)
+        if tile != self.tile:
+            self.tile = round_up(tile, self.mod_scale)
+            log.warning("%dx%d frames: %d-pixel tiles, to fit in memory", width, height, tile)
+        if self.device.type == "cuda" and self.tile == 0:  # GPU memory: from what is free now
+            free = gpu_checks.free_device_bytes(self.device)
+            fitted = gpu_checks.tile_from_free_memory(work, min(n, self.batch_size), free)
+            if fitted:
+                self.tile = round_up(fitted, self.mod_scale)
+                log.warning("%dx%d frames: %d-pixel tiles (GPU memory)", width, height, fitted)
 
     def _input_dtype(self) -> torch.dtype:
         return torch.float32 if self._autocast else self._weights_dtype
@@ -308,7 +352,7 @@ class Engine:
                 x = raw.to(torch.float32, memory_format=torch.channels_last).div_(max_value)
                 x = x.to(self._input_dtype())
             del raw
-            y = self._resize(self._infer(x, cancel, module), dst.shape[1], dst.shape[2])
+            y = self._resize(self._infer_finite(x, cancel, module), dst.shape[1], dst.shape[2])
             del x
             y.clamp_(0.0, 1.0).mul_(max_value).round_()
             target = torch.from_numpy(dst)
@@ -351,6 +395,30 @@ class Engine:
         s = self.model_scale
         return self._run_network(x, cancel, module)[:, :, : height * s, : width * s]
 
+    def _infer_finite(
+        self,
+        x: torch.Tensor,
+        cancel: threading.Event | None,
+        module: torch.nn.Module | None = None,
+    ) -> torch.Tensor:
+        """:meth:`_infer`, and in fp16/bf16 on a GPU a batch with NaN/inf in its output (an
+        overflow: black pixels once clamped) run again in fp32, said once per engine."""
+        y = self._infer(x, cancel, module)
+        if not self._check_finite or gpu_checks.all_finite(y):
+            return y
+        del y
+        self._nonfinite_batches += 1
+        if self._nonfinite_batches == 1:
+            log.warning(
+                "%s gave NaN/inf on %s: such batches are rerun in fp32 (slower); "
+                "--precision fp32 avoids the double work",
+                {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, "the precision"),
+                describe_device(self.device),
+            )
+        if self._fp32_module is None:
+            self._fp32_module = copy.deepcopy(self.module).float()
+        return self._infer(x.float(), cancel, self._fp32_module)
+
     def _run_network(
         self, x: torch.Tensor, cancel: threading.Event | None, module: torch.nn.Module | None
     ) -> torch.Tensor:
@@ -375,6 +443,9 @@ class Engine:
             if x.shape[0] > 1:
                 raise _BatchTooLarge
             self.tile = self._smaller_tile(x)
+            fitted = self._tile_for_free_memory(x)
+            if fitted is not None and 0 < fitted < self.tile:
+                self.tile = fitted
             log.warning("Out of memory: retrying with %d-pixel tiles", self.tile)
 
     def _smaller_tile(self, x: torch.Tensor) -> int:
@@ -386,6 +457,14 @@ class Engine:
                 "Close other programs using the GPU, pick a lighter model, or use the CPU.",
             )
         return tile
+
+    def _tile_for_free_memory(self, x: torch.Tensor) -> int | None:
+        """After an OOM on a GPU: the largest tile that fits the memory free now."""
+        free = gpu_checks.free_device_bytes(self.device)
+        height, width = x.shape[-2:]
+        work = self.frame_work(int(width), int(height), 8)
+        fitted = gpu_checks.tile_from_free_memory(work, 1, free)
+        return round_up(fitted, self.mod_scale) if fitted else None
 
     def _release_cached_memory(self) -> None:
         if self.device.type == "cuda":
@@ -400,6 +479,7 @@ class Engine:
             if self._autocast
             else contextlib.nullcontext()
         )
+        gpu_checks.apply_cudnn_tuning(self.device, self._tuning, tuple(x.shape))
         with ctx:
             y = (module if module is not None else self.module)(x)
         s = self.model_scale

@@ -36,6 +36,11 @@ class EngineSettings:
     tile: int = 0
     batch_size: int = 1
     allow_download: bool = False
+    #: Local jobs: the devices chunks are spread over, one engine each ("0,1", "all",
+    #: "cuda:0,cpu"; core.device.parse_devices); empty: `device` alone.
+    devices: str = ""
+    #: Decode on the GPU (NVDEC through FFmpeg's *_cuvid decoders), falling back with a note.
+    hardware_decode: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class JobSpec:
     deinterlace: str = "auto"
     #: Deinterlace to one frame per field (50i → 50p) instead of one per frame.
     double_rate: bool = False
+    #: Upscale only from this in point to this out point (inclusive), as the user gave them:
+    #: a frame number, seconds ("12.5s"), 00:00:12.5 or SMPTE; core/trim.py resolves them.
+    trim_start: str | None = None
+    trim_end: str | None = None
     source_identity: SourceIdentity | None = None
     backend: str = "local"
     target: dict[str, Any] = field(default_factory=dict)
@@ -67,11 +76,14 @@ class JobSpec:
         """What makes two runs write the same file (so one may continue the other)."""
         engine = asdict(self.engine)
         engine.pop("allow_download")
+        for where in ("devices", "hardware_decode"):  # where it runs, not what it writes
+            engine.pop(where)
         return {
             "engine": engine,
             "encode": asdict(self.encode),
             "chunk_seconds": self.chunk_seconds,
             "deinterlace": [self.deinterlace, self.double_rate],
+            "trim": [self.trim_start, self.trim_end],
         }
 
     def with_source_identity(self) -> JobSpec:
@@ -90,6 +102,8 @@ class JobSpec:
             "allow_damaged": self.allow_damaged,
             "deinterlace": self.deinterlace,
             "double_rate": self.double_rate,
+            "trim_start": self.trim_start,
+            "trim_end": self.trim_end,
             "source_identity": (
                 asdict(self.source_identity) if self.source_identity is not None else None
             ),

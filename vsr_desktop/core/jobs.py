@@ -19,6 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from vsr_desktop.core import legacy_secrets
 from vsr_desktop.core.errors import DiskFullError, JobError, VsrError
 from vsr_desktop.core.job_lock import runner_pid
 from vsr_desktop.core.job_spec import JobSpec
@@ -168,6 +169,11 @@ class JobStore:
                     "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+                moved = legacy_secrets.migrate_store(db)  # older --ssh-env values → keychain
+            if moved:  # rewrite the file, so no old page or WAL frame still holds a value
+                with self._connect() as db:
+                    db.execute("VACUUM")
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             for suffix in ("", "-wal", "-shm"):  # tightened if an older app left them 0644
                 make_private_file(self.path.with_name(self.path.name + suffix))
         except DiskFullError:

@@ -37,7 +37,9 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Plan:
-    """The chunk layout of one source; serialisable so remote workers get the same cut."""
+    """The chunk layout of one source; serialisable so remote workers get the same cut.
+
+    `frame_count` is the frames the chunks hold (fewer than the source's when trimmed)."""
 
     frame_count: int
     first_pts: int
@@ -67,29 +69,39 @@ class Plan:
             raise JobError(f"the job plan is unreadable ({exc})", "start the job again") from exc
 
 
-def plan_chunks(video: VideoInfo, chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> Plan:
-    """Cut at the first keyframe at or after each `chunk_seconds` boundary."""
+def plan_chunks(
+    video: VideoInfo,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    frame_range: tuple[int, int] | None = None,
+) -> Plan:
+    """Cut at the first keyframe at or after each `chunk_seconds` boundary.
+
+    With `frame_range` ([first, end), core/trim.py) the chunks cover only those frames; the
+    first may start between keyframes (its decoder starts at the keyframe before it)."""
     if chunk_seconds <= 0:
         raise JobError(f"chunk length must be positive, got {chunk_seconds}")
     frame_pts = video.frame_pts
     if not frame_pts:
         raise JobError("the video has no frames to plan")
+    first, end = frame_range if frame_range is not None else (0, len(frame_pts))
+    if not 0 <= first < end <= len(frame_pts):
+        raise JobError(f"frames {first}–{end} are not inside the video's {len(frame_pts)}")
     tick_limit = chunk_seconds / float(video.time_base)
-    starts = [0]
-    chunk_start_pts = frame_pts[0]
+    starts = [first]
+    chunk_start_pts = frame_pts[first]
     for key in video.keyframe_pts:
         if key - chunk_start_pts >= tick_limit:
             frame = bisect.bisect_left(frame_pts, key)
-            if frame < len(frame_pts) and frame > starts[-1]:
+            if frame < end and frame > starts[-1]:
                 starts.append(frame)
                 chunk_start_pts = frame_pts[frame]
-    ends = [*starts[1:], len(frame_pts)]
+    ends = [*starts[1:], end]
     chunks = tuple(
         Chunk(index=i, start_frame=s, frame_count=e - s, start_pts=frame_pts[s])
         for i, (s, e) in enumerate(zip(starts, ends, strict=True))
     )
     return Plan(
-        frame_count=len(frame_pts),
+        frame_count=end - first,
         first_pts=frame_pts[0],
         time_base=video.time_base,
         chunks=chunks,

@@ -15,6 +15,7 @@ from vsr_desktop.core.errors import InputError
 from vsr_desktop.core.media.decode import iter_frames, read_frame
 from vsr_desktop.core.media.deinterlace import plan_deinterlace
 from vsr_desktop.core.media.probe import MediaInfo
+from vsr_desktop.core.memory_guard import check_decode_memory, check_preview_memory
 from vsr_desktop.core.upscaler import FrameUpscaler
 
 
@@ -72,6 +73,8 @@ def shown_frame(info: MediaInfo, frame_index: int) -> np.ndarray:
     video = info.video
     pts = frame_pts(info, frame_index)
     fields = plan_deinterlace("auto", False, video)
+    # The frame and (when deinterlacing) its neighbours must fit before they are decoded.
+    check_decode_memory(video.width, video.height, video.bit_depth, 1 if fields is None else 3)
     if fields is None:
         return read_frame(info.path, video.index, pts, video.bit_depth)
     following = video.frame_pts[frame_index + 1] if frame_index + 1 < video.frame_count else None
@@ -96,8 +99,19 @@ def render_before_after(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Upscale only `region` of frame `frame_index`; return (before, after) as 8-bit RGB."""
     video = info.video
-    source = shown_frame(info, frame_index)
     area = (region or Region(0, 0, video.width, video.height)).clamp(video.width, video.height)
+    # Refused before the frame is decoded when it, the region's upscale and the pictures
+    # cannot fit in memory (a small file can hold a 16000x16000 frame).
+    frame_work = getattr(engine, "frame_work", None)
+    out_w, out_h = engine.output_size(area.width, area.height)
+    check_preview_memory(
+        video.width,
+        video.height,
+        video.bit_depth,
+        frame_work(area.width, area.height, video.bit_depth) if frame_work else None,
+        out_w * out_h,
+    )
+    source = shown_frame(info, frame_index)
     crop = source[area.y : area.y + area.height, area.x : area.x + area.width]
     after = to_8bit(engine.upscale(crop[None])[0])
     before = bicubic_resize(crop, after.shape[1], after.shape[0])

@@ -37,6 +37,7 @@ class AppSettings:
     crf: int | None = None  # None: the codec's default
     container: str = ".mp4"
     preset: str | None = None  # None: the codec's default (only codecs with presets)
+    encoder: str = "auto"  # auto, software, nvenc, qsv, amf, videotoolbox (hardware_codecs)
     target_size: str = ""  # "WxH" (--size); empty: the source times the scale
     fit: str = "fit"  # how the picture meets target_size: fit, pad or crop
     output_folder: str = ""  # empty: beside the source
@@ -47,6 +48,8 @@ class AppSettings:
     deinterlace: str = "auto"  # interlaced input: auto, off, bwdif, yadif
     double_rate: bool = False  # deinterlace to one frame per field
     preview_mode: str = "split"
+    theme: str = "system"  # the window's colours: system (follows the OS), light or dark
+    run_on: str = "local"  # where "Upscale all" sends jobs: local, slurm or aws
     slurm_workdir: str = ""  # a folder every cluster node sees; empty: Slurm not set up
     slurm_partition: str = ""
     slurm_gpus_per_task: int = 0
@@ -162,6 +165,7 @@ class SettingsFile:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
             if not isinstance(raw, dict):
                 raise ValueError("not a JSON object")
+            self._move_secrets(raw)
             return self._from_raw(raw)
         except (OSError, ValueError, TypeError) as exc:
             backup = self.path.with_name(f"settings.broken-{int(time.time())}.json")
@@ -173,6 +177,22 @@ class SettingsFile:
     def save(self, settings: AppSettings) -> None:
         data = {"version": SETTINGS_VERSION, "settings": asdict(settings)}
         write_text_atomic(self.path, json.dumps(data, indent=2, sort_keys=True))
+
+    def _move_secrets(self, raw: dict[str, Any]) -> None:
+        """`--ssh-env` values an older file may hold go to the keychain; the file is
+        rewritten without them (core/legacy_secrets.py)."""
+        from vsr_desktop.core import legacy_secrets
+
+        values = raw.get("settings")
+        if not isinstance(values, dict) or not any(
+            key in values for key in legacy_secrets.SETTINGS_KEYS
+        ):
+            return
+        legacy_secrets.migrate_settings(values)
+        try:
+            write_text_atomic(self.path, json.dumps(raw, indent=2, sort_keys=True))
+        except OSError as exc:
+            log.warning("could not rewrite %s without its --ssh-env values: %s", self.path, exc)
 
     @staticmethod
     def _from_raw(raw: dict[str, Any]) -> AppSettings:

@@ -44,15 +44,26 @@ def upscale_in_groups(
         yield from zip(batch, upscaler.upscale(frames, cancel), strict=True)
 
 
+#: How allocators say they ran out: CPU allocators, CUDA, cuDNN (a failed workspace
+#: allocation surfaces as "unable to find an engine"), cuBLAS, Apple MPS.
+OOM_PHRASES = (
+    "out of memory",
+    "can't allocate memory",
+    "unable to find an engine",
+    "cudnn_status_alloc_failed",
+    "cublas_status_alloc_failed",
+    "invalid buffer size",
+)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """A failed allocation: Python's MemoryError, torch's OutOfMemoryError (CUDA, MPS) or a
-    RuntimeError saying so (CPU allocators), told apart without importing torch."""
+    RuntimeError saying so in any backend's words (:data:`OOM_PHRASES`), told apart without
+    importing torch."""
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
+    return isinstance(exc, RuntimeError) and any(phrase in text for phrase in OOM_PHRASES)
 
 
 def engine_error(exc: BaseException) -> EngineError:

@@ -46,14 +46,9 @@ def show_error(parent: QWidget | None, title: str, error: BaseException | str) -
 
     Opened with open(), not exec(): no nested event loop, so work in progress keeps running.
     """
-    if isinstance(error, VsrError):
-        text, hint = error.message, error.hint
-    else:
-        text, hint = str(error), ""
-    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, parent)
-    if hint:
-        box.setInformativeText(hint[:1].upper() + hint[1:])
-    box.setObjectName("errorDialog")
+    from vsr_desktop.gui.error_dialog import error_box  # wraps; Details hold the whole text
+
+    box = error_box(parent, title, error)
     _open_kept(box)
     return box
 

@@ -9,26 +9,37 @@ BackendRegistry: the default one, with the app's own "local" (the one backend th
 runs jobs on), "aws" (the signed-in session) and "aws-preview" (the endpoint's row).
 Quitting while jobs run asks whether to keep them for later or cancel them; the next start
 offers to resume the ones kept.
+
+The parts live beside it: menus.py (every command an action), theme.py (light/dark following
+the system, icons recoloured), run_on_dialog.py (Local / Slurm / AWS), help_dialogs.py
+(shortcuts sheet, About), source_queue.py (unreadable sources marked once), notice_banner.py
+(`show_notice`), error_dialog.py (wrapped errors with Details), jobs/existing_output.py
+(Overwrite / Rename / Skip) and job_specs.py (settings → JobSpec; the sample's output goes to
+the user's Videos folder). The settings column scrolls, so the window fits a 768-px screen.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QDialog,
     QFileDialog,
+    QFrame,
     QLabel,
-    QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -36,10 +47,10 @@ from PySide6.QtWidgets import (
 
 from vsr_desktop.backends.registry import default_registry
 from vsr_desktop.core.errors import VsrError
-from vsr_desktop.core.job_spec import EngineSettings, JobSpec
+from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.jobs import JobStore
-from vsr_desktop.core.media.encode import EncodeSettings
 from vsr_desktop.core.settings import AppSettings, SettingsFile
+from vsr_desktop.core.trim import with_marks
 from vsr_desktop.core.upscaler import FrameUpscaler
 from vsr_desktop.gui.cloud.context import CloudContext, with_cloud_fields
 from vsr_desktop.gui.cloud.job_actions import CloudJobs
@@ -48,13 +59,27 @@ from vsr_desktop.gui.cloud.preview_endpoint_controller import (
     PreviewEndpointController,
 )
 from vsr_desktop.gui.errors import show_error
+from vsr_desktop.gui.focus_ring import FocusRing
+from vsr_desktop.gui.help_dialogs import PRODUCT_NAME, AboutDialog, ShortcutsDialog
+from vsr_desktop.gui.job_specs import (  # noqa: F401 - re-exported (tests, tools)
+    encode_settings_for,
+    engine_factory_for,
+    engine_settings_for,
+    spec_for,
+)
+from vsr_desktop.gui.jobs.existing_output import ExistingOutputs
 from vsr_desktop.gui.jobs.jobs_panel import JobsPanel
+from vsr_desktop.gui.menus import build_menus
+from vsr_desktop.gui.notice_banner import NoticeBanner
 from vsr_desktop.gui.preview.preview_pane import PreviewPane
+from vsr_desktop.gui.quit_question import quit_question
+from vsr_desktop.gui.run_on_dialog import TARGET_SHORT, RunOnDialog, with_run_on_fields
 from vsr_desktop.gui.settings_panel import SettingsPanel
+from vsr_desktop.gui.source_queue import PATH_ROLE, SourceQueue, damage_notice
 from vsr_desktop.gui.tasks import DONE, Task, TaskContext, TaskResult, TaskRunner
+from vsr_desktop.gui.theme import ThemeController
 
 VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.webm *.avi *.m4v *.mpg *.mpeg *.ts *.wmv *.flv)"
-PATH_ROLE = Qt.ItemDataRole.UserRole
 #: How long quitting waits (without blocking) for jobs to stop before it waits blocking.
 STOP_WAIT_MS = 30_000
 VIDEO_SUFFIXES = {
@@ -72,67 +97,9 @@ VIDEO_SUFFIXES = {
     ".m2ts",
     ".3gp",
 }
-
-
-def engine_settings_for(settings: AppSettings) -> EngineSettings:
-    """How the engine runs under the current settings (jobs and the preview alike)."""
-    denoise = settings.denoise_strength if _has_denoise(settings.model) else None
-    return EngineSettings(
-        model=settings.model,
-        outscale=settings.outscale,
-        denoise_strength=denoise,
-        device=settings.device,
-        precision=settings.precision,
-        tile=settings.tile,
-    )
-
-
-def encode_settings_for(settings: AppSettings) -> EncodeSettings:
-    """The output choices of the settings panel (codec, quality, preset, target size)."""
-    from vsr_desktop.core.media.geometry import parse_size
-
-    width, height = parse_size(settings.target_size) if settings.target_size else (None, None)
-    return EncodeSettings(
-        codec=settings.codec,
-        crf=settings.crf,
-        preset=settings.preset,
-        width=width,
-        height=height,
-        fit=settings.fit if width is not None else "fit",
-    )
-
-
-def spec_for(settings: AppSettings, source: Path, backend: str = "local") -> JobSpec:
-    """The job spec for one source under the current settings, for `backend`."""
-    return JobSpec(
-        source=source,
-        output=settings.output_for(source),
-        engine=engine_settings_for(settings),
-        encode=encode_settings_for(settings),
-        chunk_seconds=settings.chunk_seconds,
-        deinterlace=settings.deinterlace,
-        double_rate=settings.double_rate,
-        backend=backend,
-    )
-
-
-def engine_factory_for(settings: AppSettings) -> Callable[[], FrameUpscaler]:
-    """Builds the engine later, in the preview's worker thread (torch loads there)."""
-    engine = engine_settings_for(settings)
-
-    def build() -> FrameUpscaler:
-        from vsr_desktop.worker.job_setup import build_engine
-
-        return build_engine(engine)
-
-    return build
-
-
-def _has_denoise(model: str) -> bool:
-    from vsr_desktop.core.models.registry import MODEL_REGISTRY
-
-    spec = MODEL_REGISTRY.get(model)
-    return spec is not None and spec.denoise_partner is not None
+#: The window's size on first start (clamped to the screen) and the settings column's width.
+DEFAULT_SIZE = (1280, 760)
+SETTINGS_WIDTH = 330
 
 
 def _probe_device(_ctx: TaskContext) -> object:
@@ -153,16 +120,22 @@ class MainWindow(QMainWindow):
         probe_device: bool = True,
     ) -> None:
         super().__init__()
-        self.setWindowTitle("vsr_desktop — video super-resolution")
+        self.setWindowTitle(PRODUCT_NAME)
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
         self.settings_file = settings_file or SettingsFile()
         self.app_settings = self.settings_file.load()
         self.store = store or JobStore()
+        app = QApplication.instance()
+        self.theme = (
+            ThemeController.install(app, self.app_settings.theme)
+            if isinstance(app, QApplication)
+            else None
+        )
 
-        self.sources = QListWidget()
-        self.sources.setObjectName("sourceList")
+        self.sources = SourceQueue()
         self.sources.currentItemChanged.connect(self._source_selected)
+        self.sources.removeRequested.connect(self.remove_current_source)
         self.start_button = QPushButton("Upscale all")
         self.start_button.setObjectName("startButton")
         self.start_button.setToolTip("Queue every source as a job (Ctrl+Return)")
@@ -170,23 +143,55 @@ class MainWindow(QMainWindow):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(4, 4, 4, 4)
-        left_layout.addWidget(QLabel("Sources"))
+        sources_label = QLabel("&Sources")
+        sources_label.setBuddy(self.sources)
+        left_layout.addWidget(sources_label)
         left_layout.addWidget(self.sources, 1)
         left_layout.addWidget(self.start_button)
 
         self.preview = PreviewPane()
         self.preview.sourceFailed.connect(self._preview_failed)
         self.preview.modeChanged.connect(self._remember_mode)
+        self.preview.renderStarted.connect(lambda: self.notice.clear("render"))
+        self.preview.renderFailed.connect(
+            lambda message: self.show_notice(message, "error", kind="render")
+        )
+        self.preview.renderer.sourceOpened.connect(self._source_opened)
+        FocusRing.attach(self.preview.view)
+        FocusRing.attach(self.preview.timeline)
+        self.preview.set_model_provider(self._preview_model)  # Model A/B: any model per side
+        self.notice: NoticeBanner = NoticeBanner()
+        preview_area = QWidget()
+        preview_layout = QVBoxLayout(preview_area)
+        preview_layout.setContentsMargins(0, 0, 0, 0)
+        preview_layout.setSpacing(4)
+        preview_layout.addWidget(self.notice)
+        preview_layout.addWidget(self.preview, 1)
         self.settings_panel = SettingsPanel(self.app_settings)
         self.settings_panel.settingsChanged.connect(self._settings_changed)
+        self.settings_panel.runOnRequested.connect(self.open_run_on)
+        self.settings_panel.set_run_on(TARGET_SHORT.get(self.app_settings.run_on, "Local"))
+        # The settings scroll rather than set the window's height (it fits a 768-px screen).
+        settings_scroll = QScrollArea()
+        settings_scroll.setObjectName("settingsScroll")
+        settings_scroll.setWidget(self.settings_panel)
+        settings_scroll.setWidgetResizable(True)
+        settings_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        settings_scroll.setMinimumWidth(260)
 
         splitter = QSplitter()
         splitter.addWidget(left)
-        splitter.addWidget(self.preview)
-        splitter.addWidget(self.settings_panel)
+        splitter.addWidget(preview_area)
+        splitter.addWidget(settings_scroll)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([200, 800, 280])
+        splitter.setCollapsible(1, False)
+        splitter.setSizes([180, 800, SETTINGS_WIDTH])
         self.setCentralWidget(splitter)
+        self.run_on: RunOnDialog | None = None
+        self._help: dict[str, QDialog] = {}
+        self.recent_menu: QMenu  # made by build_menus, with these:
+        self.theme_actions: dict[str, QAction] = {}
 
         self.tasks = TaskRunner(self)  # the window's one runner for background work
         self.cloud = CloudContext(lambda: self.app_settings, self.store)
@@ -215,13 +220,15 @@ class MainWindow(QMainWindow):
         self.registry.register(ENDPOINT_BACKEND, lambda _store, _job: endpoint_row)
         self.statusBar().addPermanentWidget(self.preview_cloud.label)
         self.submit_dialog: QDialog | None = None
+        self.output_question: ExistingOutputs | None = None  # the open Overwrite/Rename/Skip
         #: The open "Quit while jobs run?" question, if any (tests answer it).
         self.quit_box: QMessageBox | None = None
         self._quitting = False  # answered: stopping the jobs, then closing
         self._shut_down = False
-        self.resizeDocks([self.jobs_panel], [190], Qt.Orientation.Vertical)
+        self.resizeDocks([self.jobs_panel], [170], Qt.Orientation.Vertical)
 
-        self._build_menus()
+        build_menus(self)
+        self._add_playback_menu()
         self.statusBar().showMessage("Open a video (Ctrl+O) or drop one here")
         self._apply_preview_settings()
         self._restore_geometry()
@@ -260,66 +267,50 @@ class MainWindow(QMainWindow):
             opener=lambda path: None,
         )
 
-    # ------------------------------------------------------------------ menus
-    def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        self._add_action(file_menu, "&Open…", QKeySequence.StandardKey.Open, self.open_dialog)
-        self.recent_menu = file_menu.addMenu("Open &Recent")
-        self._fill_recent_menu()
-        self._add_action(
-            file_menu, "&Remove source", QKeySequence.StandardKey.Delete, self.remove_current_source
-        )
-        file_menu.addSeparator()
-        self._add_action(file_menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
-        view_menu = self.menuBar().addMenu("&View")
-        for i, (label, mode) in enumerate(
-            (
-                ("&Split wipe", "split"),
-                ("Side &by side", "side-by-side"),
-                ("&Toggle (hold Space)", "toggle"),
-            ),
-            start=1,
-        ):
-            self._add_action(
-                view_menu,
-                label,
-                QKeySequence(f"Ctrl+{i}"),
-                lambda checked=False, m=mode: self.set_preview_mode(m),
-            )
-        view_menu.addAction(self.jobs_panel.toggleViewAction())
-        jobs_menu = self.menuBar().addMenu("&Jobs")
-        self._add_action(
-            jobs_menu, "&Upscale all sources", QKeySequence("Ctrl+Return"), self.start_jobs
-        )
-        self._add_action(
-            jobs_menu, "Send all to &Slurm", QKeySequence("Ctrl+Shift+Return"), self.send_to_slurm
-        )
-        self._add_action(
-            jobs_menu, "Send all to &AWS…", QKeySequence("Ctrl+Alt+Return"), self.send_to_aws
-        )
-        cloud_menu = self.menuBar().addMenu("&Cloud")
-        self._add_action(
-            cloud_menu,
-            "&AWS account and stack…",
-            QKeySequence("Ctrl+Shift+K"),
-            self.open_cloud_dialog,
-        )
-        cloud_menu.addAction(self.preview_cloud.action)
-
-    def _add_action(self, menu, text, shortcut, slot) -> QAction:  # type: ignore[no-untyped-def]
-        action = QAction(text, self)
-        action.setShortcut(shortcut)
-        action.triggered.connect(slot)
-        menu.addAction(action)
-        self.addAction(action)
-        return action
-
-    def _fill_recent_menu(self) -> None:
+    # ------------------------------------------------------------------ menus, help
+    def fill_recent_menu(self) -> None:
         self.recent_menu.clear()
         for path in self.app_settings.recent_files:
             action = self.recent_menu.addAction(path)
             action.triggered.connect(lambda checked=False, p=path: self.open_files([Path(p)]))
         self.recent_menu.setEnabled(bool(self.app_settings.recent_files))
+
+    @Slot()
+    def show_shortcuts(self) -> ShortcutsDialog:
+        """Help → Keyboard shortcuts (made from the actions each time it opens)."""
+        dialog = ShortcutsDialog(self)
+        self._open_help("shortcuts", dialog)
+        return dialog
+
+    @Slot()
+    def show_about(self) -> AboutDialog:
+        dialog = AboutDialog(self)
+        self._open_help("about", dialog)
+        return dialog
+
+    def _open_help(self, key: str, dialog: QDialog) -> None:
+        old = self._help.pop(key, None)
+        if old is not None:
+            old.close()
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(lambda *_: self._help.pop(key, None))
+        self._help[key] = dialog
+        dialog.show()
+
+    def set_theme(self, theme: str) -> None:
+        """View → Theme: system (follows the OS), light or dark; kept in the settings."""
+        self.app_settings.theme = theme
+        if self.theme is not None:
+            self.theme.apply(theme)
+        action = self.theme_actions.get(theme)
+        if action is not None:
+            action.setChecked(True)
+        self._save_settings()
+
+    def show_notice(self, text: str, level: str = "warning", kind: str = "") -> None:
+        """A non-modal, word-wrapped banner above the preview (damaged or unreadable
+        sources, failed renders); the next source or a successful render hides it."""
+        self.notice.show_notice(text, level, kind)
 
     # ------------------------------------------------------------------ sources
     @Slot()
@@ -336,43 +327,61 @@ class MainWindow(QMainWindow):
                     self, "Cannot open", VsrError(f"{path} does not exist", "check the path")
                 )
                 continue
-            existing = [
-                self.sources.item(i)
-                for i in range(self.sources.count())
-                if self.sources.item(i).data(PATH_ROLE) == str(path)
-            ]
-            item = existing[0] if existing else QListWidgetItem(path.name)
-            if not existing:
-                item.setData(PATH_ROLE, str(path))
-                item.setToolTip(str(path))
-                self.sources.addItem(item)
-            added = item
+            added = self.sources.add_path(path)
             self.app_settings.remember(path)
         if added is not None:
             self.sources.setCurrentItem(added)
-            self._fill_recent_menu()
+            self.fill_recent_menu()
             self._save_settings()
 
     def source_paths(self) -> list[Path]:
-        return [Path(self.sources.item(i).data(PATH_ROLE)) for i in range(self.sources.count())]
+        return self.sources.paths()
 
     @Slot()
     def remove_current_source(self) -> None:
-        row = self.sources.currentRow()
-        if row >= 0:
-            self.sources.takeItem(row)
+        removed = self.sources.remove_current()
+        if removed is not None:
+            self.notice.clear("source")
+            self.statusBar().showMessage(f"Removed {removed.name} from the queue")
 
     @Slot(object, object)
     def _source_selected(self, current: QListWidgetItem | None, _previous: object) -> None:
-        if current is not None:
-            path = current.data(PATH_ROLE)
-            self.preview.set_source(Path(path))
-            self.statusBar().showMessage(path)
+        self.notice.clear("source")
+        if current is None:
+            self.setWindowTitle(PRODUCT_NAME)
+            return
+        path = Path(current.data(PATH_ROLE))
+        self.setWindowTitle(f"{PRODUCT_NAME} — {path.name}")
+        problem = SourceQueue.problem_of(current)
+        if problem is not None:  # marked once already: say why, no dialog, no re-probe
+            self.show_notice(f"{path.name} cannot be read: {problem}", "error", kind="source")
+            self.statusBar().showMessage(f"{path} cannot be read")
+            return
+        self.preview.set_source(path)
+        self.statusBar().showMessage(str(path))
 
     @Slot(str)
     def _preview_failed(self, message: str) -> None:
+        """An unreadable source: marked in the queue (icon + reason) and said in the banner."""
+        item = self.sources.currentItem()
+        if item is not None:
+            path = Path(item.data(PATH_ROLE))
+            self.sources.mark_unreadable(path, message)
+            self.show_notice(f"{path.name} cannot be read: {message}", "error", kind="source")
         self.statusBar().showMessage(message)
-        show_error(self, "Cannot preview this file", message)
+
+    @Slot(object)
+    def _source_opened(self, opened: object) -> None:
+        """A damaged source (frames it promises cannot be read, or leading frames a player
+        drops) says so when it opens: the preview shows what is there."""
+        info = getattr(opened, "info", None)
+        source = getattr(opened, "source", None)
+        item = self.sources.currentItem()
+        if info is None or item is None or str(source) != item.data(PATH_ROLE):
+            return
+        notice = damage_notice(info, Path(str(source)))
+        if notice:
+            self.show_notice(notice, "warning", kind="source")
 
     # ------------------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -395,10 +404,35 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _settings_changed(self, settings: AppSettings) -> None:
         settings.recent_files = self.app_settings.recent_files
+        settings.theme = self.app_settings.theme  # the View menu owns it
         settings = with_cloud_fields(settings, self.app_settings)  # the cloud dialog owns them
+        settings = with_run_on_fields(settings, self.app_settings)  # and Run on… these
         self.app_settings = settings
         self._apply_preview_settings()
         self._save_settings()
+
+    def _add_playback_menu(self) -> None:
+        """Playback: the preview's keys (active while focus is in the preview), before Help."""
+        menu = QMenu("&Playback", self)
+        menu.addActions(self.preview.playback_actions())
+        bar = self.menuBar()
+        help_action = next((a for a in bar.actions() if a.text() == "&Help"), None)
+        if help_action is not None:
+            bar.insertMenu(help_action, menu)
+        else:
+            bar.addMenu(menu)
+
+    def _preview_model(self, name: str) -> tuple[str, Callable[[], FrameUpscaler]]:
+        """One side of the A/B comparison: the current settings with another model (the key
+        has the settings panel's form, so the settings' own model shares its cache)."""
+        settings = replace(self.app_settings, model=name)
+        from vsr_desktop.core.models.registry import MODEL_REGISTRY
+
+        spec = MODEL_REGISTRY.get(name)
+        denoise = settings.denoise_strength if spec and spec.denoise_partner else None
+        s = settings
+        key = f"{name}|{s.outscale}|{denoise}|{s.device}|{s.precision}|{s.tile}"
+        return key, engine_factory_for(settings)
 
     def _apply_preview_settings(self) -> None:
         self.preview.set_mode(self.app_settings.preview_mode)
@@ -433,21 +467,58 @@ class MainWindow(QMainWindow):
         if self.app_settings.window_geometry:
             self.restoreGeometry(QByteArray(base64.b64decode(self.app_settings.window_geometry)))
         else:
-            self.resize(1280, 820)
+            screen = self.screen().availableGeometry()
+            self.resize(
+                min(DEFAULT_SIZE[0], screen.width() - 40),
+                min(DEFAULT_SIZE[1], screen.height() - 60),
+            )
         if self.app_settings.window_state:
             self.restoreState(QByteArray(base64.b64decode(self.app_settings.window_state)))
 
     # ------------------------------------------------------------------ jobs
     @Slot()
     def start_jobs(self) -> None:
-        """Queue every source as a job; bad ones are reported, the rest still start."""
-        paths = self.source_paths()
+        """Upscale all: every readable source as a job where Run on… says (this computer
+        unless a cluster or AWS is chosen)."""
+        if self.app_settings.run_on == "slurm":
+            self.send_to_slurm()
+        elif self.app_settings.run_on == "aws":
+            self.send_to_aws()
+        else:
+            self.start_local_jobs()
+
+    def _readable_sources(self, verb: str) -> list[Path] | None:
+        paths = self.sources.readable_paths()
         if not paths:
             show_error(
                 self,
-                "Nothing to upscale",
-                VsrError("the source list is empty", "open a video first (Ctrl+O)"),
+                f"Nothing to {verb}",
+                VsrError(
+                    "the source list has no readable video",
+                    "open a video first (Ctrl+O)",
+                ),
             )
+            return None
+        return paths
+
+    def _then_submit(
+        self, specs: list[JobSpec], submit: Callable[[list[JobSpec]], None]
+    ) -> ExistingOutputs:
+        """Ask Overwrite / Rename / Skip for each output already there, then `submit`."""
+        # The previewed source's In/Out marks trim its job (core/trim.py), on any backend.
+        marks = getattr(self.preview, "marks", lambda: (None, None))()
+        shown = getattr(self.preview, "_source", None)
+        specs = [with_marks(s, marks) if s.source == shown else s for s in specs]
+        asking = ExistingOutputs(specs, self, submit)
+        self.output_question = asking
+        asking.start()
+        return asking
+
+    @Slot()
+    def start_local_jobs(self) -> None:
+        """Queue every source here; bad ones are reported, the rest still start."""
+        paths = self._readable_sources("upscale")
+        if paths is None:
             return
         if not self.settings_panel.model_is_ready():
             show_error(
@@ -459,13 +530,16 @@ class MainWindow(QMainWindow):
                 ),
             )
             return
+        self._then_submit([spec_for(self.app_settings, p) for p in paths], self._submit_local)
+
+    def _submit_local(self, specs: list[JobSpec]) -> None:
         started = 0
-        for path in paths:
+        for spec in specs:
             try:
-                self.jobs_panel.submit(spec_for(self.app_settings, path))
+                self.jobs_panel.submit(spec)
                 started += 1
             except VsrError as exc:
-                show_error(self, f"Cannot upscale {path.name}", exc)
+                show_error(self, f"Cannot upscale {spec.source.name}", exc)
         if started:
             self.jobs_panel.show()
             self.statusBar().showMessage(f"{started} job(s) queued")
@@ -485,18 +559,18 @@ class MainWindow(QMainWindow):
         except VsrError as exc:
             show_error(self, "Slurm is not set up", exc)
             return
-        paths = self.source_paths()
-        if not paths:
-            show_error(
-                self,
-                "Nothing to send",
-                VsrError("the source list is empty", "open a video first (Ctrl+O)"),
-            )
+        paths = self._readable_sources("send")
+        if paths is None:
             return
-        for path in paths:
-            self.jobs_panel.submit(spec_for(self.app_settings, path, backend.name), backend)
-        self.jobs_panel.show()
-        self.statusBar().showMessage(f"Sending {len(paths)} job(s) to Slurm…")
+
+        def submit(specs: list[JobSpec]) -> None:
+            for spec in specs:
+                self.jobs_panel.submit(spec, backend)
+            if specs:
+                self.jobs_panel.show()
+                self.statusBar().showMessage(f"Sending {len(specs)} job(s) to Slurm…")
+
+        self._then_submit([spec_for(self.app_settings, p, backend.name) for p in paths], submit)
 
     @Slot()
     def open_cloud_dialog(self) -> None:
@@ -516,6 +590,8 @@ class MainWindow(QMainWindow):
         self.app_settings = with_cloud_fields(self.app_settings, settings)
         self.cloud.forget()
         self._save_settings()
+        if self.run_on is not None:
+            self.run_on.refresh_cloud(self.app_settings)
         self.statusBar().showMessage("Cloud settings saved")
 
     @Slot()
@@ -523,23 +599,39 @@ class MainWindow(QMainWindow):
         """Estimate every source's cloud cost, then (on Submit) upload and start them."""
         from vsr_desktop.gui.cloud.submit_dialog import SubmitDialog
 
-        paths = self.source_paths()
-        if not paths:
-            show_error(
-                self,
-                "Nothing to send",
-                VsrError("the source list is empty", "open a video first (Ctrl+O)"),
-            )
+        paths = self._readable_sources("send")
+        if paths is None:
             return
         if self.submit_dialog is not None and self.submit_dialog.isVisible():
             self.submit_dialog.raise_()
             return
-        dialog = SubmitDialog(
-            [spec_for(self.app_settings, p, "aws") for p in paths], self.cloud_jobs, self
-        )
-        dialog.accepted.connect(self.jobs_panel.show)
-        self.submit_dialog = dialog
-        dialog.open()
+
+        def submit(specs: list[JobSpec]) -> None:
+            if not specs:
+                return
+            dialog = SubmitDialog(specs, self.cloud_jobs, self)
+            dialog.accepted.connect(self.jobs_panel.show)
+            self.submit_dialog = dialog
+            dialog.open()
+
+        self._then_submit([spec_for(self.app_settings, p, "aws") for p in paths], submit)
+
+    @Slot()
+    def open_run_on(self) -> RunOnDialog:
+        """Run on…: where Upscale all sends jobs, and the Slurm / AWS targets' set-up."""
+        if self.run_on is None:
+            self.run_on = RunOnDialog(self.app_settings, self, self.open_cloud_dialog)
+            self.run_on.settingsChanged.connect(self._run_on_changed)
+        self.run_on.refresh_cloud(self.app_settings)
+        self.run_on.show()
+        self.run_on.raise_()
+        return self.run_on
+
+    @Slot(object)
+    def _run_on_changed(self, settings: AppSettings) -> None:
+        self.app_settings = with_run_on_fields(self.app_settings, settings)
+        self.settings_panel.set_run_on(TARGET_SHORT.get(self.app_settings.run_on, "Local"))
+        self._save_settings()
 
     @Slot(str, str)
     def _job_failed(self, job_id: str, message: str) -> None:
@@ -581,45 +673,17 @@ class MainWindow(QMainWindow):
         if self.quit_box is not None:
             self.quit_box.raise_()
             return
-        jobs = self.jobs_panel.work_in_progress()
-        elsewhere = self.jobs_panel.running_elsewhere()
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
-            "Quit while jobs run?",
-            f"{len(jobs)} job(s) are running or waiting in this app.",
-            parent=self,
+        self.quit_box = quit_question(
+            self,
+            self.jobs_panel.work_in_progress(),
+            self.jobs_panel.running_elsewhere(),
+            self._quit_answered,
         )
-        box.setObjectName("quitQuestion")
-        lines = [f"• {job.name}" for job in jobs[:8]]
-        if len(jobs) > 8:
-            lines.append(f"… and {len(jobs) - 8} more")
-        lines += [
-            "",
-            "Keep for later stops them where they are; the next start offers to "
-            "resume them from their last finished chunk. Cancel jobs cancels them.",
-        ]
-        if elsewhere:
-            lines.append(
-                f"{len(elsewhere)} job(s) on a cluster or in the cloud keep running "
-                "there either way."
-            )
-        box.setInformativeText("\n".join(lines))
-        keep = box.addButton("Keep for later", QMessageBox.ButtonRole.AcceptRole)
-        cancel_jobs = box.addButton("Cancel jobs", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(keep)
-        box.finished.connect(lambda _result: self._quit_answered(box, keep, cancel_jobs))
-        self.quit_box = box
-        box.open()
 
-    def _quit_answered(self, box: QMessageBox, keep: Any, cancel_jobs: Any) -> None:
+    def _quit_answered(self, cancel_jobs: bool | None) -> None:
         self.quit_box = None
-        box.deleteLater()
-        clicked = box.clickedButton()
-        if clicked is keep:
-            self._stop_jobs_then_close(cancel_jobs=False)
-        elif clicked is cancel_jobs:
-            self._stop_jobs_then_close(cancel_jobs=True)
+        if cancel_jobs is not None:
+            self._stop_jobs_then_close(cancel_jobs=cancel_jobs)
 
     def _stop_jobs_then_close(self, *, cancel_jobs: bool) -> None:
         """Stop the jobs without blocking the window, then close once all stopped."""
@@ -641,7 +705,7 @@ class MainWindow(QMainWindow):
             return
         self._shut_down = True
         self.preview.shutdown()
-        for dialog in (self.cloud_dialog, self.submit_dialog):
+        for dialog in (self.cloud_dialog, self.submit_dialog, self.run_on):
             if dialog is not None:
                 dialog.done(0)  # joins its worker threads
         self.preview_cloud.shutdown()  # deletes the preview endpoint: it bills by the hour

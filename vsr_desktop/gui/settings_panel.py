@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.models.registry import MODEL_REGISTRY, get_spec
-from vsr_desktop.core.settings import SLURM_FIELD_LABELS, AppSettings, slurm_settings_problems
+from vsr_desktop.core.settings import AppSettings
 from vsr_desktop.gui.tasks import DONE, Task, TaskContext, TaskResult, TaskRunner
 
 CODEC_LABELS = {
@@ -110,6 +110,7 @@ class SettingsPanel(QWidget):
 
     settingsChanged = Signal(object)
     modelReady = Signal(str)
+    runOnRequested = Signal()  # the "Run on: … ▾" button: the window opens Run on…
 
     def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -162,10 +163,8 @@ class SettingsPanel(QWidget):
             "Interlaced video (TV, tape, DVD) is made into whole frames before the model"
         )
         self.double_rate_check = QCheckBox("One frame per field (50i → 50p)")
-        fields_row = QHBoxLayout()
-        fields_row.addWidget(self.deinterlace_combo)
-        fields_row.addWidget(self.double_rate_check, 1)
-        form.addRow("Deinterlace", fields_row)
+        form.addRow("Deinterlace", self.deinterlace_combo)
+        form.addRow(self.double_rate_check)
         layout.addWidget(model_box)
 
         out_box = QGroupBox("Output")
@@ -181,6 +180,17 @@ class SettingsPanel(QWidget):
         out.addRow("Quality (CRF)", self.crf_spin)
         self.preset_combo = QComboBox()  # the codec's presets only (core.media.encode)
         out.addRow("Preset", self.preset_combo)
+        self.encoder_combo = QComboBox()  # --encoder (core.hardware_codecs)
+        for encoder_label, encoder in (
+            ("Auto (hardware when present)", "auto"),
+            ("Software", "software"),
+            ("NVIDIA NVENC", "nvenc"),
+            ("Intel Quick Sync", "qsv"),
+            ("AMD AMF", "amf"),
+            ("Apple VideoToolbox", "videotoolbox"),
+        ):
+            self.encoder_combo.addItem(encoder_label, encoder)
+        out.addRow("Encoder", self.encoder_combo)
         self.container_combo = QComboBox()  # filled by _sync_codec_widgets: valid ones only
         out.addRow("Container", self.container_combo)
         self._build_size_row(out)
@@ -221,55 +231,29 @@ class SettingsPanel(QWidget):
         dev.addRow(self.device_label)
         layout.addWidget(dev_box)
 
-        slurm_box = QGroupBox("Slurm cluster")
-        slurm = QFormLayout(slurm_box)
-        self.slurm_workdir_edit = QLineEdit()
-        self.slurm_workdir_edit.setPlaceholderText("Shared folder every node sees")
-        slurm.addRow("Work folder", self.slurm_workdir_edit)
-        self.slurm_partition_edit = QLineEdit()
-        self.slurm_partition_edit.setPlaceholderText("Cluster default")
-        slurm.addRow("Partition", self.slurm_partition_edit)
-        self.slurm_gpus_spin = QSpinBox()
-        self.slurm_gpus_spin.setRange(0, 16)
-        self.slurm_gpus_spin.setSpecialValueText("None (CPU)")
-        slurm.addRow("GPUs per task", self.slurm_gpus_spin)
-        self.slurm_parallel_spin = QSpinBox()
-        self.slurm_parallel_spin.setRange(1, 1000)
-        slurm.addRow("Tasks at once", self.slurm_parallel_spin)
-        self.slurm_ssh_edit = QLineEdit()
-        self.slurm_ssh_edit.setPlaceholderText("user@login-host (empty: this machine)")
-        self.slurm_ssh_edit.setToolTip(
-            "Submit over SSH (key login) when this computer does "
-            "not see the cluster's shared folder: the source goes "
-            "up with the job and the output comes back"
+        run_row = QHBoxLayout()
+        self.run_on_button = QPushButton("Run on: Local ▾")
+        self.run_on_button.setObjectName("runOnButton")
+        self.run_on_button.setToolTip(
+            "Where Upscale all sends jobs: this computer, a Slurm cluster or AWS (Ctrl+,)"
         )
-        slurm.addRow("Login host (SSH)", self.slurm_ssh_edit)
-        self.slurm_vsr_edit = QLineEdit()
-        self.slurm_vsr_edit.setToolTip("The command that runs vsr on the cluster's nodes")
-        slurm.addRow("vsr on the cluster", self.slurm_vsr_edit)
-        # A value that could reach a job script or an ssh command line as anything but
-        # data is not taken: the field keeps its last good value and this says why.
-        self.slurm_error_label = QLabel()
-        self.slurm_error_label.setObjectName("slurmErrorLabel")
-        self.slurm_error_label.setWordWrap(True)
-        self.slurm_error_label.setStyleSheet("color: #c62828")
-        self.slurm_error_label.setVisible(False)
-        slurm.addRow(self.slurm_error_label)
-        layout.addWidget(slurm_box)
+        self.run_on_button.clicked.connect(self.runOnRequested)
+        run_row.addWidget(self.run_on_button)
+        run_row.addStretch(1)
+        layout.addLayout(run_row)
         layout.addStretch(1)
-        for edit in (
-            self.slurm_workdir_edit,
-            self.slurm_partition_edit,
-            self.slurm_ssh_edit,
-            self.slurm_vsr_edit,
-        ):
-            edit.editingFinished.connect(self._changed)
-        self.slurm_gpus_spin.valueChanged.connect(self._changed)
-        self.slurm_parallel_spin.valueChanged.connect(self._changed)
 
+        # Combos as wide as the column, not as their longest entry: the column stays narrow
+        # enough for a 1366-pixel screen (the lists still open at full width).
+        for combo in self.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(8)
         self.codec_combo.currentIndexChanged.connect(self._codec_changed)
         for combo in (
             self.preset_combo,
+            self.encoder_combo,
             self.size_combo,
             self.fit_combo,
             self.model_combo,
@@ -300,6 +284,7 @@ class SettingsPanel(QWidget):
         self.crf_spin.setValue(self.crf_spin.minimum() if s.crf is None else s.crf)
         self.container_combo.setCurrentIndex(max(self.container_combo.findData(s.container), 0))
         self.preset_combo.setCurrentIndex(max(self.preset_combo.findData(s.preset), 0))
+        self.encoder_combo.setCurrentIndex(max(self.encoder_combo.findData(s.encoder), 0))
         self._load_size(s.target_size, s.fit)
         self.folder_edit.setText(s.output_folder)
         self.device_combo.setCurrentIndex(max(self.device_combo.findData(s.device), 0))
@@ -308,12 +293,6 @@ class SettingsPanel(QWidget):
             max(self.deinterlace_combo.findData(s.deinterlace), 0)
         )
         self.double_rate_check.setChecked(s.double_rate)
-        self.slurm_workdir_edit.setText(s.slurm_workdir)
-        self.slurm_partition_edit.setText(s.slurm_partition)
-        self.slurm_gpus_spin.setValue(s.slurm_gpus_per_task)
-        self.slurm_parallel_spin.setValue(s.slurm_max_parallel)
-        self.slurm_ssh_edit.setText(s.slurm_ssh_host)
-        self.slurm_vsr_edit.setText(s.slurm_remote_vsr)
         self._update_model_state()
 
     # ------------------------------------------------------------------ state
@@ -325,6 +304,10 @@ class SettingsPanel(QWidget):
         s = self._settings
         denoise = s.denoise_strength if self._has_denoise(s.model) else None
         return f"{s.model}|{s.outscale}|{denoise}|{s.device}|{s.precision}|{s.tile}"
+
+    def set_run_on(self, label: str) -> None:
+        """Show where jobs go (the window owns that choice: Run on…)."""
+        self.run_on_button.setText(f"Run on: {label} ▾")
 
     def set_device_description(self, text: str) -> None:
         self.device_label.setText(f"Found: {text}")
@@ -345,7 +328,6 @@ class SettingsPanel(QWidget):
         crf = self.crf_spin.value()
         if not self.crf_spin.isEnabled() or crf == self.crf_spin.minimum():
             crf = -1  # "Default", or a codec without CRF
-        before = self._settings
         self._settings = replace(
             self._settings,
             model=model,
@@ -355,6 +337,7 @@ class SettingsPanel(QWidget):
             crf=None if crf < 0 else crf,
             container=self.container_combo.currentData(),
             preset=self.preset_combo.currentData() if self.preset_combo.isEnabled() else None,
+            encoder=self.encoder_combo.currentData(),
             target_size=self._target_size(),
             fit=self.fit_combo.currentData(),
             output_folder=self.folder_edit.text().strip(),
@@ -362,14 +345,7 @@ class SettingsPanel(QWidget):
             precision=self.precision_combo.currentData(),
             deinterlace=self.deinterlace_combo.currentData(),
             double_rate=self.double_rate_check.isChecked(),
-            slurm_workdir=self.slurm_workdir_edit.text().strip(),
-            slurm_partition=self.slurm_partition_edit.text().strip(),
-            slurm_gpus_per_task=self.slurm_gpus_spin.value(),
-            slurm_max_parallel=self.slurm_parallel_spin.value(),
-            slurm_ssh_host=self.slurm_ssh_edit.text().strip(),
-            slurm_remote_vsr=self.slurm_vsr_edit.text().strip() or "vsr",
         )
-        self._refuse_bad_slurm_values(before)
         self._update_model_state()
         self.settingsChanged.emit(self.settings())
 
@@ -388,8 +364,8 @@ class SettingsPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.size_combo, 1)
         row.addWidget(self.size_edit, 1)
-        row.addWidget(self.fit_combo)
         out.addRow("Size", row)
+        out.addRow("Fit", self.fit_combo)
 
     def _load_size(self, size: str, fit: str) -> None:
         index = self.size_combo.findData(size)
@@ -473,18 +449,6 @@ class SettingsPanel(QWidget):
             self.preset_combo.addItem(preset, preset)
         self.preset_combo.setEnabled(bool(profile.presets))
 
-    def _refuse_bad_slurm_values(self, before: AppSettings) -> None:
-        """Slurm fields that are refused go back to their last good values (or their
-        defaults), and the form says which field and what it allows."""
-        problems = slurm_settings_problems(self._settings)
-        for name in problems:
-            setattr(self._settings, name, getattr(before, name))
-        for name in slurm_settings_problems(self._settings):
-            setattr(self._settings, name, getattr(AppSettings(), name))
-        self.slurm_error_label.setText("\n".join(problems.values()))
-        self.slurm_error_label.setVisible(bool(problems))
-        self.slurm_error_label.setToolTip(", ".join(SLURM_FIELD_LABELS[name] for name in problems))
-
     def _update_model_state(self) -> None:
         model = self.model_combo.currentData() or self._settings.model
         self.denoise_slider.setEnabled(self._has_denoise(model))
@@ -565,6 +529,7 @@ class SettingsPanel(QWidget):
             else ("cancelled" if error is None else f"{type(error).__name__}: {error}")
         )
         self.model_status.setText(f"Download failed: {message}")
+        self.model_status.setToolTip(message)  # the whole reason, also when the column is narrow
 
     def shutdown(self) -> None:
         """Cancel a running download and wait for its thread."""

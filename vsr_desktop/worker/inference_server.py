@@ -6,23 +6,27 @@ A request carries one region of a frame (PNG or raw RGB24, see core/remote_previ
 reply is that region upscaled by the same Engine the local preview uses, so a cloud preview
 looks exactly like a local one.
 
-Why the stdlib server: one request at a time reaches the GPU anyway (a lock serializes
-inference), so an async framework would add a dependency to the image and nothing else.
-Connections are threads we track ourselves, so ``stop()`` ends them all and joins them.
+The HTTP side is waitress (see worker/http_server.py for the limits it enforces): a bounded
+pool of threads and connections, a real backlog, deadlines, 413 as a body passes the limit.
+This module is the small WSGI app on top, and the rule for who may talk to it: anyone on
+loopback; beyond loopback only with the bearer token (``--token`` / ``VSR_SERVE_TOKEN``),
+except inside SageMaker, where InvokeEndpoint's IAM signature is the authentication and no
+one else can reach the container.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hmac
+import ipaddress
 import json
 import logging
-import socket
+import os
 import threading
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,13 +34,27 @@ import numpy as np
 from vsr_desktop.core import remote_preview as wire
 from vsr_desktop.core.errors import InputError, ModelError, VsrError
 from vsr_desktop.core.upscaler import FrameUpscaler
+from vsr_desktop.worker.http_server import HttpServer, Limits
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_PIXELS = wire.DEFAULT_MAX_PIXELS
-_DRAIN_BYTES = 1024 * 1024  # read at most this much of a refused body, so the 413 is seen
+TOKEN_ENV = "VSR_SERVE_TOKEN"
+# Set by the SageMaker model this app creates (backends/aws/preview_endpoint.py); the other
+# two are set by SageMaker itself on hosts where it picks the port.
+SAGEMAKER_ENV = ("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_SAFE_PORT_RANGE")
+_STATUS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    413: "413 Request Entity Too Large",
+    415: "415 Unsupported Media Type",
+    500: "500 Internal Server Error",
+}
 
 
 class HttpError(Exception):
@@ -58,6 +76,48 @@ class ServerOptions:
     tile: int = 0
     allow_download: bool = False
     cached_engines: int = 4
+    token: str | None = None  # None or "": no token asked (loopback or SageMaker only)
+    threads: int = 8
+    connection_limit: int = 200
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    idle_timeout: float = 60.0
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_body=self.max_bytes,
+            threads=self.threads,
+            connection_limit=self.connection_limit,
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            idle_timeout=self.idle_timeout,
+        )
+
+
+def in_sagemaker(env: dict[str, str] | None = None) -> bool:
+    """True inside a SageMaker hosting container (the model's Environment or SageMaker's own)."""
+    env = dict(os.environ) if env is None else env
+    return env.get("VSR_SERVE") == "sagemaker" or any(env.get(name) for name in SAGEMAKER_ENV)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def check_token_policy(host: str, token: str | None, env: dict[str, str] | None = None) -> None:
+    """Refuse to listen beyond loopback with no token, unless SageMaker is in front."""
+    if token or is_loopback(host) or in_sagemaker(env):
+        return
+    raise InputError(
+        f"listening on {host} without a token would let anyone on the network use this server",
+        f"set --token or {TOKEN_ENV} (clients send 'Authorization: Bearer TOKEN'), "
+        "or listen on 127.0.0.1",
+    )
 
 
 class EngineCache:
@@ -146,185 +206,146 @@ class EngineCache:
         return engine
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """One connection. Keep-alive (HTTP/1.1) because SageMaker reuses its connections."""
+def _parser_error(status: int, detail: str) -> tuple[str, str]:
+    """Message and hint for a request waitress refused before the app saw it."""
+    if status == 413:
+        return (
+            f"body over the size limit ({detail})",
+            "send a smaller region, or PNG instead of raw",
+        )
+    if status == 431:
+        return f"request headers too large ({detail})", "send fewer or shorter headers"
+    return f"malformed HTTP request ({detail})", "send a plain HTTP/1.1 request"
 
-    protocol_version = "HTTP/1.1"
-    server: InferenceServer
-    timeout = 60  # an idle keep-alive connection ends after this long
 
-    def do_GET(self) -> None:
-        self._route("GET")
+class InferenceApp:
+    """The WSGI app: routes, the token check, decoding and the reply for one request."""
 
-    def do_POST(self) -> None:
-        self._route("POST")
+    def __init__(self, options: ServerOptions, cache: EngineCache) -> None:
+        self.options, self.cache = options, cache
+        self._token = (options.token or "").encode()
 
-    def do_PUT(self) -> None:
-        self._route("PUT")
-
-    def do_DELETE(self) -> None:
-        self._route("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._route("PATCH")
-
-    def do_HEAD(self) -> None:
-        self._route("HEAD")
-
-    def _route(self, method: str) -> None:
-        self._body_read = False
-        path = self.path.partition("?")[0]
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        path = str(environ.get("PATH_INFO", ""))
         allowed = {"/ping": "GET", "/invocations": "POST"}.get(path)
+        headers: dict[str, str] = {}
         try:
+            self._authorize(environ)
             if allowed is None:
                 raise HttpError(404, f"no such path {path}", "use GET /ping or POST /invocations")
             if method != allowed:
+                headers["Allow"] = allowed
                 raise HttpError(405, f"{method} is not allowed on {path}", f"use {allowed}")
             if path == "/ping":
-                self._json(200, {"status": "ok", "models": self.server.cache.available_models()})
+                status, ctype = 200, "application/json"
+                body = json.dumps({"status": "ok", "models": self.cache.available_models()})
+                payload = body.encode()
             else:
-                self._invocations()
+                status, ctype, payload = self._invocations(environ, headers)
         except HttpError as exc:
-            self._error(exc.status, exc.message, exc.hint, allow=allowed)
+            if exc.status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="vsr"'
+            status, ctype, payload = exc.status, "application/json", _error(exc.message, exc.hint)
         except VsrError as exc:
             status = 400 if isinstance(exc, InputError | ModelError) else 500
-            self._error(status, exc.message, exc.hint)
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True
+            if status >= 500:
+                log.warning("HTTP %d: %s", status, exc.message)
+            ctype, payload = "application/json", _error(exc.message, exc.hint)
         except Exception as exc:
             log.error("request failed:\n%s", traceback.format_exc())
-            self._error(
-                500,
+            status, ctype = 500, "application/json"
+            payload = _error(
                 f"internal error: {type(exc).__name__}: {exc}",
                 "retry; if it fails again, the server log has the traceback",
             )
+        headers.update({"Content-Type": ctype, "Content-Length": str(len(payload))})
+        start_response(_STATUS.get(status, f"{status} Error"), list(headers.items()))
+        return [payload]
 
-    def _invocations(self) -> None:
-        length = self._body_length()  # 411/413 first: nothing else matters for them
-        query = self.path.partition("?")[2]
+    def _authorize(self, environ: dict[str, Any]) -> None:
+        if not self._token:
+            return
+        scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+        # compare_digest: the time taken does not tell how much of a guess was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), self._token
+        ):
+            raise HttpError(
+                401, "missing or wrong bearer token", "send 'Authorization: Bearer TOKEN'"
+            )
+
+    def _invocations(
+        self, environ: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, str, bytes]:
+        from PIL import Image
+
         settings = wire.PreviewSettings.parse(
-            query, self.headers.get(wire.CUSTOM_ATTRIBUTES_HEADER)
+            str(environ.get("QUERY_STRING", "")),
+            environ.get(_environ_key(wire.CUSTOM_ATTRIBUTES_HEADER)),
         )
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        content_type = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
         if content_type not in (wire.PNG_TYPE, wire.RAW_TYPE):
             raise HttpError(
                 415,
                 f"unsupported Content-Type {content_type or 'none'!r}",
                 f"send {wire.PNG_TYPE} or {wire.RAW_TYPE} with X-Width/X-Height",
             )
-        raw_size = self._raw_size() if content_type == wire.RAW_TYPE else None
-        body = self._read_body(length)
-        max_pixels = self.server.options.max_pixels
+        raw_size = _raw_size(environ) if content_type == wire.RAW_TYPE else None
+        body = environ["wsgi.input"].read()  # waitress has it all, within the size limit
+        max_pixels = self.options.max_pixels
         if raw_size is None:
-            rgb = wire.decode_png(body, max_pixels)
+            try:
+                rgb = wire.decode_png(body, max_pixels)
+            except (Image.DecompressionBombError, MemoryError) as exc:
+                raise HttpError(
+                    400,
+                    f"the PNG claims too many pixels to decode ({exc})",
+                    f"send a region of at most {max_pixels} pixels",
+                ) from None
         else:
             wire.check_region_size(*raw_size, max_pixels)
             rgb = wire.decode_raw(body, *raw_size)
         t0 = time.perf_counter()
-        out = self.server.cache.upscale(settings, rgb)
-        infer_ms = (time.perf_counter() - t0) * 1000
+        out = self.cache.upscale(settings, rgb)
+        headers["X-Inference-Ms"] = f"{(time.perf_counter() - t0) * 1000:.1f}"
         height, width = out.shape[:2]
-        headers = {"X-Inference-Ms": f"{infer_ms:.1f}"}
         if raw_size is None:
-            self._send(200, wire.PNG_TYPE, wire.encode_png(out), headers)
-        else:
-            headers.update({wire.WIDTH_HEADER: str(width), wire.HEIGHT_HEADER: str(height)})
-            self._send(200, wire.RAW_TYPE, np.ascontiguousarray(out).tobytes(), headers)
-
-    def _raw_size(self) -> tuple[int, int]:
-        try:
-            return int(self.headers[wire.WIDTH_HEADER]), int(self.headers[wire.HEIGHT_HEADER])
-        except (TypeError, ValueError):
-            raise HttpError(
-                400,
-                "raw RGB24 needs integer X-Width and X-Height headers",
-                "send the region's width and height in pixels",
-            ) from None
-
-    def _body_length(self) -> int:
-        """The declared body length, refused (411/413) before reading any of the body."""
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise HttpError(
-                411, "Content-Length is required", "send the body with its length"
-            ) from None
-        limit = self.server.options.max_bytes
-        if length < 0:
-            raise HttpError(400, "negative Content-Length", "send the body with its length")
-        if length > limit:
-            raise HttpError(
-                413,
-                f"body of {length} bytes is over the {limit}-byte limit",
-                "send a smaller region, or PNG instead of raw",
-            )
-        return length
-
-    def _read_body(self, length: int) -> bytes:
-        body = self.rfile.read(length)
-        self._body_read = True
-        if len(body) != length:
-            raise ConnectionError("the client closed the connection mid-body")
-        return body
-
-    def _drain(self, count: int) -> None:
-        """Read a little of a refused body so a client still sending it sees the 413.
-
-        Closing with unread data makes the kernel send a reset, which many clients report
-        as a broken connection instead of our answer. Never read more than this, never wait.
-        """
-        self.close_connection = True
-        self.connection.settimeout(0.2)
-        try:
-            while count > 0:
-                chunk = self.rfile.read1(min(count, 65536))
-                if not chunk:
-                    break
-                count -= len(chunk)
-        except (OSError, TimeoutError):
-            pass
-
-    def _error(self, status: int, message: str, hint: str, allow: str | None = None) -> None:
-        if status >= 500:
-            log.warning("HTTP %d: %s", status, message)
-        headers = {"Allow": allow} if status == 405 and allow else {}
-        if not self._body_read and self.headers.get("Content-Length", "0") != "0":
-            # The unread body would be parsed as the next request: end the connection.
-            try:
-                self._drain(min(int(self.headers["Content-Length"]), _DRAIN_BYTES))
-            except ValueError:
-                self.close_connection = True
-        self._json(status, {"error": message, "hint": hint}, headers)
-
-    def _json(
-        self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
-        self._send(status, "application/json", json.dumps(data).encode(), headers or {})
-
-    def _send(self, status: int, content_type: str, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+            return 200, wire.PNG_TYPE, wire.encode_png(out)
+        headers.update({wire.WIDTH_HEADER: str(width), wire.HEIGHT_HEADER: str(height)})
+        return 200, wire.RAW_TYPE, np.ascontiguousarray(out).tobytes()
 
 
-class InferenceServer(ThreadingHTTPServer):
-    """The HTTP server with its engine cache; ``start()`` in a thread, ``stop()`` joins all.
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
 
-    Port 0 picks a free port (tests); ``port`` tells which one it got.
+
+def _raw_size(environ: dict[str, Any]) -> tuple[int, int]:
+    try:
+        return (
+            int(environ[_environ_key(wire.WIDTH_HEADER)]),
+            int(environ[_environ_key(wire.HEIGHT_HEADER)]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise HttpError(
+            400,
+            "raw RGB24 needs integer X-Width and X-Height headers",
+            "send the region's width and height in pixels",
+        ) from None
+
+
+def _error(message: str, hint: str) -> bytes:
+    return json.dumps({"error": message, "hint": hint}).encode()
+
+
+class InferenceServer:
+    """The HTTP server with its engine cache; ``start()`` in a thread, ``stop()`` ends all.
+
+    Port 0 picks a free port (tests); ``port`` tells which one it got. Refuses (InputError)
+    to listen beyond loopback without a token, outside SageMaker.
     """
-
-    daemon_threads = True
-    allow_reuse_address = True
 
     def __init__(
         self,
@@ -333,67 +354,35 @@ class InferenceServer(ThreadingHTTPServer):
         options: ServerOptions | None = None,
     ) -> None:
         self.options = options or ServerOptions()
+        check_token_policy(host, self.options.token)
         self.cache = EngineCache(self.options)
-        self._connections: dict[threading.Thread, socket.socket] = {}
-        self._conn_lock = threading.Lock()
-        self._serve_thread: threading.Thread | None = None
-        super().__init__((host, port), _Handler)
+        self._http = HttpServer(
+            InferenceApp(self.options, self.cache), host, port, self.options.limits(), _parser_error
+        )
+        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
-        return int(self.server_address[1])
+        return self._http.port
 
     @property
     def url(self) -> str:
-        host = str(self.server_address[0])
+        host = self._http.host
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}"
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Like ThreadingMixIn's, but remembering each connection so stop() can end it."""
-        thread = threading.Thread(
-            target=self._handle_connection,
-            args=(request, client_address),
-            name=f"vsr-inference-conn-{client_address[1]}",
-            daemon=True,
-        )
-        with self._conn_lock:
-            self._connections[thread] = request
-        thread.start()
-
-    def _handle_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._conn_lock:
-                self._connections.pop(threading.current_thread(), None)
-
     def start(self) -> InferenceServer:
-        self._serve_thread = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="vsr-inference-server",
-            daemon=True,
+        self._thread = threading.Thread(
+            target=self._http.run, name="vsr-inference-server", daemon=True
         )
-        self._serve_thread.start()
+        self._thread.start()
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop accepting, end open connections (a running inference finishes), join all."""
-        if self._serve_thread is not None:
-            self.shutdown()
-            self._serve_thread.join(timeout)
-            self._serve_thread = None
-        with self._conn_lock:
-            connections = list(self._connections.items())
-        for _thread, sock in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RD)  # wakes a thread waiting for the next request
-        for thread, _sock in connections:
-            thread.join(timeout)
-        self.server_close()
+        """Stop accepting, close open connections, wait for a running inference to finish."""
+        self._http.stop(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
 
     def __enter__(self) -> InferenceServer:
         return self.start()
@@ -414,10 +403,15 @@ def serve(
     """Run until ``stop`` is set (or Ctrl-C); ``ready`` is set once /ping answers."""
     opts = options or ServerOptions()
     if opts.max_bytes != max_bytes:
-        opts = ServerOptions(**{**opts.__dict__, "max_bytes": max_bytes})
+        opts = replace(opts, max_bytes=max_bytes)
     stop = stop or threading.Event()
     server = InferenceServer(host, port, opts).start()
-    log.info("inference server on %s:%d", host, server.port)
+    log.info(
+        "inference server on %s:%d (%s)",
+        host,
+        server.port,
+        "token required" if opts.token else "no token",
+    )
     if ready is not None:
         ready.set()
     try:

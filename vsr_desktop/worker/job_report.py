@@ -107,13 +107,36 @@ def verify_output(info: MediaInfo, spec: JobSpec, output: Path | None = None) ->
     from vsr_desktop.core.media.verify import verify_files
 
     try:
+        kept, trimmed = source_range(info, spec)
         report = verify_files(
-            spec.source, output or spec.output, expected=expected_changes(info, spec)
+            spec.source,
+            output or spec.output,
+            expected=expected_changes(info, spec),
+            source_range=kept,
         )
     except VsrError as exc:
         return {"ok": False, "lines": [f"could not verify the output: {exc.user_message()}"]}
     notes = picture_notes(info, spec)  # said with the verdict, on every backend
-    return {"ok": report.ok, "lines": list(report.lines()), **({"notes": notes} if notes else {})}
+    extra: dict[str, Any] = {"notes": notes} if notes else {}
+    if trimmed:
+        extra["trimmed"] = trimmed
+    return {"ok": report.ok, "lines": list(report.lines()), **extra}
+
+
+def source_range(info: MediaInfo, spec: JobSpec) -> tuple[Any, str]:
+    """A trimmed job's part of the source for verify_files (None when untrimmed) and the
+    range in words: the output is compared with that part only (core/media/verify.py)."""
+    from vsr_desktop.core.media.verify import SourceRange
+    from vsr_desktop.core.trim import describe, job_range, kept_window, moved_timecode
+
+    frames = job_range(spec, info)
+    if frames is None:
+        return None, ""
+    video = info.video
+    start, end = kept_window(video, *frames)
+    offset = (video.frame_pts[frames[0]] - video.frame_pts[0]) * video.time_base
+    timecode = moved_timecode(info.timecode, offset, video.header_rate())
+    return SourceRange(start, end, timecode), describe(*frames, video)
 
 
 def read_report(path: Path) -> dict[str, Any] | None:
@@ -127,10 +150,12 @@ def read_report(path: Path) -> dict[str, Any] | None:
     if not isinstance(report, dict) or not isinstance(report.get("lines"), list):
         return None
     notes = report.get("notes") if isinstance(report.get("notes"), list) else []
+    trimmed = report.get("trimmed")
     return {
         "ok": report.get("ok") is True,
         "lines": [str(x) for x in report["lines"]],
         **({"notes": [str(x) for x in notes]} if notes else {}),
+        **({"trimmed": trimmed} if isinstance(trimmed, str) and trimmed else {}),
     }
 
 
@@ -138,6 +163,8 @@ def summary(report: dict[str, Any]) -> str:
     """One line for the job's message."""
     lines = report.get("lines") or []
     notes = "".join(f"{note}; " for note in report.get("notes") or [])
+    if report.get("ok") and report.get("trimmed"):
+        return f"{notes}verified: nothing but the picture changed in {report['trimmed']}"
     if report.get("ok"):
         return f"{notes}verified: nothing but the picture changed"
     first = lines[0] if lines else "the output differs from the source"

@@ -52,7 +52,12 @@ def spec_of(job: JobRecord) -> JobSpec:
 def validate_spec(spec: JobSpec) -> MediaInfo:
     """Check everything that can be checked before any work; never touch the user's files."""
     source, output = spec.source.expanduser(), spec.output.expanduser()
+    if spec.backend == "local":  # elsewhere the frames meet another machine's memory
+        check_engine_settings(spec.engine)
+        check_job_memory(spec)  # from the container header: before anything is decoded
     info = probe(source)
+    if spec.backend == "local":  # again with the real bit depth, still before any work
+        check_job_memory(spec, info)
     container = container_for(output)
     check_codec_fits_container(spec.encode.codec, container)
     check_audio_codec(spec.encode.audio_codec, container)
@@ -84,6 +89,35 @@ def validate_spec(spec: JobSpec) -> MediaInfo:
             "use --chunk-seconds 60, or any positive number",
         )
     return info
+
+
+def check_job_memory(spec: JobSpec, info: MediaInfo | None = None) -> None:
+    """Refuse frames this machine cannot decode and upscale with these settings (InputError
+    naming the numbers and the largest --tile that fits). Without ``info`` the frame size
+    comes from the container header, with no decoder opened, so nothing is decoded first."""
+    from vsr_desktop.core import memory_guard
+
+    if info is not None:
+        size: tuple[int, int, int] | None = (
+            info.video.width,
+            info.video.height,
+            info.video.bit_depth,
+        )
+    else:
+        size = memory_guard.frame_size_from_header(spec.source.expanduser())
+    if size is None:
+        return  # probe says what is wrong with the file
+    engine = spec.engine
+    work = memory_guard.job_work(
+        *size,
+        model=engine.model,
+        outscale=engine.outscale,
+        tile=engine.tile,
+        batch=engine.batch_size,
+        precision=engine.precision,
+        device=engine.device,
+    )
+    memory_guard.check_job_memory(work)
 
 
 def check_picture_output(info: MediaInfo, encode: EncodeSettings, container: str) -> None:
@@ -210,4 +244,6 @@ def build_engine(settings: EngineSettings) -> FrameUpscaler:
         tile=settings.tile,
         batch_size=settings.batch_size,
         outscale=settings.outscale if settings.outscale is not None else loaded.output_scale,
+        supports_half=loaded.supports_half,  # fp16 overflows in some architectures
+        supports_bfloat16=loaded.supports_bfloat16,
     )

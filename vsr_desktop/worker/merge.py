@@ -17,6 +17,7 @@ from vsr_desktop.core.media.mux import ChunkFile, merge_chunks
 from vsr_desktop.core.media.probe import MediaInfo
 from vsr_desktop.core.media.timeline import output_timeline
 from vsr_desktop.core.plan import Plan
+from vsr_desktop.core.trim import trimmed_source
 from vsr_desktop.worker.upscale_chunk import partial_path
 
 
@@ -40,6 +41,8 @@ def merge_job(
     if container == "image2":  # chunk folders of numbered images
         codec = encode.codec if encode is not None else "png"
         return merge_image_sequence(source, chunk_paths, output, codec, cancel)
+    # A trimmed plan: the output starts at its first frame, with the rest cut to match.
+    source, keep = trimmed_source(source, plan, container)
     # The chunks were written on this timeline (upscale_chunk): source timestamps, or the
     # exact frame grid for a CFR source stored rounded.
     timeline = output_timeline(source.video, container, source.start_seconds)
@@ -54,7 +57,14 @@ def merge_job(
     tmp = partial_path(output)
     try:
         warnings = merge_chunks(
-            files, source, tmp, container, cancel, audio_codec=audio_codec, encode=encode
+            files,
+            source,
+            tmp,
+            container,
+            cancel,
+            audio_codec=audio_codec,
+            encode=encode,
+            keep=keep,
         )
         os.replace(tmp, output)
     finally:

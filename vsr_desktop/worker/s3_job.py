@@ -7,9 +7,10 @@ and any stage may be run again: upscale skips a chunk already in S3, split and m
 
 The job spec in spec.json carries the user's local paths; a worker substitutes its own
 temporary ones, keeping the output's file name (hence container) and every setting except
-two that belong to the machine: `device` (a desktop's "mps" or "cpu" means nothing on a GPU
-worker, so it is "auto") and `allow_download` (a fresh worker fetches a model named in the
-spec, with its checksum checked, instead of failing for lack of the user's cache). A model
+`allow_download` (a fresh worker fetches a model named in the spec, with its checksum
+checked, instead of failing for lack of the user's cache). The device is the spec's, and
+the upscale stage asks for `cuda` on a Batch job given a GPU (stages.worker_engine_settings),
+so a container that cannot see its GPU fails at once instead of crawling on its vCPUs. A model
 the user gave as a file travels with the job (`input/model/`) and the local spec points at
 its copy. The source identity recorded at submit is checked against the downloaded copy
 (size and head/tail hash; its mtime is the download's), so a source replaced during an
@@ -200,7 +201,7 @@ def _uploaded_model_names(spec: JobSpec) -> list[str]:
 def local_spec(spec: JobSpec, root: Path) -> JobSpec:
     """The spec with this machine's paths (see the module docstring for what else)."""
     (root / "output").mkdir(parents=True, exist_ok=True)
-    engine = replace(spec.engine, device="auto", allow_download=True)
+    engine = replace(spec.engine, allow_download=True)
     uploaded = _uploaded_model_names(spec)
     if uploaded:  # the user's own model: where _fetch_model puts it
         engine = replace(engine, model=str(root / "model" / uploaded[0]))

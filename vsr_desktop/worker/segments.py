@@ -135,16 +135,20 @@ def _cut(
     the top). An open GOP's leading pictures (after the next keyframe in decode order, shown
     before it) stay with the chunk that shows them, with a copy of that keyframe they
     reference; the decoder stops at the chunk's end, so the extra frame is never used.
+    A trimmed plan (core/trim.py) starts at the keyframe at or before its first frame and
+    stops after the first keyframe past its last one (and that keyframe's leading pictures).
     """
     import av
 
     starts = [c.start_pts for c in plan.chunks]
+    begin, stop = _trimmed_bounds(media, plan)
     with av.open(str(media.path)) as src:
         stream: Any = src.streams[media.video.index]
         current = _Writer(segment_path(folder, 0, fmt), fmt, stream)
         index = 0
         previous: _Writer | None = None  # the chunk before, open while leading pictures come
         key_copy: Any = None
+        stopping_at: int | None = None  # the keyframe past a trimmed plan's end, once seen
         try:
             for count, packet in enumerate(src.demux(stream)):
                 if cancel is not None and count % 64 == 0 and cancel.is_set():
@@ -152,6 +156,26 @@ def _cut(
                 if packet.size == 0:
                     continue
                 pts = packet.pts if packet.pts is not None else packet.dts
+                if begin is not None:  # before a trimmed plan's keyframe: not needed
+                    if not (packet.is_keyframe and pts == begin):
+                        continue
+                    begin = None
+                if stopping_at is not None:  # only that keyframe's leading pictures still
+                    if pts is None or pts >= stopping_at:
+                        break
+                    current.write(packet)
+                    continue
+                if (
+                    stop is not None
+                    and index == len(starts) - 1
+                    and previous is None
+                    and packet.is_keyframe
+                    and pts is not None
+                    and pts >= stop
+                ):
+                    stopping_at = pts
+                    current.write(packet)
+                    continue
                 nxt = index + 1
                 if nxt < len(starts) and packet.is_keyframe and pts == starts[nxt]:
                     if previous is not None:
@@ -188,6 +212,18 @@ def _cut(
         )
 
 
+def _trimmed_bounds(media: MediaInfo, plan: Plan) -> tuple[int | None, int | None]:
+    """(the keyframe a trimmed plan's first segment starts at, the pts its last frame is
+    followed by); None for each side that is not trimmed."""
+    frame_pts = media.video.frame_pts
+    first, end = plan.chunks[0].start_frame, plan.chunks[-1].end_frame
+    begin = None
+    if first > 0:
+        before = [k for k in media.video.keyframe_pts if k <= frame_pts[first]]
+        begin = max(before) if before else None
+    return begin, frame_pts[end] if end < len(frame_pts) else None
+
+
 def _finish(
     writer: _Writer,
     plan: Plan,
@@ -209,7 +245,8 @@ def _close_quietly(writer: _Writer) -> None:
 def chunk_range(media: MediaInfo, plan: Plan, index: int) -> tuple[int, int | None]:
     """[start_pts, end_pts) of chunk `index` (None: to the end)."""
     chunk = plan.chunks[index]
-    end = plan.chunks[index + 1].start_pts if index + 1 < len(plan.chunks) else None
+    frame_pts = media.video.frame_pts
+    end = frame_pts[chunk.end_frame] if chunk.end_frame < len(frame_pts) else None
     return chunk.start_pts, end
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +28,15 @@ from vsr_desktop.core.errors import CancelledError, JobError, VsrError
 from vsr_desktop.core.job_spec import EngineSettings, JobSpec
 from vsr_desktop.core.media.deinterlace import job_deinterlace, merge_inputs, output_frame_count
 from vsr_desktop.core.media.deinterlace import notes as deinterlace_notes
-from vsr_desktop.core.media.encode import container_for
+from vsr_desktop.core.media.encode import EncodeSettings, container_for
 from vsr_desktop.core.media.image_sequence import chunk_frame_count
 from vsr_desktop.core.media.probe import (
     MediaInfo,
     media_info_from_json,
     media_info_to_json,
 )
-from vsr_desktop.core.plan import Plan, plan_chunks
+from vsr_desktop.core.plan import Plan
+from vsr_desktop.core.trim import plan_for
 from vsr_desktop.core.upscaler import FrameUpscaler
 from vsr_desktop.worker.job_report import summary, verify_output
 from vsr_desktop.worker.job_setup import (
@@ -102,7 +104,7 @@ def plan_stage(spec: JobSpec, workdir: Path) -> Plan:
     )
     media = validate_spec(spec)
     check_source_unchanged(spec, check_mtime=False)
-    plan = plan_chunks(media.video, spec.chunk_seconds)
+    plan = plan_for(spec, media)  # only the trimmed range, when there is one
     workdir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder.spec_file, spec.to_json())
     folder.media_file.write_text(media_info_to_json(media))
@@ -199,12 +201,15 @@ def upscale_stage(
     target.parent.mkdir(parents=True, exist_ok=True)
     progress.write("running", force=True)
     try:
-        engine = engine_factory(spec.engine)
+        engine = engine_factory(worker_engine_settings(spec.engine))
+        where = f"chunk {index}: {_describe(engine)}"
+        print(where, file=sys.stderr, flush=True)  # the task's log says where it ran
+        progress.write("running", where, force=True)
         result = upscale_chunk(
             media,
             chunk,
             engine,
-            spec.encode,
+            worker_encode_settings(spec.encode),
             target,
             container_format=container_for(spec.output),
             batch_size=spec.engine.batch_size,
@@ -227,6 +232,28 @@ def upscale_stage(
         raise
     progress.write("done", damaged_note(result.damaged) if result.damaged else "", force=True)
     return True
+
+
+def worker_engine_settings(engine: EngineSettings) -> EngineSettings:
+    """The engine a worker task runs: the device it was given (``cuda`` where the scheduler
+    gave it GPUs: core.gpu_checks.worker_device), one device, NVDEC decode if asked."""
+    from vsr_desktop.core.gpu_checks import worker_device
+    from vsr_desktop.core.hardware_codecs import use_hardware_decode
+
+    use_hardware_decode(engine.hardware_decode)
+    return replace(engine, device=worker_device(engine.device), devices="")
+
+
+def worker_encode_settings(encode: EncodeSettings) -> EncodeSettings:
+    """A task encodes one chunk of many, on whatever node it got: ``auto`` could pick NVENC
+    on one node and x264 on another, and chunks of two encoders do not join into one stream.
+    So workers use software unless the job named a hardware encoder (which then must open)."""
+    return replace(encode, encoder="software") if encode.encoder == "auto" else encode
+
+
+def _describe(engine: FrameUpscaler) -> str:
+    describe = getattr(engine, "describe", None)
+    return str(describe()) if callable(describe) else type(engine).__name__
 
 
 def merge_stage(

@@ -32,7 +32,8 @@ from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrErr
 from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.jobs import VERIFY_REPORT_KEY, JobRecord, JobState, JobStore
 from vsr_desktop.core.media.probe import probe
-from vsr_desktop.core.plan import plan_chunks
+from vsr_desktop.core.redact import redact_secrets
+from vsr_desktop.core.trim import plan_for
 from vsr_desktop.worker.job_report import summary, verify_output
 from vsr_desktop.worker.job_setup import (
     check_source_unchanged,
@@ -151,7 +152,7 @@ class AwsBackend:
                 message="upload paused; resume to continue it",
             )
             return
-        text = (
+        text = redact_secrets(  # stored and shown: no credentials from echoed AWS replies
             error.user_message()
             if isinstance(error, VsrError)
             else f"{type(error).__name__}: {error}"
@@ -167,7 +168,7 @@ class AwsBackend:
         """
         media = validate_spec(spec)
         user_model_files(spec.engine.model)  # a .param without its .bin fails here, not on Batch
-        plan = plan_chunks(media.video, spec.chunk_seconds)
+        plan = plan_for(spec, media)  # the split stage cuts the same chunks (and trim)
         if price_per_gpu_hour is None:  # the app's dialog hands it over with the spec
             price = spec.target.get("price_per_gpu_hour")
             price_per_gpu_hour = float(price) if isinstance(price, (int, float)) else None
@@ -199,7 +200,7 @@ class AwsBackend:
                 state=JobState.RUNNING,
                 phase="preparing",
                 pid=os.getpid(),  # a crash: INTERRUPTED
-                frames_total=media.video.frame_count,
+                frames_total=plan.frame_count,
                 chunks_total=len(plan.chunks),
             )
         )
@@ -566,6 +567,9 @@ class AwsBackend:
         return max(billed, reported)
 
     def _failure(self, execution: dict[str, Any], chunks: dict[int, ChunkProgress]) -> str:
+        return redact_secrets(self._failure_text(execution, chunks))  # Batch/container text
+
+    def _failure_text(self, execution: dict[str, Any], chunks: dict[int, ChunkProgress]) -> str:
         failed = [(i, p) for i, p in sorted(chunks.items()) if p.state == "failed"]
         if failed:
             index, chunk = failed[0]

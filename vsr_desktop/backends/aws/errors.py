@@ -1,14 +1,24 @@
-"""The AWS layer's errors: every boto3/botocore failure becomes one of these, with a hint."""
+"""The AWS layer's errors: every boto3/botocore failure becomes one of these, with a hint.
+
+botocore's messages quote the service's reply, and a reply (from a proxy, a misbehaving or a
+fake endpoint) may echo the request: headers, presigned URLs, the credentials themselves.
+So a CloudError masks credentials in its message and hint when it is made, whoever makes
+it: the text is safe to print, store in the job record and log (core/redact.py).
+"""
 
 from __future__ import annotations
 
 from vsr_desktop.core.errors import VsrError
+from vsr_desktop.core.redact import redact_secrets
 
 
 class CloudError(VsrError):
     """Something went wrong talking to AWS (stack, upload, execution, download)."""
 
     exit_code = 8
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(redact_secrets(message), redact_secrets(hint))
 
 
 class CredentialsError(CloudError):
@@ -39,12 +49,13 @@ def cloud_error(action: str, exc: Exception) -> CloudError:
             "pick a profile or enter access keys in the cloud settings",
         )
     code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    text = redact_secrets(str(exc))
     if code in _CREDENTIAL_CODES:
         return CredentialsError(
-            f"AWS refused {action}: {exc}",
+            f"AWS refused {action}: {text}",
             "check the profile or keys in the cloud settings, or sign in again",
         )
     return CloudError(
-        f"AWS error while {action}: {exc}",
+        f"AWS error while {action}: {text}",
         "try again in a minute; if it persists, check the AWS console",
     )

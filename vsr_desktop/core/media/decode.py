@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vsr_desktop.core.errors import CancelledError, MediaError
+from vsr_desktop.core.hardware_codecs import hardware_decode_frames
 from vsr_desktop.core.media.alpha import decode_frames, rgba_format_for, split_rgba
 
 
@@ -185,7 +186,10 @@ def frames_from(
             stream.thread_type = "AUTO"
             if not from_top:
                 container.seek(target, stream=stream, backward=True, any_frame=False)
-            decoded = (f for f in decode_frames(container, stream, alpha) if f.pts is not None)
+            # --hwdecode: NVDEC where it opens (core.hardware_codecs), else the CPU's decoder.
+            hardware = None if alpha else hardware_decode_frames(container, stream)
+            source = hardware if hardware is not None else decode_frames(container, stream, alpha)
+            decoded = (f for f in source if f.pts is not None)
             first = next(decoded, None)
             if first is None:
                 if from_top:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vsr_desktop.core.errors import DiskFullError, InputError, MediaError
+from vsr_desktop.core.hardware_codecs import SessionLease, choose_encoder
 from vsr_desktop.core.media.color_tags import output_color, with_hdr_options
 from vsr_desktop.core.media.probe import ColorInfo
 
@@ -284,6 +285,9 @@ class EncodeSettings:
     #: Write no alpha for a source that has one (`--drop-alpha`); otherwise an output that
     #: cannot carry alpha is refused (core.media.alpha).
     drop_alpha: bool = False
+    #: auto (a hardware encoder of the codec when one opens, else software with a note),
+    #: software, nvenc, qsv, amf or videotoolbox (core.hardware_codecs).
+    encoder: str = "auto"
 
     def profile(self) -> CodecProfile:
         """The codec's profile; InputError when the codec or an option does not fit it.
@@ -298,6 +302,9 @@ class EncodeSettings:
                 f"unknown codec {self.codec!r}", f"choose one of {', '.join(CODECS)}"
             ) from None
         check_encoder_options(self, profile)
+        from vsr_desktop.core.hardware_codecs import check_encoder_choice
+
+        check_encoder_choice(self.encoder, self.codec)
         return profile
 
     def pix_fmt(self, source_bit_depth: int, source_pix_fmt: str = "", alpha: bool = False) -> str:
@@ -564,13 +571,30 @@ class ChunkEncoder:
         self.width, self.height = width, height
         profile = settings.profile()
         check_min_size(profile, width, height)
-        self._encoder_name = profile.encoder
-        self._options = with_hdr_options(settings.codec_options(), profile.encoder, color)
+        software_options = with_hdr_options(settings.codec_options(), profile.encoder, color)
+        # A hardware encoder where asked and able (core.hardware_codecs), holding a session.
+        choice = choose_encoder(
+            settings.encoder,
+            settings.codec,
+            software=profile.encoder,
+            software_options=software_options,
+            pix_fmt=self._pix_fmt,
+            width=width,
+            height=height,
+            crf=settings.crf if settings.crf is not None else profile.default_crf,
+            preset=settings.preset or profile.default_preset,
+            bitrate=settings.bitrate is not None,
+            extra_options=settings.extra_options,
+            hdr=bool(with_hdr_options({}, "libx265", color)),  # HDR10 side data to keep
+        )
+        self._encoder_name, self._options = choice.name, choice.options
+        self._pix_fmt = choice.pix_fmt
+        self._session = SessionLease(choice.family)
         self._container: Any = None
         try:
             self._container = av.open(str(path), "w", format=container_format)
             stream: Any = self._container.add_stream(
-                profile.encoder, rate=rate, options=self._options
+                self._encoder_name, rate=rate, options=self._options
             )
         except BaseException as exc:
             self.abort()
@@ -633,17 +657,20 @@ class ChunkEncoder:
 
     def close(self) -> None:
         """Flush the encoder and finish the file."""
-        self._mux(self._encode(None))
         try:
+            self._mux(self._encode(None))
             self._container.close()
         except OSError as exc:
             raise_for_os_error(exc, self.path)
+        finally:
+            self._session.release()
 
     def abort(self) -> None:
         """Close without flushing; the caller deletes the partial file."""
         with contextlib.suppress(Exception):
             if self._container is not None:
                 self._container.close()
+        self._session.release()
 
     def _encode(self, frame: Any) -> Any:
         import av

@@ -102,11 +102,23 @@ class _Route:
 
 
 def _side_packets(
-    src: Any, routes: dict[int, _Route], start: Fraction = Fraction(0), priming: bool = True
+    src: Any,
+    routes: dict[int, _Route],
+    start: Fraction = Fraction(0),
+    priming: bool = True,
+    keep: tuple[Fraction | None, Fraction | None] = (None, None),
 ) -> Iterator[tuple[Any, Any]]:
     """(packet, output stream) for every copied or converted stream, in one pass, moved back
-    by `start` seconds like the video (the output starts at the source's presentation start)."""
+    by `start` seconds like the video (the output starts at the source's presentation start).
+
+    `keep` is a trimmed job's part of the source timeline (core/trim.py kept_window): only
+    packets inside it go out, whole. One that starts before it and ends inside is kept only
+    with `priming` (the MP4/MOV edit list hides its first part; in Matroska it would move
+    the start), so the sound is never more than one audio frame longer than the picture."""
     if not routes:
+        return
+    if keep != (None, None):
+        yield from _side_packets_within(src, routes, start, priming, keep)
         return
     # Before an edit list's start (a clip cut with `-c copy`) packets are marked discard: a
     # player never plays them. With `priming` (MP4/MOV, whose edit list hides it again) the
@@ -132,6 +144,29 @@ def _side_packets(
         if route.converter is not None:
             for converted in route.converter.convert(None):
                 yield _moved_back(converted, start), route.stream
+
+
+def _side_packets_within(
+    src: Any,
+    routes: dict[int, _Route],
+    start: Fraction,
+    priming: bool,
+    keep: tuple[Fraction | None, Fraction | None],
+) -> Iterator[tuple[Any, Any]]:
+    """_side_packets for a trimmed job: the same packets, less those outside `keep`."""
+    begin, end = keep
+    for packet, target in _side_packets(src, routes, start, priming):
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is None or packet.time_base is None:
+            continue
+        at = (stamp * Fraction(packet.time_base)) + start  # back on the source's timeline
+        if end is not None and at >= end:
+            continue
+        if begin is not None and at < begin:
+            ends = at + (packet.duration or 0) * Fraction(packet.time_base)
+            if not (priming and ends > begin):
+                continue
+        yield packet, target
 
 
 def _moved_back(packet: Any, start: Fraction) -> Any:
@@ -269,13 +304,19 @@ def _add_side_streams(
     return routes, notes
 
 
-def _add_container_level(out: Any, src: Any, source: MediaInfo, container_format: str) -> list[str]:
+def _add_container_level(
+    out: Any,
+    src: Any,
+    source: MediaInfo,
+    container_format: str,
+    keep: tuple[Fraction | None, Fraction | None] = (None, None),
+) -> list[str]:
     """Global tags, chapters and attachments (fonts); returns notes for what cannot be kept."""
     import av
 
     notes: list[str] = []
     out.metadata.update(copyable_metadata(src.metadata))
-    chapters = chapters_of(src, source.start_seconds)
+    chapters = chapters_of(src, source.start_seconds, keep[1], trim=keep != (None, None))
     if chapters:
         out.set_chapters(chapters)
     attachments = list(src.streams.attachments)
@@ -311,6 +352,7 @@ def merge_chunks(
     cancel: threading.Event | None = None,
     audio_codec: str = "auto",
     encode: EncodeSettings | None = None,
+    keep: tuple[Fraction | None, Fraction | None] = (None, None),
 ) -> list[str]:
     """Write `output` from the chunk files plus the source's other streams and tags.
 
@@ -340,10 +382,14 @@ def merge_chunks(
             vout = _add_video(out, chunks[0], source, src, warnings, encode)
             routes, notes = _add_side_streams(out, src, source, container_format, audio_codec)
             warnings += notes
-            warnings += _add_container_level(out, src, source, container_format)
+            warnings += _add_container_level(out, src, source, container_format, keep)
             video_iter = ((_packet_seconds(p), 0, p, vout) for p in _video_packets(chunks))
             sides = _side_packets(
-                src, routes, source.start_seconds, priming=container_format in ("mp4", "mov")
+                src,
+                routes,
+                source.start_seconds,
+                priming=container_format in ("mp4", "mov"),
+                keep=keep,  # a trimmed job's part of the source (core/trim.py)
             )
             side_iter = ((_packet_seconds(p), 1, p, t) for p, t in sides)
             merged = heapq.merge(video_iter, side_iter, key=lambda t: (t[0], t[1]))

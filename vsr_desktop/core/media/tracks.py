@@ -202,13 +202,26 @@ def _close(container: Any) -> None:
         container.close()
 
 
-def chapters_of(container: Any, start: Fraction = Fraction(0)) -> list[dict[str, Any]]:
+def chapters_of(
+    container: Any, start: Fraction = Fraction(0), end: Fraction | None = None, trim: bool = False
+) -> list[dict[str, Any]]:
     """The source's chapters, in the form OutputContainer.set_chapters takes, moved back by
-    `start` seconds (the output's 0 is the source's presentation start)."""
+    `start` seconds (the output's 0 is the source's presentation start). With `trim` only
+    the part from `start` to `end` (source seconds, None: the end) is kept: chapters outside
+    it are left out, those across its edges clipped to it."""
 
     def moved(chapter: dict[str, Any], key: str) -> int:
-        shift = round(start / Fraction(chapter["time_base"])) if start else 0
-        return max(0, int(chapter[key]) - shift)
+        base = Fraction(chapter["time_base"])
+        value = int(chapter[key])
+        if trim and end is not None:
+            value = min(value, round(end / base))
+        shift = round(start / base) if start else 0
+        return max(0, value - shift)
+
+    def inside(chapter: dict[str, Any]) -> bool:
+        base = Fraction(chapter["time_base"])
+        begins, ends = int(chapter["start"]) * base, int(chapter["end"]) * base
+        return ends > start and (end is None or begins < end)
 
     return [
         {
@@ -219,6 +232,7 @@ def chapters_of(container: Any, start: Fraction = Fraction(0)) -> list[dict[str,
             "metadata": dict(chapter["metadata"]),
         }
         for chapter in container.chapters()
+        if not trim or inside(chapter)
     ]
 
 

@@ -12,17 +12,19 @@ import fnmatch
 import itertools
 import json
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from vsr_desktop.core.media.stream_facts import (
     Alignment,
+    Chapter,
     FileFacts,
     PacketTally,
     StreamFacts,
     Timeline,
+    Window,
     align_copies,
     read_facts,
     scan_packets,
@@ -75,6 +77,48 @@ class VerifyReport:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
+
+
+@dataclass(frozen=True)
+class SourceRange:
+    """The part of the source a trimmed job kept (core/trim.py), in seconds of the source's
+    own timestamps (None: from the top / to the end), and the timecode of its first frame.
+
+    The source is then compared as if it were only that part: its frames, packets and
+    chapters inside it, its duration the range's, its timecode moved. Nothing else relaxes:
+    streams, languages, titles, tags, colour, A/V offset and packet bytes are checked as
+    for any job."""
+
+    start: Fraction | None
+    end: Fraction | None
+    timecode: str | None = None
+
+
+def _within(facts: FileFacts, kept: SourceRange, output: FileFacts) -> FileFacts:
+    """`facts` of the source cut down to `kept` (see SourceRange)."""
+    overlap = output.format.split(",")[0] in ("mov", "mp4")  # core/media/mux.py keeps
+    origin = Fraction(facts.start_time or 0)  # an audio frame across the start there
+    start = kept.start if kept.start is not None else origin
+    duration = None
+    if facts.duration is not None:
+        end = kept.end if kept.end is not None else origin + Fraction(facts.duration)
+        duration = float(end - start)
+    chapters = tuple(
+        Chapter(
+            max(c.start, float(start)),
+            c.end if kept.end is None else min(c.end, float(kept.end)),
+            c.title,
+        )
+        for c in facts.chapters
+        if c.end > start and (kept.end is None or c.start < kept.end)
+    )
+    return replace(
+        facts,
+        window=Window(kept.start, kept.end, overlap),
+        duration=duration,
+        timecode=kept.timecode,
+        chapters=chapters,
+    )
 
 
 def _seconds(value: float | None) -> str:
@@ -153,12 +197,17 @@ def _first_seconds(facts: FileFacts, line: Timeline) -> float | None:
 
 
 def verify_files(
-    source: Path | str, output: Path | str, *, expected: Collection[str] = ()
+    source: Path | str,
+    output: Path | str,
+    *,
+    expected: Collection[str] = (),
+    source_range: SourceRange | None = None,
 ) -> VerifyReport:
     """Compare an upscale with its source and list what differs besides the picture.
 
     `expected` holds `what` patterns (fnmatch, e.g. "audio#*.codec") of changes the caller
     announced, such as an audio conversion the container required; they are listed apart.
+    `source_range` compares a trimmed job's output with only that part of the source.
     Raises InputError for a missing path and MediaError for a file that cannot be read.
     """
     from vsr_desktop.core.media.image_sequence import is_image_output, verify_image_sequence
@@ -167,6 +216,8 @@ def verify_files(
         return verify_image_sequence(Path(source), Path(output), expected=tuple(expected))
     src = read_facts(Path(source))
     out = read_facts(Path(output))
+    if source_range is not None:
+        src = _within(src, source_range, out)
     pairs = _pairs(src, out)
     copied = [
         (s.index, o.index)
@@ -200,6 +251,8 @@ def _video_shift(src: FileFacts, out: FileFacts) -> float:
     if a is None or b is None:
         return 0.0
     first_a, first_b = float(a * src.video.time_base), float(b * out.video.time_base)
+    if src.window is not None and src.window.start is not None:  # a trimmed job
+        first_a = float(src.window.start)
     tick = float(max(src.video.time_base, out.video.time_base)) + 1e-6
     return first_b - first_a if abs(first_b) <= tick else 0.0
 

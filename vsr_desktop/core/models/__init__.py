@@ -7,6 +7,7 @@ from vsr_desktop.core.models.download import (
     cached_model_path,
     default_cache_dir,
     download_model,
+    verified_cached_path,
 )
 from vsr_desktop.core.models.loading import (
     DEFAULT_MODEL_NAME,
@@ -44,4 +45,5 @@ __all__ = [
     "model_names",
     "resolve_model",
     "save_state_dict_safetensors",
+    "verified_cached_path",
 ]

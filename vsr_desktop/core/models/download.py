@@ -23,6 +23,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from vsr_desktop.core.errors import CancelledError, DiskFullError, ModelError
+from vsr_desktop.core.models.cache_integrity import check_cached_file, remember_verified
 from vsr_desktop.core.models.registry import ModelSpec
 
 ProgressFn = Callable[[int, int], None]
@@ -48,7 +49,10 @@ def _cache_dir(cache_dir: Path | None) -> Path:
 
 
 def cached_model_path(spec: ModelSpec, cache_dir: Path | None = None) -> Path | None:
-    """The cached file if present with the expected size, else None (cheap: no hashing)."""
+    """The cached file if present with the expected size, else None (cheap: no hashing).
+
+    For listing what is downloaded; before *using* a file, :func:`verified_cached_path`.
+    """
     path = _cache_dir(cache_dir) / spec.filename
     try:
         size = path.stat().st_size
@@ -57,6 +61,17 @@ def cached_model_path(spec: ModelSpec, cache_dir: Path | None = None) -> Path | 
     if spec.size_bytes and size != spec.size_bytes:
         return None
     return path
+
+
+def verified_cached_path(spec: ModelSpec, cache_dir: Path | None = None) -> Path | None:
+    """The cached file, once its sha256 is the pinned (or first-use) one; None when it is not
+    downloaded. Hashed again only when its size or mtime changed since the last good check
+    (``cache_integrity``). Raises ModelError, naming how to download it again, on a mismatch.
+    """
+    path = cached_model_path(spec, cache_dir)
+    if path is None:
+        return None
+    return check_cached_file(path, _expected_sha256(spec, path), _sha256_of, spec.name)
 
 
 class _LocalIOError(Exception):
@@ -179,12 +194,12 @@ def download_model(
 
 
 def _verified_cached(spec: ModelSpec, directory: Path) -> Path | None:
-    """The cached file when its size and (pinned or first-use) sha256 are right."""
-    existing = cached_model_path(spec, directory)
-    if existing is None:
+    """The cached file when its size and (pinned or first-use) sha256 are right; None when
+    absent or wrong, so that the download replaces it."""
+    try:
+        return verified_cached_path(spec, directory)
+    except ModelError:
         return None
-    expected_sha = _expected_sha256(spec, directory / spec.filename)
-    return existing if expected_sha in (None, _sha256_of(existing)) else None
 
 
 @contextlib.contextmanager
@@ -221,6 +236,7 @@ def _verify_and_install(spec: ModelSpec, part: Path, final: Path, expected_sha: 
             f"expected {expected_sha}",
         )
     os.replace(part, final)
+    remember_verified(final, actual)
     if expected_sha is None:
         # Trust on first use: later downloads of this spec must match this digest.
         _tofu_path(final).write_text(f"{actual}  {final.name}\n", encoding="ascii")

@@ -10,6 +10,7 @@ torch and spandrel are imported inside functions: the GUI imports this package a
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -17,11 +18,15 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vsr_desktop.core.errors import ModelError
-from vsr_desktop.core.models.download import cached_model_path, download_model
+from vsr_desktop.core.models import bounds
+from vsr_desktop.core.models.download import download_model, verified_cached_path
+from vsr_desktop.core.models.file_limits import check_zip_archive, read_safetensors_header
 from vsr_desktop.core.models.registry import MODEL_REGISTRY, ModelSpec, get_spec
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "realesr-animevideov3"
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
@@ -66,6 +71,11 @@ def load_state_dict_file(path: Path | str) -> dict[str, torch.Tensor]:
     suffix = source.suffix.lower()
     if not source.is_file():
         raise ModelError(f"Model file not found: {source}", "check the path")
+    if source.stat().st_size > bounds.MAX_MODEL_BYTES:
+        raise ModelError(
+            f"{source.name} is larger than any model we load ({bounds.MAX_MODEL_BYTES} bytes)",
+            "the file is damaged or was crafted; use an official model file",
+        )
     if suffix == ".safetensors":
         raw = _load_safetensors(source)
     elif suffix in PICKLE_SUFFIXES:
@@ -85,6 +95,7 @@ def load_state_dict_file(path: Path | str) -> dict[str, torch.Tensor]:
 def _load_safetensors(path: Path) -> Mapping[str, Any]:
     from safetensors.torch import load_file
 
+    read_safetensors_header(path)
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own SafetensorError, OSError...
@@ -97,6 +108,7 @@ def _load_safetensors(path: Path) -> Mapping[str, Any]:
 def _load_pickle_weights_only(path: Path) -> Mapping[str, Any]:
     import torch
 
+    check_zip_archive(path)
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -127,6 +139,7 @@ def _tensors_only(raw: Mapping[str, Any], source: Path) -> dict[str, torch.Tenso
     tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise ModelError(f"{source.name} contains no weights", "give a model weights file")
+    bounds.check_shapes({k: tuple(v.shape) for k, v in tensors.items()}, source.name)
     return tensors
 
 
@@ -158,13 +171,16 @@ def model_from_state_dict(
             f"{name} works on {descriptor.input_channels}-channel images, not RGB",
             "choose an RGB model",
         )
+    # The scale comes from tensor shapes (a last layer of 3·40² channels reads as ×40):
+    # bounded like the command line's, before the engine sizes anything by it.
+    scale = bounds.check_scale(descriptor.scale, name)
     module = descriptor.model.eval()
     module.requires_grad_(False)
     arch_id = str(descriptor.architecture.id)
     return LoadedModel(
         name=name,
         module=module,
-        scale=int(descriptor.scale),
+        scale=scale,
         arch=_ARCH_NAMES.get(arch_id, arch_id),
         supports_half=bool(descriptor.supports_half),
         supports_bfloat16=bool(descriptor.supports_bfloat16),
@@ -193,14 +209,16 @@ def _ncnn_graph_scale(source: Path) -> float | None:
         return ncnn_graph_scale(source)
     if suffix != ".safetensors":
         return None
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(source), framework="pt") as handle:
-            value = (handle.metadata() or {}).get("vsr.ncnn_graph_scale")
-        return float(value) if value else None
-    except Exception:  # unreadable metadata never blocks a model that loaded
+    metadata = read_safetensors_header(source)["metadata"]
+    where = f"{source.name} metadata"
+    if metadata.get("vsr.scale"):
+        bounds.parse_int(metadata["vsr.scale"], where, "vsr.scale", 1, bounds.MAX_SCALE)
+    value = metadata.get("vsr.ncnn_graph_scale")
+    if not value:
         return None
+    return bounds.parse_float(
+        value, where, "vsr.ncnn_graph_scale", bounds.MIN_OUTPUT_SCALE, bounds.MAX_OUTPUT_SCALE
+    )
 
 
 def blend_state_dicts(
@@ -238,7 +256,12 @@ def _ensure_file(
     allow_download: bool,
     progress: Callable[[int, int], None] | None,
 ) -> Path:
-    path = cached_model_path(spec, cache_dir)
+    try:
+        path = verified_cached_path(spec, cache_dir)
+    except ModelError:
+        if not allow_download:
+            raise
+        path = None  # the download replaces the file that failed its check
     if path is not None:
         return path
     if allow_download:
@@ -306,7 +329,11 @@ def resolve_model(
     if spec.name == DEFAULT_MODEL_NAME and bundled.is_file():
         # The bundled copy holds fp16-rounded weights (from ncnn); an official file that the
         # user downloaded on purpose is exact, so it wins when present.
-        official = cached_model_path(spec, cache_dir)
+        try:
+            official = verified_cached_path(spec, cache_dir)
+        except ModelError as exc:  # changed on disk: never used, the bundled copy is
+            log.warning("%s; using the bundled %s", exc.user_message(), spec.name)
+            official = None
         chosen = official if official is not None else bundled
         return _check_matches(load_model_file(chosen, spec.name), spec)
     path = _ensure_file(spec, cache_dir, allow_download, progress)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vsr_desktop.core.errors import ModelError
+from vsr_desktop.core.models import bounds
 
 if TYPE_CHECKING:
     import torch
@@ -52,21 +53,25 @@ class NcnnLayer:
     tops: list[str]
     params: dict[int, str] = field(default_factory=dict)
 
-    def int_param(self, key: int, default: int = 0) -> int:
+    def int_param(
+        self, key: int, default: int = 0, low: int = 0, high: int = bounds.MAX_CHANNELS
+    ) -> int:
+        """Parameter ``key`` as an integer within [low, high] (strictly parsed)."""
         raw = self.params.get(key)
         if raw is None:
             return default
-        try:
-            return int(float(raw))
-        except ValueError as exc:
-            raise ModelError(
-                f"ncnn layer {self.name}: parameter {key}={raw!r} is not a number",
-                "the .param file is damaged",
-            ) from exc
+        return bounds.parse_int(raw, f"ncnn layer {self.name[:40]}", f"parameter {key}", low, high)
 
-    def float_param(self, key: int, default: float = 0.0) -> float:
+    def float_param(
+        self, key: int, default: float = 0.0, low: float = 0.0, high: float = 8.0
+    ) -> float:
+        """Parameter ``key`` as a finite number within [low, high] (strictly parsed)."""
         raw = self.params.get(key)
-        return default if raw is None else float(raw)
+        if raw is None:
+            return default
+        return bounds.parse_float(
+            raw, f"ncnn layer {self.name[:40]}", f"parameter {key}", low, high
+        )
 
 
 @dataclass
@@ -96,10 +101,16 @@ def parse_param(text: str) -> list[NcnnLayer]:
             "Not an ncnn text .param file (magic 7767517 missing)",
             "give the .param file of an ncnn model (binary .param.bin is not supported)",
         )
-    try:
-        layer_count, _blob_count = (int(v) for v in lines[1].split())
-    except (IndexError, ValueError) as exc:
-        raise ModelError("Damaged ncnn .param file: bad counts line", "re-export it") from exc
+    counts = lines[1].split() if len(lines) > 1 else []
+    if len(counts) != 2:
+        raise ModelError("Damaged ncnn .param file: bad counts line", "re-export it")
+    layer_count = bounds.parse_int(counts[0], "ncnn .param", "layer count", 1, bounds.MAX_LAYERS)
+    bounds.parse_int(counts[1], "ncnn .param", "blob count", 1, bounds.MAX_LAYERS * 4)
+    if len(lines) - 2 > bounds.MAX_LAYERS:
+        raise ModelError(
+            f"ncnn .param file has {len(lines) - 2} layers, more than {bounds.MAX_LAYERS}",
+            "the file is damaged or was crafted; use an official model file",
+        )
     layers = [_parse_layer(line) for line in lines[2:]]
     if len(layers) != layer_count:
         raise ModelError(
@@ -111,6 +122,10 @@ def parse_param(text: str) -> list[NcnnLayer]:
 
 def _parse_layer(line: str) -> NcnnLayer:
     fields = line.split()
+    if len(fields) >= 4:  # strict, bounded counts before they slice anything
+        where = f"ncnn layer {fields[1][:40]}"
+        bounds.parse_int(fields[2], where, "input count", 0, bounds.MAX_LAYER_BLOBS)
+        bounds.parse_int(fields[3], where, "output count", 0, bounds.MAX_LAYER_BLOBS)
     try:
         kind, name = fields[0], fields[1]
         n_in, n_out = int(fields[2]), int(fields[3])
@@ -122,7 +137,10 @@ def _parse_layer(line: str) -> NcnnLayer:
         params: dict[int, str] = {}
         for item in rest:
             key, value = item.split("=", 1)
-            params[int(key)] = value
+            number = bounds.parse_int(key, f"ncnn layer {name[:40]}", "key", -23400, 99)
+            if number in params:
+                raise ValueError(f"parameter {number} given twice")
+            params[number] = value
     except (IndexError, ValueError) as exc:
         raise ModelError(
             f"Damaged ncnn .param line: {line[:80]!r}", "the file is not a valid ncnn graph"
@@ -178,7 +196,7 @@ def _read_weights(layers: list[NcnnLayer], reader: _BinReader) -> list[_Weighted
         if layer.type == "Convolution":
             weighted.append(_read_conv(layer, reader))
         elif layer.type == "PReLU":
-            slopes = reader.raw_fp32(layer.int_param(0, 1), f"PReLU {layer.name}")
+            slopes = reader.raw_fp32(layer.int_param(0, 1, 1), f"PReLU {layer.name}")
             weighted.append(_Weighted(layer, slopes))
         elif layer.type not in _WEIGHTLESS:
             raise ModelError(
@@ -195,7 +213,7 @@ def _read_weights(layers: list[NcnnLayer], reader: _BinReader) -> list[_Weighted
 
 
 def _read_conv(layer: NcnnLayer, reader: _BinReader) -> _Weighted:
-    out_ch = layer.int_param(0)
+    out_ch = layer.int_param(0, 0, 1)
     kw = layer.int_param(1)
     kh = layer.int_param(11, kw)
     geometry = (
@@ -208,12 +226,12 @@ def _read_conv(layer: NcnnLayer, reader: _BinReader) -> _Weighted:
         layer.int_param(4, 0),
         layer.int_param(14, layer.int_param(4, 0)),
     )
-    if geometry != (3, 3, 1, 1, 1, 1, 1, 1) or layer.int_param(8) != 0:
+    if geometry != (3, 3, 1, 1, 1, 1, 1, 1) or layer.int_param(8, 0, 0, 1 << 20) != 0:
         raise ModelError(
             f"ncnn convolution {layer.name} is not a plain 3x3/stride 1/pad 1 float conv",
             "only Real-ESRGAN SRVGGNetCompact and RRDBNet graphs can be imported",
         )
-    size = layer.int_param(6)
+    size = layer.int_param(6, 0, 1, bounds.MAX_CHANNELS * bounds.MAX_CHANNELS * 9)
     if out_ch <= 0 or size <= 0 or size % (out_ch * kh * kw):
         raise ModelError(
             f"ncnn convolution {layer.name}: weight size {size} does not fit {out_ch} outputs",
@@ -222,7 +240,7 @@ def _read_conv(layer: NcnnLayer, reader: _BinReader) -> _Weighted:
     in_ch = size // (out_ch * kh * kw)
     weight = reader.tagged(size, f"conv {layer.name} weight").reshape(out_ch, in_ch, kh, kw)
     bias = None
-    if layer.int_param(5):
+    if layer.int_param(5, 0, 0, 1):
         bias = reader.raw_fp32(out_ch, f"conv {layer.name} bias")
     return _Weighted(layer, weight, bias)
 
@@ -247,10 +265,12 @@ def _map_compact(
     expected = ["Convolution", "PReLU"] * ((len(kinds) - 1) // 2) + ["Convolution"]
     if kinds != expected or len(kinds) < 5:
         raise _bad_graph("expected alternating Convolution/PReLU layers ending in a Convolution")
+    if len(kinds) > 2 * bounds.MAX_CONVS:
+        raise _bad_graph(f"{len(kinds) // 2} convolutions, more than {bounds.MAX_CONVS}")
     shuffles = [layer for layer in layers if layer.type == "PixelShuffle"]
     if len(shuffles) != 1:
         raise _bad_graph("expected exactly one PixelShuffle")
-    scale = shuffles[0].int_param(0, 1)
+    scale = shuffles[0].int_param(0, 1, bounds.MIN_SCALE, bounds.MAX_SCALE)
     state: dict[str, np.ndarray] = {}
     prev_out: int | None = None
     for index, w in enumerate(weighted):
@@ -271,16 +291,27 @@ def _map_compact(
     if prev_out != in_nc * scale * scale:
         raise _bad_graph(f"last conv gives {prev_out} channels, not {in_nc}x{scale}²")
     # The x2/x3 animevideov3 graphs are the x4 network followed by a bicubic downscale.
-    graph_scale = float(scale)
-    if layers[-1].type == "Interp":
-        graph_scale *= layers[-1].float_param(1, 1.0)
+    graph_scale = _graph_scale(scale, layers[-1])
     return state, NcnnGraphInfo("SRVGGNetCompact", scale, graph_scale, "")
+
+
+def _graph_scale(net_scale: int, last: NcnnLayer) -> float:
+    """The graph's output scale: the network's, times a final resize's factor; within the
+    command line's 0.25–8, like an explicit --scale."""
+    if last.type != "Interp":
+        return float(net_scale)
+    factor = last.float_param(1, 1.0, 1.0 / bounds.MAX_SCALE, bounds.MAX_SCALE)
+    last.float_param(2, 1.0, 1.0 / bounds.MAX_SCALE, bounds.MAX_SCALE)  # width: same bounds
+    value = net_scale * factor
+    if not bounds.MIN_OUTPUT_SCALE <= value <= bounds.MAX_OUTPUT_SCALE:
+        raise _bad_graph(f"its output scale {value:g} is outside 0.25–8")
+    return value
 
 
 def _map_rrdb(weighted: list[_Weighted]) -> tuple[dict[str, np.ndarray], NcnnGraphInfo]:
     """RRDBNet: conv_first, blocks of 3 RDBs x 5 convs, conv_body, up1, up2, hr, last."""
     n_blocks, rest = divmod(len(weighted) - 6, 15)
-    if rest or n_blocks < 1:
+    if rest or not 1 <= n_blocks <= bounds.MAX_BLOCKS:
         raise _bad_graph(f"{len(weighted)} convolutions do not make an RRDBNet")
     names = ["conv_first"]
     names += [
@@ -312,9 +343,25 @@ def _map_rrdb(weighted: list[_Weighted]) -> tuple[dict[str, np.ndarray], NcnnGra
     return state, NcnnGraphInfo("RRDBNet", net_scale, float(net_scale), "")
 
 
+def _read_param_text(param_path: Path) -> str:
+    """The .param text, refused unread when larger than any real graph."""
+    if param_path.stat().st_size > bounds.MAX_PARAM_BYTES:
+        raise ModelError(
+            f"{param_path.name} is larger than any ncnn graph ({bounds.MAX_PARAM_BYTES} bytes)",
+            "the file is damaged or not an ncnn .param",
+        )
+    return param_path.read_text(encoding="utf-8")
+
+
 def _import(param_path: Path, bin_path: Path) -> tuple[dict[str, np.ndarray], NcnnGraphInfo]:
     try:
-        text = param_path.read_text(encoding="utf-8")
+        text = _read_param_text(param_path)
+        if bin_path.stat().st_size > bounds.MAX_MODEL_BYTES:
+            raise ModelError(
+                f"{bin_path.name} is larger than any model we load ({bounds.MAX_MODEL_BYTES} "
+                "bytes)",
+                "the file is damaged or was crafted; use an official model file",
+            )
         data = bin_path.read_bytes()
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(
@@ -345,13 +392,14 @@ def ncnn_graph_scale(param_path: Path | str) -> float | None:
     graphs are the x4 network and a bicubic ×0.5 / ×0.75), else None. Reads the .param only.
     """
     try:
-        layers = parse_param(Path(param_path).read_text(encoding="utf-8"))
+        layers = parse_param(_read_param_text(Path(param_path)))
     except (OSError, UnicodeDecodeError):
         return None
     shuffles = [layer for layer in layers if layer.type == "PixelShuffle"]
     if not layers or layers[-1].type != "Interp" or not shuffles:
         return None
-    return shuffles[-1].int_param(0, 1) * layers[-1].float_param(1, 1.0)
+    scale = shuffles[-1].int_param(0, 1, bounds.MIN_SCALE, bounds.MAX_SCALE)
+    return _graph_scale(scale, layers[-1])
 
 
 def import_ncnn(

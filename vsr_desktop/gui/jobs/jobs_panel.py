@@ -205,6 +205,8 @@ class JobsPanel(QDockWidget):
         self.view.setAlternatingRowColors(True)
         self.view.setShowGrid(False)
         self.view.setWordWrap(False)
+        # Tab and Shift+Tab leave the table (arrows move between rows): no keyboard trap.
+        self.view.setTabKeyNavigation(False)
         self.view.verticalHeader().hide()
         header = self.view.horizontalHeader()
         header.setStretchLastSection(True)

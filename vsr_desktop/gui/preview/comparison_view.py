@@ -8,12 +8,11 @@ At 100 % and above, results are drawn without smoothing so the user sees real pi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFocusEvent,
@@ -24,7 +23,6 @@ from PySide6.QtGui import (
     QPaintEvent,
     QResizeEvent,
     QShowEvent,
-    QTransform,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QWidget
@@ -32,7 +30,9 @@ from PySide6.QtWidgets import QWidget
 from vsr_desktop.core.preview import Region
 from vsr_desktop.gui.preview import overlays
 from vsr_desktop.gui.preview.display import DisplayTransform, region_behind
+from vsr_desktop.gui.preview.layers import draw_layer
 from vsr_desktop.gui.preview.renderer import PreviewResult
+from vsr_desktop.gui.preview.sides import BICUBIC, SOURCE, Side
 from vsr_desktop.gui.preview.view_state import ViewState
 
 MODES = ("split", "side-by-side", "toggle")
@@ -41,6 +41,8 @@ DIVIDER_GRAB = 7
 REGION_PAD = 8
 REGION_GRID = 16
 BACKGROUND = QColor(24, 24, 28)
+MODEL = "model"
+NOT_YET = -2  # _draw_side: a model side with nothing upscaled on screen
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -56,6 +58,7 @@ class ComparisonView(QWidget):
 
     visibleRegionChanged = Signal(object)  # Region of the source frame
     modeChanged = Signal(str)
+    framePainted = Signal(object)  # frame index now on screen (after the paint, not before)
 
     def __init__(self, parent: QWidget | None = None, view_state: ViewState | None = None) -> None:
         super().__init__(parent)
@@ -72,9 +75,13 @@ class ComparisonView(QWidget):
         self._output_size: tuple[int, int] | None = None
         self._display = DisplayTransform()
         self._frame_index = -1
-        self._result: PreviewResult | None = None
-        self._before: QImage | None = None
-        self._after: QImage | None = None
+        self._painted_frame = -1
+        self._result: PreviewResult | None = None  # the newest from the main renderer
+        #: Rendered pictures by settings key: (result, bicubic "before", model "after").
+        self._images: dict[str, tuple[PreviewResult, QImage, QImage]] = {}
+        self._sides = (Side(BICUBIC, label="Bicubic"), Side(MODEL, label="After"))
+        #: What the last paint showed: (label, "source"/"bicubic"/settings key, frame).
+        self.painted: list[tuple[str, str, int]] = []
         self._placeholder: tuple[Region, QImage] | None = None  # bicubic, until "after" comes
         self._message: str | None = "Open a video to compare before and after"
         self._error: str | None = None
@@ -127,6 +134,11 @@ class ComparisonView(QWidget):
     def frame_index(self) -> int:
         return self._frame_index
 
+    @property
+    def painted_frame(self) -> int:
+        """The source frame the last paint put on screen (-1 before any)."""
+        return self._painted_frame
+
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown comparison mode {mode!r}; use one of {MODES}")
@@ -175,8 +187,8 @@ class ComparisonView(QWidget):
         changed = source != self._source_size or output != self._output_size
         if output != self._output_size:
             self._placeholder = None
-            if self._result is not None and self._result.output_size != output:
-                self.clear_result()
+            for key in [k for k, e in self._images.items() if e[0].output_size != output]:
+                self._drop(key)
         self._source_size, self._output_size = source, output
         self._state.set_image_size(*self._display.display_size(output))
         if changed:
@@ -200,13 +212,15 @@ class ComparisonView(QWidget):
     def display(self) -> DisplayTransform:
         return self._display
 
-    def set_frame(self, frame_index: int, rgb: np.ndarray) -> None:
-        """Show a newly decoded source frame; an upscaled result of another frame is dropped."""
+    def set_frame(self, frame_index: int, rgb: np.ndarray, keep_stale: bool = False) -> None:
+        """Show a newly decoded source frame. Upscales of other frames are dropped, or with
+        `keep_stale` (playing faster than the engine) kept and marked stale."""
         if frame_index == self._frame_index and self._source is not None:
             return  # the same frame again (a new region of it is being rendered)
         self._placeholder = None
-        if self._result is not None and self._result.frame_index != frame_index:
-            self.clear_result()
+        if not keep_stale:
+            for key in [k for k, e in self._images.items() if e[0].frame_index != frame_index]:
+                self._drop(key)
         self._frame_index = frame_index
         self._source = rgb_to_qimage(rgb)
         if self._source_size is None:
@@ -221,12 +235,15 @@ class ComparisonView(QWidget):
             self._placeholder = (region, rgb_to_qimage(before_rgb))
             self.update()
 
-    def set_result(self, result: PreviewResult) -> None:
+    def set_result(self, result: PreviewResult, primary: bool = True) -> None:
+        """Show a render; `primary` for the main renderer's (the second model of an A/B
+        comparison is not primary). Each side draws only results of its own key."""
         if self._placeholder is not None and self._placeholder[0] == result.region:
             self._placeholder = None
-        self._result = result
-        self._before = rgb_to_qimage(result.before_rgb)
-        self._after = rgb_to_qimage(result.after_rgb)
+        if primary:
+            self._result = result
+        before, after = rgb_to_qimage(result.before_rgb), rgb_to_qimage(result.after_rgb)
+        self._images[result.settings_key] = (result, before, after)
         self._error = None
         height, width = result.source_rgb.shape[:2]
         if result.frame_index != self._frame_index or self._source is None:
@@ -237,9 +254,37 @@ class ComparisonView(QWidget):
         self.update()
 
     def clear_result(self) -> None:
-        self._result = self._before = self._after = None
+        self._result = None
+        self._images.clear()
         self._placeholder = None
         self.update()
+
+    def _drop(self, key: str) -> None:
+        self._images.pop(key, None)
+        if self._result is not None and self._result.settings_key == key:
+            self._result = None
+
+    def set_sides(self, left: Side, right: Side) -> None:
+        """What each side shows. Pictures of keys no side shows any more are forgotten, so
+        the previous model's "after" cannot come back under a new label."""
+        self._sides = (left, right)
+        keys = {side.key for side in self._sides if side.kind == MODEL}
+        if any(side.kind == BICUBIC for side in self._sides) and self._result is not None:
+            keys.add(self._result.settings_key)
+        for key in [k for k in self._images if k not in keys]:
+            self._drop(key)
+        self.update()
+
+    @property
+    def sides(self) -> tuple[Side, Side]:
+        return self._sides
+
+    def side_labels(self) -> tuple[str, str]:
+        return self._sides[0].label, self._sides[1].label
+
+    def result_for(self, key: str) -> PreviewResult | None:
+        entry = self._images.get(key)
+        return entry[0] if entry is not None else None
 
     def clear(self, message: str | None = None) -> None:
         """Forget the source (a new file is being opened)."""
@@ -247,6 +292,7 @@ class ComparisonView(QWidget):
         self._source = None
         self._source_size = self._output_size = None
         self._frame_index = -1
+        self._painted_frame = -1
         self._last_region = None
         self._error = None
         self.show_message(message)
@@ -371,7 +417,7 @@ class ComparisonView(QWidget):
         """Double-click flips between fit and 100 % at the clicked point."""
         if self._state.fit_mode:
             pos = event.position()
-            self._state.set_zoom(1.0, pos - QPointF(self._pane_at(pos).topLeft()))
+            self._state.set_display_zoom(1.0, pos - QPointF(self._pane_at(pos).topLeft()))
         else:
             self._state.fit()
         event.accept()
@@ -382,8 +428,8 @@ class ComparisonView(QWidget):
             Qt.Key.Key_Plus: state.zoom_in, Qt.Key.Key_Equal: state.zoom_in,
             Qt.Key.Key_Minus: state.zoom_out, Qt.Key.Key_Underscore: state.zoom_out,
             Qt.Key.Key_0: state.fit,
-            Qt.Key.Key_1: lambda: state.set_zoom(1.0),
-            Qt.Key.Key_2: lambda: state.set_zoom(2.0),
+            Qt.Key.Key_1: lambda: state.set_display_zoom(1.0),
+            Qt.Key.Key_2: lambda: state.set_display_zoom(2.0),
         }  # fmt: skip
         if key == Qt.Key.Key_Space and self._mode == "toggle":
             if not event.isAutoRepeat():
@@ -403,6 +449,18 @@ class ComparisonView(QWidget):
             return
         super().keyReleaseEvent(event)
 
+    def event(self, event: QEvent) -> bool:
+        """In toggle mode Space is held to compare: it is a key here, not play/pause."""
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Space
+            and self._mode == "toggle"
+        ):
+            event.accept()
+            return True
+        return super().event(event)
+
     def focusOutEvent(self, event: QFocusEvent) -> None:
         self.hold_before(False)  # a Space release we never see must not stick
         super().focusOutEvent(event)
@@ -411,32 +469,39 @@ class ComparisonView(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.fillRect(self.rect(), BACKGROUND)
+        self.painted = []
         if self._source is None or self._message:
             overlays.draw_message(painter, self.rect(), self._message or "")
             painter.end()
             return
         panes = self.pane_rects()
+        left, right = self._sides
         if self._mode == "split":
             pane, split = panes[0], self.divider_x()
-            self._draw_side(painter, pane, QRect(0, 0, split, pane.height()), before=True)
-            self._draw_side(
-                painter, pane, QRect(split, 0, pane.width() - split, pane.height()), before=False
-            )
-            overlays.draw_divider(painter, split, self.height())
-            overlays.label(painter, "Before", pane)
-            overlays.label(painter, "After", pane, left=False)
+            stale_left = self._draw_side(painter, pane, QRect(0, 0, split, pane.height()), left)
             after_area = QRect(split, 0, pane.width() - split, pane.height())
+            stale_right = self._draw_side(painter, pane, after_area, right)
+            overlays.draw_divider(painter, split, self.height())
+            overlays.label(
+                painter, self._caption(left, stale_left), pane, stale=stale_left is not None
+            )
+            overlays.label(
+                painter,
+                self._caption(right, stale_right),
+                pane,
+                left=False,
+                stale=stale_right is not None,
+            )
         elif self._mode == "side-by-side":
-            self._draw_side(painter, panes[0], panes[0], before=True)
-            self._draw_side(painter, panes[1], panes[1], before=False)
-            overlays.label(painter, "Before", panes[0])
-            overlays.label(painter, "After", panes[1])
+            for side, area in zip(self._sides, panes, strict=True):
+                stale = self._draw_side(painter, area, area, side)
+                overlays.label(painter, self._caption(side, stale), area, stale=stale is not None)
             after_area = panes[1]
         else:
-            before = self._showing_before
-            self._draw_side(painter, panes[0], panes[0], before=before)
-            overlays.label(painter, "Before" if before else "After", panes[0])
-            overlays.footer(painter, panes[0], "Hold Space to see before")
+            side = left if self._showing_before else right
+            stale = self._draw_side(painter, panes[0], panes[0], side)
+            overlays.label(painter, self._caption(side, stale), panes[0], stale=stale is not None)
+            overlays.footer(painter, panes[0], f"Hold Space to see {left.label}")
             after_area = panes[0]
         if self.overview_enabled and self._source is not None and self._output_size:
             overlays.draw_overview(
@@ -447,86 +512,71 @@ class ComparisonView(QWidget):
         if self._error:
             overlays.footer(painter, self.rect(), self._error, error=True)
         painter.end()
+        if self._frame_index != self._painted_frame:
+            self._painted_frame = self._frame_index
+            self.framePainted.emit(self._frame_index)  # the counter follows what is seen
 
-    def _draw_side(self, painter: QPainter, pane: QRect, clip: QRect, *, before: bool) -> None:
+    @staticmethod
+    def _caption(side: Side, stale: int | None) -> str:
+        if stale is None:
+            return side.label
+        if stale == NOT_YET:
+            return f"{side.label} · not upscaled yet"
+        return f"{side.label} · stale (frame {stale + 1})"
+
+    def _draw_side(self, painter: QPainter, pane: QRect, clip: QRect, side: Side) -> int | None:
+        """Draw one side; returns the frame index of an upscale from an earlier frame (shown
+        marked stale while playback outruns the engine), NOT_YET for a model side with no
+        upscale at all (the source or the bicubic stand-in shows), else None."""
         if clip.isEmpty() or self._source is None or self._output_size is None:
-            return
+            return None
         painter.save()
         painter.setClipRect(clip)
         out_w, out_h = self._output_size
-        self._draw_layer(painter, pane, self._source, QRectF(0, 0, out_w, out_h), smooth=True)
-        layers = [self._placeholder] if self._placeholder is not None else []
-        image = self._before if before else self._after
-        if image is not None and self._result is not None:
-            layers.append((self._result.region, image))
+        real_pixels = side.kind == SOURCE and self._state.display_zoom >= 1.0
+        self._layer(painter, pane, self._source, QRectF(0, 0, out_w, out_h), not real_pixels)
+        shown, stale = (SOURCE, self._frame_index), None
+        layers = []
+        if side.kind != SOURCE and self._placeholder is not None:
+            layers.append(self._placeholder)
+        entry = self._images.get(side.key) if side.kind == MODEL else self._fresh_before()
+        if side.kind != SOURCE and entry is not None:
+            result, before, after = entry
+            if result.frame_index != self._frame_index:
+                stale = result.frame_index
+            if side.kind == MODEL or stale is None:
+                layers.append((result.region, after if side.kind == MODEL else before))
+                shown = (side.key if side.kind == MODEL else BICUBIC, result.frame_index)
+            else:
+                stale = None  # a bicubic picture of another frame is not worth showing
         if self._source_size is not None:
             sx, sy = out_w / self._source_size[0], out_h / self._source_size[1]
             for region, picture in layers:
                 where = QRectF(region.x * sx, region.y * sy, picture.width(), picture.height())
-                self._draw_layer(painter, pane, picture, where, smooth=self._state.zoom < 1.0)
+                self._layer(painter, pane, picture, where, self._state.display_zoom < 1.0)
         painter.restore()
+        self.painted.append((side.label, shown[0], shown[1]))
+        if side.kind == MODEL and side.key and shown[0] != side.key:
+            return NOT_YET
+        return stale
 
-    def _draw_layer(
-        self, painter: QPainter, pane: QRect, image: QImage, where: QRectF, *, smooth: bool
-    ) -> None:
-        """Draw the part of `image` (placed at `where`, image coords) visible in the pane."""
-        if not self._display.is_identity and self._output_size is not None:
-            self._draw_turned(painter, pane, image, where, smooth=smooth)
-            return
-        visible = self._state.visible_image_rect().intersected(where)
-        if visible.isEmpty() or where.isEmpty():
-            return
-        kx, ky = image.width() / where.width(), image.height() / where.height()
-        left = max(math.floor((visible.left() - where.left()) * kx), 0)
-        top = max(math.floor((visible.top() - where.top()) * ky), 0)
-        right = min(math.ceil((visible.right() - where.left()) * kx), image.width())
-        bottom = min(math.ceil((visible.bottom() - where.top()) * ky), image.height())
-        if right <= left or bottom <= top:
-            return
-        source = QRectF(left, top, right - left, bottom - top)
-        target_image = QRectF(
-            where.left() + left / kx,
-            where.top() + top / ky,
-            (right - left) / kx,
-            (bottom - top) / ky,
-        )
-        target = self._state.image_rect_to_viewport(target_image).translated(
-            QPointF(pane.topLeft())
-        )
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
-        painter.drawImage(target, image, source)
+    def _fresh_before(self) -> tuple[PreviewResult, QImage, QImage] | None:
+        """The bicubic picture of the frame on screen, from whichever model rendered it."""
+        entries = list(self._images.values())
+        fresh = [e for e in entries if e[0].frame_index == self._frame_index]
+        return fresh[0] if fresh else (entries[0] if entries else None)
 
-    def _draw_turned(
-        self, painter: QPainter, pane: QRect, image: QImage, where: QRectF, *, smooth: bool
+    def _layer(
+        self, painter: QPainter, pane: QRect, image: QImage, where: QRectF, smooth: bool
     ) -> None:
-        """_draw_layer through the display transform (stored pixels → what a player shows)."""
         assert self._output_size is not None
-        stored = self._display.to_stored(self._state.visible_image_rect(), self._output_size)
-        visible = stored.intersected(where)
-        if visible.isEmpty() or where.isEmpty():
-            return
-        kx, ky = image.width() / where.width(), image.height() / where.height()
-        left = max(math.floor((visible.left() - where.left()) * kx), 0)
-        top = max(math.floor((visible.top() - where.top()) * ky), 0)
-        right = min(math.ceil((visible.right() - where.left()) * kx), image.width())
-        bottom = min(math.ceil((visible.bottom() - where.top()) * ky), image.height())
-        if right <= left or bottom <= top:
-            return
-        origin = self._state.image_to_viewport(QPointF(0, 0)) + QPointF(pane.topLeft())
-        zoom = self._state.zoom
-        view = (
-            self._display.to_display(self._output_size)
-            * QTransform.fromScale(zoom, zoom)
-            * QTransform.fromTranslate(origin.x(), origin.y())
+        draw_layer(
+            painter,
+            self._state,
+            self._display,
+            self._output_size,
+            pane,
+            image,
+            where,
+            smooth=smooth,
         )
-        painter.save()
-        painter.setTransform(view)
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
-        target = QRectF(
-            where.left() + left / kx,
-            where.top() + top / ky,
-            (right - left) / kx,
-            (bottom - top) / ky,
-        )
-        painter.drawImage(target, image, QRectF(left, top, right - left, bottom - top))
-        painter.restore()

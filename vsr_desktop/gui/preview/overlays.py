@@ -44,10 +44,15 @@ def badge(
     painter.restore()
 
 
-def label(painter: QPainter, text: str, pane: QRect, *, left: bool = True) -> None:
-    """The "Before"/"After" caption in a pane's top corner."""
+STALE_FILL = QColor(170, 110, 0, 220)
+
+
+def label(
+    painter: QPainter, text: str, pane: QRect, *, left: bool = True, stale: bool = False
+) -> None:
+    """A side's caption (what it shows) in a pane's top corner; amber when it is stale."""
     anchor = QPointF(pane.left() + 10 if left else pane.right() - 10, pane.top() + 10)
-    badge(painter, text, anchor, "left" if left else "right")
+    badge(painter, text, anchor, "left" if left else "right", STALE_FILL if stale else None)
 
 
 def footer(painter: QPainter, area: QRect, text: str, error: bool = False) -> None:

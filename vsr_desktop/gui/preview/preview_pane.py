@@ -1,16 +1,27 @@
-"""The preview as the main window embeds it: comparison, mode and zoom controls, timeline.
+"""The preview as the main window embeds it: comparison, mode, side and zoom controls,
+timeline, playback and In/Out marks.
 
-It turns "which frame" (timeline) and "which part" (the view's visible region) into render
-requests, debounced so a drag or a held arrow key does not queue a render per event.
+It turns "which frame" (timeline or playback) and "which part" (the view's visible region)
+into render requests, debounced so a drag or a held arrow key does not queue a render per
+event. While playing, frames come from the sequential decoder (playback.py) and only the
+visible region is upscaled ahead of the playhead, into the renderer's cache; a frame whose
+upscale is not ready shows the source with the last upscale marked stale.
+
+Model A/B: each side shows the source, bicubic, the settings' model or any other model; a
+second model renders in a second renderer (its own thread and engine), same frame, same
+region.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QKeyEvent
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -21,7 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from vsr_desktop.core.upscaler import FrameUpscaler
-from vsr_desktop.gui.preview.comparison_view import ComparisonView
+from vsr_desktop.gui.preview import keys, sides
+from vsr_desktop.gui.preview.comparison_view import MODEL, ComparisonView
+from vsr_desktop.gui.preview.playback import PlaybackController, PlaybackFrame
 from vsr_desktop.gui.preview.renderer import (
     DecodedFrame,
     PreviewRenderer,
@@ -30,9 +43,13 @@ from vsr_desktop.gui.preview.renderer import (
     SourceFailed,
     SourceOpened,
 )
+from vsr_desktop.gui.preview.sides import Side, SideChooser
 from vsr_desktop.gui.preview.timeline import TimelineScrubber
 
+#: name → (settings key, engine factory) for a model shown on one side (A/B comparison).
+ModelProvider = Callable[[str], tuple[str, Callable[[], FrameUpscaler]]]
 RENDER_DEBOUNCE_MS = 80
+FIRST_GUESS_RENDER_S = 0.3
 MODE_BUTTONS = (
     ("split", "Split", "Wipe between before and after; drag the divider"),
     ("side-by-side", "Side by side", "Before and after next to each other"),
@@ -50,6 +67,8 @@ class PreviewPane(QWidget):
     renderFailed = Signal(str)  # user message of a failed render (model, decode…)
     sourceFailed = Signal(str)  # user message when set_source's file cannot be opened
     modeChanged = Signal(str)  # the comparison mode changed (buttons, set_mode), to persist it
+    marksChanged = Signal(object, object)  # In and Out frame indices (None: not set)
+    playingChanged = Signal(bool)
 
     def __init__(
         self, parent: QWidget | None = None, renderer: PreviewRenderer | None = None
@@ -58,11 +77,24 @@ class PreviewPane(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._renderer = renderer or PreviewRenderer(self)
         self._source: Path | None = None
-        self._info: object | None = None
+        self._info: Any = None  # a core MediaInfo once probed
         self._settings_key = ""
         self._has_factory = False
         self._scale_guess = 1.0
         self._requested: RenderRequest | None = None
+        self._marks: tuple[int | None, int | None] = (None, None)
+        self._choices = [sides.BICUBIC, sides.SETTINGS]  # left, right
+        self._provider: ModelProvider | None = None
+        self._factories: dict[str, Callable[[], FrameUpscaler]] = {}
+        self._second: PreviewRenderer | None = None  # the other model of an A/B pair
+        self._render_s: dict[str, float] = {}  # how long a region render takes, per key
+        self._ahead_since: dict[str, float] = {}
+        self._speed_noted: set[str] = set()
+        self.playback = PlaybackController(self)
+        self.left_chooser = SideChooser("Left", parent=self)
+        self.right_chooser = SideChooser("Right", parent=self)
+        self.left_chooser.chosen.connect(lambda choice: self.set_side(0, choice))
+        self.right_chooser.chosen.connect(lambda choice: self.set_side(1, choice))
 
         self.view = ComparisonView(self)
         self.timeline = TimelineScrubber(self)
@@ -90,7 +122,13 @@ class PreviewPane(QWidget):
         self._renderer.frameDecoded.connect(self._on_decoded)
         self._renderer.sourceOpened.connect(self._on_opened)
         self._renderer.sourceFailed.connect(self._on_source_failed)
+        self.view.framePainted.connect(self.timeline.show_painted)
+        self.playback.frameDue.connect(self._on_playback_frame)
+        self.playback.stateChanged.connect(self._on_playback_state)
+        self.playback.failed.connect(self._on_render_failed)
+        self._actions = keys.make_actions(self, self._run_binding)
         self._update_zoom_label()
+        self._update_sides()
 
     def _build_layout(self) -> None:
         bar = QHBoxLayout()
@@ -106,12 +144,19 @@ class PreviewPane(QWidget):
             self._mode_group.addButton(button)
             self._mode_buttons[mode] = button
             bar.addWidget(button)
+        bar.addSpacing(8)
+        bar.addWidget(self.left_chooser)
+        bar.addWidget(self.right_chooser)
         bar.addStretch(1)
         state = self.view.view_state
         zooms = (
             ("Fit", "Fit the picture (0)", state.fit),
-            ("100 %", "One output pixel per screen pixel (1)", lambda: state.set_zoom(1.0)),
-            ("200 %", "Two screen pixels per output pixel (2)", lambda: state.set_zoom(2.0)),
+            ("100 %", "One output pixel per screen pixel (1)", lambda: state.set_display_zoom(1.0)),
+            (
+                "200 %",
+                "Two screen pixels per output pixel (2)",
+                lambda: state.set_display_zoom(2.0),
+            ),
         )
         for text, tip, slot in zooms:
             button = QToolButton(self)
@@ -135,6 +180,8 @@ class PreviewPane(QWidget):
 
     def set_source(self, path: Path) -> None:
         """Open a video: probed in the render thread; errors come back as `sourceFailed`."""
+        self.playback.set_media(None)
+        self._set_marks(None, None)
         self._source = Path(path)
         self._info = None
         self._requested = None
@@ -149,11 +196,39 @@ class PreviewPane(QWidget):
     def set_engine_factory(self, settings_key: str, factory: Callable[[], FrameUpscaler]) -> None:
         """Model/settings for the "after" side; a new key re-renders the current view."""
         self._renderer.set_engine_factory(settings_key, factory)
+        self._factories[settings_key] = factory
         changed = settings_key != self._settings_key or not self._has_factory
         self._settings_key, self._has_factory = settings_key, True
         if changed:
-            self.view.clear_result()
+            self.view.clear_result()  # the old model's picture never stays under the new name
+            self._update_sides()
             self._render_now()
+
+    def set_model_provider(self, provider: ModelProvider | None) -> None:
+        """How a side gets any model by name (the window builds it from its settings)."""
+        self._provider = provider
+
+    def set_side(self, index: int, choice: str) -> None:
+        """Side 0 (left/before) or 1 (right/after): "source", "bicubic", "settings" (the
+        settings' model) or "model:<name>"."""
+        if choice.startswith(sides.MODEL_PREFIX) and self._provider is not None:
+            key, factory = self._provider(choice.removeprefix(sides.MODEL_PREFIX))
+            self._factories[key] = factory
+        self._choices[index] = choice
+        self._update_sides()
+        self._requested = None
+        self._render_now()
+
+    def side_labels(self) -> tuple[str, str]:
+        return self.view.side_labels()
+
+    def marks(self) -> tuple[int | None, int | None]:
+        """In and Out points as frame indices (None where not set), for a trimmed job."""
+        return self._marks
+
+    def playback_actions(self) -> list[QAction]:
+        """The Playback menu's actions (shortcuts active while focus is in the pane)."""
+        return list(self._actions)
 
     def set_mode(self, mode: str) -> None:
         """Comparison mode: "split", "side-by-side" or "toggle"."""
@@ -166,32 +241,80 @@ class PreviewPane(QWidget):
         return self.timeline.frame()
 
     def shutdown(self) -> None:
-        """Stop the render thread (call before the window goes away)."""
+        """Stop the render threads and the decoder (call before the window goes away)."""
         self._debounce.stop()
         self.view.set_busy(False)
+        self.playback.shutdown()
         self._renderer.shutdown()
+        if self._second is not None:
+            self._second.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
 
     # -- rendering -----------------------------------------------------------------------------
+    def _model_keys(self) -> list[str]:
+        """Settings keys to render: the right side's model first (the main renderer), then
+        the left's (the second renderer); the settings' model when no side shows one (its
+        result carries the bicubic picture and the output size)."""
+        found = [s.key for s in reversed(self.view.sides) if s.kind == MODEL and s.key]
+        found = list(dict.fromkeys(found))
+        return found or [self._settings_key]
+
+    def _lanes(self) -> list[tuple[PreviewRenderer, str, bool]]:
+        """(renderer, key, primary) for each model being compared."""
+        keys = self._model_keys()
+        lanes = [(self._renderer, keys[0], True)]
+        if len(keys) > 1:
+            lanes.append((self._second_renderer(), keys[1], False))
+        for renderer, key, _primary in lanes:
+            if key in self._factories:
+                renderer.set_engine_factory(key, self._factories[key])
+        return lanes
+
+    def _second_renderer(self) -> PreviewRenderer:
+        if self._second is None:
+            self._second = PreviewRenderer(self)
+            self._second.rendered.connect(self._on_second_rendered)
+            self._second.failed.connect(self._on_render_failed)
+        return self._second
+
+    def _update_sides(self) -> None:
+        made = [self._side_for(choice) for choice in self._choices]
+        self.view.set_sides(made[0], made[1])
+        for chooser, choice, side in zip(
+            (self.left_chooser, self.right_chooser), self._choices, made, strict=True
+        ):
+            chooser.show_choice(choice, side.label)
+
+    def _side_for(self, choice: str) -> Side:
+        if choice == sides.SOURCE:
+            return Side(sides.SOURCE, label="Source")
+        if choice == sides.BICUBIC:
+            return Side(sides.BICUBIC, label="Bicubic")
+        if choice.startswith(sides.MODEL_PREFIX) and self._provider is not None:
+            key, _factory = self._provider(choice.removeprefix(sides.MODEL_PREFIX))
+            return Side(MODEL, key, sides.label_for_key(key))
+        if not self._has_factory:
+            return Side(MODEL, "", "No model")
+        return Side(MODEL, self._settings_key, sides.label_for_key(self._settings_key))
+
     def _schedule_render(self, *_args: object) -> None:
-        if self._info is not None:
+        if self._info is not None and not self.playback.playing:
             self._debounce.start()
             if self._has_factory:
                 self.view.set_busy(True)  # part of the picture is not upscaled yet
 
     def _render_now(self) -> None:
         self._debounce.stop()
-        if self._source is None or self._info is None:
+        if self._source is None or self._info is None or self.playback.playing:
             return
-        request = RenderRequest(
-            self._source,
-            self.timeline.frame(),
-            self.view.visible_source_region(),
-            self._settings_key,
-        )
+        lanes = self._lanes()
+        frame, region = self.timeline.frame(), self.view.visible_source_region()
+        for renderer, key, _primary in lanes[1:]:
+            renderer.request(RenderRequest(self._source, frame, region, key))
+        request = RenderRequest(self._source, frame, region, lanes[0][1])
         if request == self._requested:
             # Already on its way, or shown; anything else may still come from the cache.
             self.view.set_busy(self._renderer.busy and self._has_factory)
@@ -209,6 +332,10 @@ class PreviewPane(QWidget):
             self.view.set_busy(True)
 
     def _on_rendered(self, result: PreviewResult) -> None:
+        self._note_speed(result)
+        if self.playback.playing:
+            self._on_ahead_rendered(result, primary=True)
+            return
         request = self._requested
         if request is None or not _result_matches(result, request):
             return
@@ -217,6 +344,23 @@ class PreviewPane(QWidget):
         self.view.set_result(result)
         self.view.set_busy(False)
         self.renderFinished.emit()
+
+    def _on_second_rendered(self, result: PreviewResult) -> None:
+        self._note_speed(result)
+        if self.playback.playing:
+            self._on_ahead_rendered(result, primary=False)
+        elif result.frame_index == self.timeline.frame() and result.settings_key in {
+            s.key for s in self.view.sides
+        }:
+            self.view.set_result(result, primary=False)
+
+    def _note_speed(self, result: PreviewResult) -> None:
+        """The first render of each model records its speed on this machine."""
+        model = sides.model_of_key(result.settings_key)
+        pixels = result.region.width * result.region.height
+        if model and result.upscale_ms > 0 and pixels and model not in self._speed_noted:
+            self._speed_noted.add(model)
+            sides.record_speed(model, result.upscale_ms / (pixels / 1e6))
 
     def _on_render_failed(self, message: str) -> None:
         self._requested = None
@@ -228,8 +372,8 @@ class PreviewPane(QWidget):
         self.renderFinished.emit()
 
     def _on_decoded(self, frame: DecodedFrame) -> None:
-        if frame.source != self._source:
-            return
+        if frame.source != self._source or self.playback.playing:
+            return  # while playing, the decoder shows frames; renders only fill the cache
         if frame.output_size is not None:
             height, width = frame.rgb.shape[:2]
             self._scale_guess = frame.output_size[0] / max(width, 1)
@@ -245,6 +389,7 @@ class PreviewPane(QWidget):
         if opened.source != self._source:
             return
         self._info = opened.info
+        self.playback.set_media(opened.info)
         video = opened.info.video
         self.view.set_display(video.rotation, video.sample_aspect_ratio)  # as a player shows it
         scale = self._scale_guess
@@ -252,7 +397,7 @@ class PreviewPane(QWidget):
             (video.width, video.height),
             (max(int(video.width * scale), 1), max(int(video.height * scale), 1)),
         )
-        self.timeline.set_video(video)
+        self.timeline.set_video(video, getattr(opened.info, "timecode", None))
         self._render_now()
 
     def _on_source_failed(self, failure: SourceFailed) -> None:
@@ -262,8 +407,131 @@ class PreviewPane(QWidget):
         self.sourceFailed.emit(failure.message)
 
     def _on_frame_changed(self, index: int) -> None:
+        if self.playback.playing:
+            self.playback.set_position(index)  # a click on the timeline while playing: seek
+            return
+        self.playback.set_position(index)
         self.frameChanged.emit(index)
         self._schedule_render()
+
+    # -- playback ------------------------------------------------------------------------------
+    def _on_playback_frame(self, frame: PlaybackFrame) -> None:
+        """Paint a decoded frame; show its upscale if rendered ahead, else the last one
+        marked stale; and keep the engine working ahead of the playhead."""
+        if self._source is None:
+            return
+        self.view.set_frame(frame.index, frame.rgb, keep_stale=True)
+        self.timeline.follow(frame.index)
+        region = self.view.visible_source_region()
+        for renderer, key, primary in self._lanes():
+            hit = renderer.cached(RenderRequest(self._source, frame.index, region, key))
+            if hit is not None:
+                self.view.set_result(hit, primary=primary)
+            elif not renderer.busy and key in self._factories:
+                self._render_ahead(renderer, key, frame.index, region)
+
+    def _render_ahead(
+        self, renderer: PreviewRenderer, key: str, index: int, region: object
+    ) -> None:
+        assert self._source is not None and self._info is not None
+        speed = self.playback.speed
+        seconds = self._render_s.get(key, FIRST_GUESS_RENDER_S)
+        lead = math.ceil(seconds * self.playback.fps() * abs(speed)) + 1
+        last = self._info.video.frame_count - 1
+        target = min(max(index + (lead if speed > 0 else -lead), 0), last)
+        request = RenderRequest(self._source, target, region, key)  # type: ignore[arg-type]
+        if renderer.cached(request) is None:
+            self._ahead_since[key] = time.perf_counter()
+            renderer.request(request)
+
+    def _on_ahead_rendered(self, result: PreviewResult, primary: bool) -> None:
+        since = self._ahead_since.pop(result.settings_key, None)
+        if since is not None:
+            self._render_s[result.settings_key] = time.perf_counter() - since
+        if result.frame_index == self.view.frame_index:
+            self.view.set_result(result, primary=primary)
+
+    def _on_playback_state(self) -> None:
+        playing = self.playback.playing
+        self.view.set_busy(False)
+        if not playing:
+            # Paused: the frame on screen gets its upscale (cached, or rendered now).
+            self._requested = None
+            self.timeline.follow(self.playback.position)
+            self.frameChanged.emit(self.playback.position)
+            self._render_now()
+        self.playingChanged.emit(playing)
+
+    def _run_binding(self, method: str) -> None:
+        getattr(self, method)()
+
+    def toggle_play(self) -> None:
+        self.playback.set_position(self._current_index())
+        self.playback.toggle()
+
+    def shuttle_forward(self) -> None:
+        if not self.playback.playing:
+            self.playback.set_position(self._current_index())
+        self.playback.shuttle(True)
+
+    def shuttle_back(self) -> None:
+        if not self.playback.playing:
+            self.playback.set_position(self._current_index())
+        self.playback.shuttle(False)
+
+    def pause(self) -> None:
+        self.playback.pause()
+
+    def _step_to(self, index: int) -> None:
+        """Stepping pauses; past either end it stops there. Steps count from the frame
+        asked for, so quick presses add up even while the picture catches up."""
+        self.playback.pause()
+        self.timeline.set_frame(index)
+
+    def step_back(self) -> None:
+        self._step_to(self.timeline.frame() - 1)
+
+    def step_forward(self) -> None:
+        self._step_to(self.timeline.frame() + 1)
+
+    def second_back(self) -> None:
+        self._step_to(self.timeline.frame() - self.timeline.frames_per_second())
+
+    def second_forward(self) -> None:
+        self._step_to(self.timeline.frame() + self.timeline.frames_per_second())
+
+    def go_first(self) -> None:
+        self._step_to(0)
+
+    def go_last(self) -> None:
+        self._step_to(self.timeline.frame_count() - 1)
+
+    def _current_index(self) -> int:
+        """The frame the user sees (painted), else the one asked for."""
+        painted = self.timeline.painted_frame()
+        return painted if painted >= 0 and self.view.isVisible() else self.timeline.frame()
+
+    # -- In/Out marks --------------------------------------------------------------------------
+    def mark_in(self) -> None:
+        index, out = self._current_index(), self._marks[1]
+        self._set_marks(index, out if out is not None and out >= index else None)
+
+    def mark_out(self) -> None:
+        index, first = self._current_index(), self._marks[0]
+        self._set_marks(first if first is not None and first <= index else None, index)
+
+    def clear_in(self) -> None:
+        self._set_marks(None, self._marks[1])
+
+    def clear_out(self) -> None:
+        self._set_marks(self._marks[0], None)
+
+    def _set_marks(self, mark_in: int | None, mark_out: int | None) -> None:
+        if (mark_in, mark_out) == self._marks:
+            return
+        self._marks = (mark_in, mark_out)
+        self.timeline.set_marks(mark_in, mark_out)
+        self.marksChanged.emit(mark_in, mark_out)
 
     # -- controls ------------------------------------------------------------------------------
     def _on_mode_changed(self, mode: str) -> None:
@@ -272,17 +540,23 @@ class PreviewPane(QWidget):
 
     def _update_zoom_label(self) -> None:
         state = self.view.view_state
-        percent = f"{state.zoom * 100:.0f} %"
+        percent = f"{state.display_zoom * 100:.0f} %"
         self._zoom_label.setText(f"Fit · {percent}" if state.fit_mode else percent)
 
     def zoom_text(self) -> str:
         return self._zoom_label.text()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        """Frame keys (and Space in toggle mode) work wherever focus is inside the pane."""
+        """Playback and frame keys work wherever focus is inside the pane (Space holds the
+        left side in toggle mode, and plays/pauses otherwise)."""
         if self._is_toggle_space(event):
             self.view.hold_before(True)
-        elif not self.timeline.handle_key(event):
+            return
+        binding = keys.binding_for(event)
+        if binding is not None:
+            self._run_binding(binding.method)
+            event.accept()
+        elif not (event.isAutoRepeat() and event.key() == Qt.Key.Key_Space):
             super().keyPressEvent(event)
 
     def keyReleaseEvent(self, event: QKeyEvent) -> None:

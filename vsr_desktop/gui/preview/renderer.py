@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -58,6 +59,8 @@ class PreviewResult:
     after_rgb: np.ndarray = field(repr=False)
     source_rgb: np.ndarray = field(repr=False)
     output_size: tuple[int, int] = (0, 0)
+    #: How long the model took for this region (the model list's speed is measured from it).
+    upscale_ms: float = 0.0
 
     @property
     def nbytes(self) -> int:
@@ -209,7 +212,9 @@ class _Worker(QObject):
             self.decoded.emit(
                 DecodedFrame(request.source, request.frame_index, display, area, before, full_size)
             )
+            started = time.perf_counter()
             after = to_8bit(self._engine.upscale(crop[None], job.cancel)[0])
+            upscale_ms = (time.perf_counter() - started) * 1000
             if job.cancel.is_set():
                 raise CancelledError("superseded while upscaling")
             if after.shape != before.shape:
@@ -223,6 +228,7 @@ class _Worker(QObject):
                 after_rgb=after,
                 source_rgb=display,
                 output_size=full_size,
+                upscale_ms=upscale_ms,
             )
             self.finished.emit(_Outcome(request, "done", result, engine_built=built))
         except CancelledError:

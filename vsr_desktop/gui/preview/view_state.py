@@ -1,8 +1,9 @@
 """Zoom and pan shared by both halves of the comparison, so they cannot drift apart.
 
 Coordinates: "image" points are output pixels of the whole upscaled frame (source × scale);
-"viewport" points are widget pixels relative to the top-left of one pane. 100 % zoom means
-one output pixel per screen pixel, the zoom at which an upscale is judged.
+"viewport" points are widget pixels relative to the top-left of one pane. `zoom` is output
+pixels per widget pixel; `display_zoom` (what "100 %" means to the user) is per physical
+pixel, the zoom at which an upscale is judged, also at 200 % screen scaling.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QObject, QPointF, QRectF, QSizeF, Signal
+from PySide6.QtWidgets import QWidget
 
 MIN_ZOOM = 0.02
 MAX_ZOOM = 32.0
@@ -34,6 +36,23 @@ class ViewState(QObject):
     @property
     def zoom(self) -> float:
         return self._zoom
+
+    @property
+    def device_pixel_ratio(self) -> float:
+        """Physical pixels per widget pixel of the view this state belongs to (2 at 200 %
+        screen scaling); read each time, since a window can move to another screen."""
+        parent = self.parent()
+        return parent.devicePixelRatioF() if isinstance(parent, QWidget) else 1.0
+
+    @property
+    def display_zoom(self) -> float:
+        """The zoom as the user reads it: 1.0 ("100 %") is one output pixel per physical
+        screen pixel, whatever the screen scaling (`zoom` is per widget pixel)."""
+        return self._zoom * self.device_pixel_ratio
+
+    def set_display_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
+        """Set the zoom as the user reads it (1.0: one output pixel per physical pixel)."""
+        self.set_zoom(zoom / self.device_pixel_ratio, anchor)
 
     @property
     def center(self) -> QPointF:
