@@ -61,9 +61,12 @@ version() { "$PY" -c 'import vsr_desktop; print(vsr_desktop.__version__)'; }
 # for (what dpkg-shlibdeps would compute for libc6; a hand-written floor was wrong: 2.28 was
 # declared, 2.36 needed). Prints e.g. 2.34.
 glibc_floor() {
-    find "$1" -type f \( -name '*.so*' -o -perm -u+x \) -print0 |
-        xargs -0 objdump -T 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | cut -d_ -f2 |
-        sort -u -V | tail -1
+    (   # objdump fails on the non-ELF files among them (scripts, data): that is fine
+        set +o pipefail
+        find "$1" -type f \( -name '*.so*' -o -perm -u+x \) -print0 |
+            xargs -0 objdump -T 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | cut -d_ -f2 |
+            sort -u -V | tail -1
+    )
 }
 
 build_deb() {

@@ -72,28 +72,16 @@ def third_party_license_files() -> list[tuple[str, str]]:
 
 
 #: Bundle paths never used at run time (torch's C++ tests, tools, headers, static libraries).
+#: torch/bin/torch_shm_manager stays: `import torch` looks for it (torch._C._initExtension).
 _UNUSED = re.compile(
-    r"^torch/(test|bin|include|share/cmake)/|\.a$|(^|/)__pycache__/|^torchgen/packaged/"
+    r"^torch/(test|include|share/cmake)/|^torch/bin/(?!torch_shm_manager$)|\.a$|(^|/)__pycache__/"
+    r"|^torchgen/packaged/"
 )
 
 
 def unused_at_run_time(bundle_path: str) -> bool:
     """True for files the frozen app never loads: left out of the bundle (issue 18: 175 MB)."""
     return bool(_UNUSED.search(bundle_path.replace("\\", "/")))
-
-
-def shared_pyc_packages() -> dict[str, str]:
-    """PyInstaller module_collection_mode: every third-party package as .pyc files on disk.
-
-    Why: each executable embeds its own copy of the Python archive (PYZ); with two
-    executables the same 40 MB would ship twice. Files in _internal/ are shared.
-    """
-    modes: dict[str, str] = {}
-    for top, dists in metadata.packages_distributions().items():
-        if top.isidentifier() and not top.startswith("_") and dists:
-            modes[top] = "pyc"
-    modes["vsr_desktop"] = "pyc"
-    return modes
 
 
 def write_ffmpeg_configuration(build_dir: Path) -> Path:

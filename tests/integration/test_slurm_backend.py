@@ -98,8 +98,7 @@ def _spec(source: Path, output: Path, **changes: object) -> JobSpec:
     values: dict[str, object] = {
         "source": source,
         "output": output,
-        # The test cluster's GPUs are dummy device files: a task given one asks for cuda.
-        "engine": EngineSettings(outscale=2, device="cpu"),
+        "engine": EngineSettings(outscale=2),
         "chunk_seconds": 0.3,
         "encode": EncodeSettings(preset="ultrafast"),
         **changes,

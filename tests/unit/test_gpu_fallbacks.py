@@ -247,6 +247,7 @@ def test_cudnn_autotunes_only_once_a_frame_size_repeats(monkeypatch: pytest.Monk
         ("cpu", {"AWS_BATCH_JOB_ID": "j", "NVIDIA_VISIBLE_DEVICES": "0"}, "cuda"),
         ("mps", {"AWS_BATCH_JOB_ID": "j"}, "auto"),  # a CPU queue: no GPU given
         ("cuda:1", {"SLURM_JOB_ID": "5", "SLURM_JOB_GPUS": "3"}, "cuda"),
+        ("auto", {"SLURM_JOB_ID": "5", "SLURM_JOB_GPUS": "3"}, "auto"),  # its bound GPU
         ("cpu", {"SLURM_JOB_ID": "5", "CUDA_VISIBLE_DEVICES": "0"}, "cpu"),
         ("auto", {"SLURM_JOB_ID": "5"}, "auto"),
         ("auto", {}, "auto"),

@@ -249,16 +249,19 @@ def assigned_gpus(environ: Mapping[str, str] | None = None) -> bool:
 def worker_device(requested: str, environ: Mapping[str, str] | None = None) -> str:
     """The device a worker (AWS Batch, a Slurm task) asks for.
 
-    A task given GPUs asks for ``cuda``, so a container that cannot see its GPU fails at
-    once with a clear error instead of running for hours on a few vCPUs; it sees only its
-    own GPUs, so a desktop's ``cuda:1`` becomes ``cuda``. An explicit ``cpu`` is kept on a
-    Slurm task; on Batch the GPU was paid for, so it is used. ``mps`` means nothing on a
-    worker: ``auto``.
+    A Batch job given a GPU asks for ``cuda`` whatever the desktop chose (the GPU is paid
+    for), so a container that cannot see its GPU fails at once with a clear error instead
+    of running for hours on a few vCPUs. A Slurm task keeps the job's device: Slurm binds its
+    GPUs (CUDA_VISIBLE_DEVICES), so ``auto`` takes the task's own GPU, and the chunk log
+    says loudly when it ran on the CPU instead (stages.upscale_stage). The task sees only its
+    own GPUs, so ``cuda:N`` becomes ``cuda``; ``mps`` means nothing on a worker: ``auto``.
     """
     env = os.environ if environ is None else environ
     key = requested.strip().lower()
-    if assigned_gpus(env):
-        if key == "cpu" and not env.get("AWS_BATCH_JOB_ID"):
-            return "cpu"
+    if env.get("AWS_BATCH_JOB_ID") and assigned_gpus(env):
         return "cuda"
-    return "auto" if key.startswith("mps") else requested
+    if key.startswith("mps"):
+        return "auto"
+    if key.startswith("cuda") and assigned_gpus(env):
+        return "cuda"
+    return requested

@@ -240,7 +240,7 @@ class SettingsPanel(QWidget):
         self.run_on_button.clicked.connect(self.runOnRequested)
         run_row.addWidget(self.run_on_button)
         run_row.addStretch(1)
-        layout.addLayout(run_row)
+        layout.insertLayout(0, run_row)  # first: where the jobs go is seen without scrolling
         layout.addStretch(1)
 
         # Combos as wide as the column, not as their longest entry: the column stays narrow

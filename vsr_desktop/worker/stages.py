@@ -203,6 +203,8 @@ def upscale_stage(
     try:
         engine = engine_factory(worker_engine_settings(spec.engine))
         where = f"chunk {index}: {_describe(engine)}"
+        if _describe(engine).startswith("CPU") and _given_gpus():
+            where += " — WARNING: this task was given a GPU but runs on the CPU"
         print(where, file=sys.stderr, flush=True)  # the task's log says where it ran
         progress.write("running", where, force=True)
         result = upscale_chunk(
@@ -249,6 +251,12 @@ def worker_encode_settings(encode: EncodeSettings) -> EncodeSettings:
     on one node and x264 on another, and chunks of two encoders do not join into one stream.
     So workers use software unless the job named a hardware encoder (which then must open)."""
     return replace(encode, encoder="software") if encode.encoder == "auto" else encode
+
+
+def _given_gpus() -> bool:
+    from vsr_desktop.core.gpu_checks import assigned_gpus
+
+    return assigned_gpus()
 
 
 def _describe(engine: FrameUpscaler) -> str:
