@@ -400,9 +400,10 @@ def test_the_spec_written_at_submit_is_what_the_worker_reads(
         True,
     )
     assert read.source_identity == SourceIdentity.of(source)
-    # What a worker runs: its own paths, and only device and allow_download its own.
+    # What a worker runs: its own paths and allow_download; the device it was given (here
+    # no Batch GPU: the job's own "cpu"; core.gpu_checks.worker_device).
     local = local_spec(read, tmp_path / "worker")
-    assert local.engine == replace(engine, device="auto", allow_download=True)
+    assert local.engine == replace(engine, allow_download=True)
     assert local.output.name == "all settings.mkv" and local.encode == encode
     assert _keys(backend, f"jobs/{job.id}/") == [
         f"jobs/{job.id}/input/source.mp4",

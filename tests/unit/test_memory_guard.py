@@ -255,3 +255,17 @@ def test_the_preview_refuses_before_decoding(huge_movie: Path) -> None:
     with pytest.raises(InputError, match="previewing this 16000x16000 frame"):
         render_before_after(info, 0, engine)  # the whole frame ×4
     assert time.monotonic() - started < 2  # decoding it alone takes longer
+
+
+def test_probe_refuses_a_frame_this_machine_cannot_decode_before_opening_a_decoder(
+    huge_movie: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a machine with 200 MB free (the free memory is set: this one has more), even the
+    probe's one decoded frame (FFmpeg's stream probing, the colour tags) would not fit."""
+    from vsr_desktop.core.media.probe import probe
+
+    monkeypatch.setattr(mg, "available_memory_bytes", lambda: 200 * 2**20)
+    started = time.monotonic()
+    with pytest.raises(InputError, match="a 16000x16000 frame needs"):
+        probe(huge_movie)
+    assert time.monotonic() - started < 2

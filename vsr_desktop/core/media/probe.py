@@ -228,6 +228,7 @@ def probe(path: Path | str) -> MediaInfo:
     import av
 
     path = Path(path)
+    _check_frame_fits(path)
     container = _open_input(path)
     with container:
         videos = [s for s in container.streams if s.type == "video"]
@@ -284,6 +285,18 @@ def probe(path: Path | str) -> MediaInfo:
             ),
             damage=_damage_of(scan, int(vstream.frames or 0), path),
         )
+
+
+def _check_frame_fits(path: Path) -> None:
+    """Refuse a file whose one frame cannot be decoded here (a 16000x16000 picture in a
+    1.5 MB file) before FFmpeg's stream probing or the colour-tag decode touches it."""
+    from vsr_desktop.core.memory_guard import check_decode_memory, frame_size_from_header
+
+    if not path.is_file():
+        return  # _open_input says why
+    size = frame_size_from_header(path)
+    if size is not None:
+        check_decode_memory(*size)
 
 
 def _presentation_start(video_start: Fraction, others: list[Any]) -> Fraction:
