@@ -53,7 +53,7 @@ def window(aws: MotoServer, qtbot: Any, tmp_path: Path) -> MainWindow:
 
 def test_toggle_starts_the_endpoint_and_quitting_deletes_it(window: MainWindow, qtbot: Any) -> None:
     controller = window.preview_cloud
-    cloud_menu = window.menuBar().actions()[-1].menu()
+    (cloud_menu,) = [a.menu() for a in window.menuBar().actions() if a.text() == "&Cloud"]
     assert isinstance(cloud_menu, QMenu) and controller.action in cloud_menu.actions()
     states: list[str] = []
     controller.stateChanged.connect(states.append)
