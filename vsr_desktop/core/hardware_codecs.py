@@ -62,7 +62,8 @@ CUVID_DECODERS = {
     "vc1": "vc1_cuvid",
     "mjpeg": "mjpeg_cuvid",
 }
-_X264_ORDER = (
+#: x264's presets, fastest first (core.media.encode checks against the same list).
+X264_PRESETS = (
     "ultrafast",
     "superfast",
     "veryfast",
@@ -119,8 +120,8 @@ def _preset_index(preset: str | None, codec: str) -> int:
     if not preset:
         return 5
     name = preset.lower()
-    if name in _X264_ORDER:
-        return _X264_ORDER.index(name)
+    if name in X264_PRESETS:
+        return X264_PRESETS.index(name)
     if codec == "av1" and name.lstrip("-").isdigit():  # SVT-AV1: 0 slowest .. 13 fastest
         return round((13 - min(13, max(0, int(name)))) * 9 / 13)
     return 5

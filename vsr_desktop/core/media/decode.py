@@ -8,6 +8,7 @@ silently: the job decides whether that is allowed (`--allow-damaged`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -111,14 +112,14 @@ def iter_frames(
             waiting += 1
 
     try:
-        with av.open(str(path)) as container:
-            stream: Any = container.streams[stream_index]
-            stream.thread_type = "AUTO"
+        with contextlib.ExitStack() as resources:
             frames: Iterator[Any]
             if deinterlacer is not None:  # a deinterlace.FieldDecoder: timestamps are its output's
+                # Its filter graph takes the stream's parameters from an open stream.
+                container = resources.enter_context(av.open(str(path)))
                 frames = deinterlacer.decode(
                     lambda pts, first: frames_from(path, stream_index, pts, first, alpha=alpha),
-                    stream,
+                    container.streams[stream_index],
                     start_pts,
                 )
             else:

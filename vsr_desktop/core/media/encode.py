@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from vsr_desktop.core.errors import DiskFullError, InputError, MediaError
-from vsr_desktop.core.hardware_codecs import SessionLease, choose_encoder
+from vsr_desktop.core.hardware_codecs import X264_PRESETS, SessionLease, choose_encoder
 from vsr_desktop.core.media.color_tags import output_color, with_hdr_options
 from vsr_desktop.core.media.probe import ColorInfo
 
@@ -71,18 +71,7 @@ class CodecProfile:
 #   codec context changed nothing (same bytes): quality comes from its profile.
 # - Bit rate: negative fails at open in every encoder; x264 refuses under 1000 b/s
 #   ("bitrate not specified": it counts in kbit/s).
-_X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
+_X264_PRESETS = X264_PRESETS
 MIN_BITRATE = 1000
 
 CODECS: dict[str, CodecProfile] = {
