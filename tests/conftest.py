@@ -15,6 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from tests.helpers.aws_fixture import aws, moto_server  # noqa: F401 - moto server fixtures
 from tests.helpers.memory_keyring import memory_keyring  # noqa: F401 - in-memory keychain
+from tests.helpers.preview_pane import pane  # noqa: F401 - a shown PreviewPane
 from tests.helpers.slurm_fixture import slurm_cluster  # noqa: F401 - the session fixture
 from tests.helpers.ssh_fixture import ssh_server  # noqa: F401 - a private sshd
 from vsr_desktop.core.media.synth import ClipSpec, make_clip

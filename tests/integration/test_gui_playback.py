@@ -50,17 +50,6 @@ class Inverted:
         return 255 - self._engine.upscale(frames, cancel)
 
 
-@pytest.fixture
-def pane(qtbot: Any) -> Any:
-    p = PreviewPane()
-    qtbot.addWidget(p)
-    p.resize(900, 600)
-    p.show()
-    qtbot.waitExposed(p)
-    yield p
-    p.shutdown()
-
-
 def open_clip(qtbot: Any, pane: PreviewPane, clip: Path, engine: Any) -> None:
     pane.set_engine_factory(KEY, lambda: engine)
     with qtbot.waitSignal(pane.renderFinished, timeout=RENDER_TIMEOUT):

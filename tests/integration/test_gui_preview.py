@@ -62,17 +62,6 @@ def renderer() -> Any:
     r.shutdown()
 
 
-@pytest.fixture
-def pane(qtbot: Any) -> Any:
-    p = PreviewPane()
-    qtbot.addWidget(p)
-    p.resize(900, 600)
-    p.show()
-    qtbot.waitExposed(p)
-    yield p
-    p.shutdown()
-
-
 def open_clip(qtbot: Any, pane: PreviewPane, clip: Path, factory: Any, key: str = "x2") -> None:
     pane.set_engine_factory(key, factory)
     with qtbot.waitSignal(pane.renderFinished, timeout=RENDER_TIMEOUT):

@@ -28,17 +28,6 @@ pytestmark = needs_ffmpeg
 X264 = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
 
 
-@pytest.fixture
-def pane(qtbot: Any) -> Any:
-    p = PreviewPane()
-    qtbot.addWidget(p)
-    p.resize(900, 600)
-    p.show()
-    qtbot.waitExposed(p)
-    yield p
-    p.shutdown()
-
-
 def show(qtbot: Any, pane: PreviewPane, clip: Path) -> None:
     """Open `clip` with no model chosen: the frame is decoded and shown, nothing upscaled."""
     pane.set_source(clip)
