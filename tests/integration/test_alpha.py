@@ -15,18 +15,16 @@ import av
 import numpy as np
 import pytest
 
+from tests.helpers.footage import FFMPEG, ffmpeg, ffprobe, local_upscale, needs_ffmpeg
 from tests.integration.test_cli import vsr
-from tests.integration.test_footage_metadata import FFMPEG, ffmpeg, ffprobe, needs_ffmpeg
-from vsr_desktop.backends.local import LocalBackend
-from vsr_desktop.core.job_spec import EngineSettings, JobSpec
-from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
-from vsr_desktop.core.media import EncodeSettings, probe
+from vsr_desktop.core.media import probe
 from vsr_desktop.core.media.verify import verify_files
 
 pytestmark = needs_ffmpeg
 
 #: 48x32, 12 frames at 24 fps; alpha: a horizontal ramp that slides with time.
 PICTURE = "testsrc2=size=48x32:rate=24:duration=0.5"
+TWO_CHUNKS = 0.25  # seconds: the alpha must line up across the join
 RAMP = "a='clip(X*255/W+60*sin(T*6),0,255)'"
 
 
@@ -84,27 +82,6 @@ def resized(plane: np.ndarray, width: int, height: int) -> np.ndarray:
     return frame.reformat(width=width, height=height, interpolation="BICUBIC").to_ndarray()
 
 
-def upscale(
-    source: Path, output: Path, tmp_path: Path, codec: str, drop_alpha: bool = False
-) -> JobRecord:
-    backend = LocalBackend(JobStore(tmp_path / "jobs.sqlite3"), work_root=tmp_path / "work")
-    job = backend.submit(
-        JobSpec(
-            source=source,
-            output=output,
-            engine=EngineSettings(outscale=2, precision="fp32"),
-            encode=EncodeSettings(
-                codec=codec,
-                preset="ultrafast" if codec == "h264" else None,
-                drop_alpha=drop_alpha,
-            ),
-            chunk_seconds=0.25,  # two chunks: the alpha must line up across the join
-        )
-    )
-    assert job.state is JobState.COMPLETED, job.message
-    return job
-
-
 def test_probe_finds_alpha(qtrle_mov: Path, png_mov: Path, vp9_webm: Path, made: Path) -> None:
     opaque = made / "opaque.mov"
     ffmpeg("-f", "lavfi", "-i", PICTURE, "-c:v", "png", "-pix_fmt", "rgb24", opaque)
@@ -133,7 +110,7 @@ def test_alpha_is_upscaled_beside_the_picture(
 ) -> None:
     source: Path = request.getfixturevalue(source_name)
     output = tmp_path / f"out{suffix}"
-    job = upscale(source, output, tmp_path, codec)
+    job = local_upscale(source, output, tmp_path, codec=codec, chunk_seconds=TWO_CHUNKS)
     assert "⚠" not in job.message, job.message  # vsr verify: the alpha is there
 
     (stream,) = ffprobe(output)["streams"]
@@ -164,7 +141,7 @@ def test_alpha_into_h264_is_refused_and_nothing_written(qtrle_mov: Path, tmp_pat
 
 def test_drop_alpha_on_request_is_said(png_mov: Path, tmp_path: Path) -> None:
     output = tmp_path / "flat.mp4"
-    job = upscale(png_mov, output, tmp_path, "h264", drop_alpha=True)
+    job = local_upscale(png_mov, output, tmp_path, chunk_seconds=TWO_CHUNKS, drop_alpha=True)
     assert "alpha" in job.message and "dropped" in job.message
     assert "⚠" not in job.message  # dropped on request is expected, not a loss
     (stream,) = ffprobe(output)["streams"]
@@ -195,7 +172,7 @@ def test_cli_drop_alpha_flag(qtrle_mov: Path, tmp_path: Path) -> None:
 
 def test_png_sequence_keeps_alpha(png_mov: Path, tmp_path: Path) -> None:
     """PNG images from an RGBA source are RGBA, each with its frame's alpha."""
-    upscale(png_mov, tmp_path / "f_%06d.png", tmp_path, "png")
+    local_upscale(png_mov, tmp_path / "f_%06d.png", tmp_path, codec="png", chunk_seconds=TWO_CHUNKS)
     images = sorted(tmp_path.glob("f_*.png"))
     assert len(images) == 12
     (stream,) = ffprobe(images[0])["streams"]

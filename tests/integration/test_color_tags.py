@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration.test_footage_metadata import FFMPEG, FFPROBE, ffmpeg, ffprobe, needs_ffmpeg
+from tests.helpers.footage import FFMPEG, FFPROBE, ffmpeg, ffprobe, local_upscale, needs_ffmpeg
 from vsr_desktop.backends.local import LocalBackend
 from vsr_desktop.core.errors import InputError
 from vsr_desktop.core.job_spec import EngineSettings, JobSpec
-from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
+from vsr_desktop.core.jobs import JobStore
 from vsr_desktop.core.media import EncodeSettings, probe
 from vsr_desktop.core.media.decode import iter_frames
 from vsr_desktop.core.media.encode import ChunkEncoder
@@ -67,23 +67,6 @@ def hdr10(made: Path) -> Path:
     return out
 
 
-def upscale(source: Path, output: Path, tmp_path: Path, codec: str, **encode: Any) -> JobRecord:
-    backend = LocalBackend(JobStore(tmp_path / "jobs.sqlite3"), work_root=tmp_path / "work")
-    job = backend.submit(
-        JobSpec(
-            source=source,
-            output=output,
-            engine=EngineSettings(outscale=2, precision="fp32"),
-            encode=EncodeSettings(
-                codec=codec, preset="ultrafast" if codec in ("h264", "h265") else None, **encode
-            ),
-            chunk_seconds=0.25,
-        )
-    )
-    assert job.state is JobState.COMPLETED, job.message
-    return job
-
-
 def first_frame(path: Path) -> dict[str, Any]:
     cmd = [FFPROBE or "ffprobe", "-v", "error", "-select_streams", "v:0", "-show_frames"]
     cmd += ["-read_intervals", "%+#1", "-of", "json", str(path)]
@@ -117,7 +100,7 @@ def test_rgb_source_gets_a_yuv_matrix(
     """96x64 output: SD, so BT.601; limited range; colours as the source's."""
     assert probe(png_mov).video.color.space == 0  # the source is tagged RGB
     output = tmp_path / f"out{suffix}"
-    job = upscale(png_mov, output, tmp_path, codec)
+    job = local_upscale(png_mov, output, tmp_path, codec=codec, chunk_seconds=0.25)
     assert "⚠" not in job.message, job.message
     (stream,) = ffprobe(output)["streams"]
     assert stream["pix_fmt"].startswith("yuv")
@@ -132,7 +115,7 @@ def test_rgb_source_gets_a_yuv_matrix(
 
 def test_hd_output_of_a_png_still_is_bt709(png_still: Path, tmp_path: Path) -> None:
     output = tmp_path / "still.mp4"
-    upscale(png_still, output, tmp_path, "h264")
+    local_upscale(png_still, output, tmp_path, codec="h264", chunk_seconds=0.25)
     (stream,) = ffprobe(output)["streams"]
     assert (stream["width"], stream["height"]) == (1280, 96)
     assert stream["color_space"] == "bt709"
@@ -145,7 +128,7 @@ def test_hd_output_of_a_png_still_is_bt709(png_still: Path, tmp_path: Path) -> N
 def test_rgb_output_keeps_the_rgb_matrix(png_mov: Path, tmp_path: Path) -> None:
     """QuickTime Animation stores RGB: no YUV matrix is claimed for it."""
     output = tmp_path / "out.mov"
-    upscale(png_mov, output, tmp_path, "qtrle")
+    local_upscale(png_mov, output, tmp_path, codec="qtrle", chunk_seconds=0.25)
     (stream,) = ffprobe(output)["streams"]
     assert stream["pix_fmt"] in ("rgb24", "argb")
     assert stream.get("color_space", "unknown") in ("gbr", "unknown")
@@ -182,7 +165,7 @@ def test_hdr10_side_data_and_tags_are_kept(hdr10: Path, tmp_path: Path) -> None:
     color = probe(hdr10).video.color
     assert color.master_display == MASTER and color.max_cll == "1000,400"
     output = tmp_path / "out.mp4"
-    job = upscale(hdr10, output, tmp_path, "h265")
+    job = local_upscale(hdr10, output, tmp_path, codec="h265", chunk_seconds=0.25)
     assert "⚠" not in job.message, job.message  # vsr verify compares the side data
     assert_hdr10(output)
 
@@ -230,7 +213,7 @@ def test_hdr10_lost_by_an_encoder_that_cannot_write_it_is_reported(
 ) -> None:
     """ProRes in MOV: PyAV cannot attach the side data, so the job says it and verify warns."""
     output = tmp_path / "out.mov"
-    job = upscale(hdr10, output, tmp_path, "prores")
+    job = local_upscale(hdr10, output, tmp_path, codec="prores", chunk_seconds=0.25)
     assert "HDR10" in job.message and "h265" in job.message
     assert "⚠" in job.message and "side data" in job.message
 
@@ -248,7 +231,7 @@ def test_untagged_sd_source_upscaled_to_hd_keeps_the_matrix_players_used(
     )
     assert ffprobe(source)["streams"][0].get("color_space") in (None, "unknown")
     output = tmp_path / "hd.mp4"
-    job = upscale(source, output, tmp_path, "h264", height=720)
+    job = local_upscale(source, output, tmp_path, codec="h264", chunk_seconds=0.25, height=720)
     assert "⚠" not in job.message, job.message
     (stream,) = ffprobe(output)["streams"]
     assert stream["height"] == 720

@@ -15,12 +15,10 @@ import av
 import numpy as np
 import pytest
 
-from tests.integration.test_footage_metadata import ffmpeg, ffprobe, needs_ffmpeg, streams
-from vsr_desktop.backends.local import LocalBackend
+from tests.helpers.footage import ffmpeg, ffprobe, local_upscale, needs_ffmpeg, streams
 from vsr_desktop.core.errors import InputError
-from vsr_desktop.core.job_spec import EngineSettings, JobSpec
-from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
-from vsr_desktop.core.media import EncodeSettings, probe
+from vsr_desktop.core.job_spec import JobSpec
+from vsr_desktop.core.media import probe
 from vsr_desktop.core.media.decode import iter_frames
 from vsr_desktop.core.media.deinterlace import plan_deinterlace
 from vsr_desktop.core.plan import plan_chunks
@@ -69,23 +67,6 @@ def mpeg2_mkv(made: Path) -> Path:
     return out
 
 
-def upscale(source: Path, output: Path, tmp_path: Path, **spec: object) -> JobRecord:
-    """The real local pipeline (real model, x2), in two chunks."""
-    backend = LocalBackend(JobStore(tmp_path / "jobs.sqlite3"), work_root=tmp_path / "work")
-    job = backend.submit(
-        JobSpec(
-            source=source,
-            output=output,
-            engine=EngineSettings(outscale=2, precision="fp32"),
-            encode=EncodeSettings(codec="h264", preset="ultrafast"),
-            chunk_seconds=0.4,
-            **spec,  # type: ignore[arg-type]
-        )
-    )
-    assert job.state is JobState.COMPLETED
-    return job
-
-
 def comb(path: Path, scale: int = 1) -> float:
     """Mean over frames of |line y − line y+1| − |line y − line y+2| (luma levels), at the
     source's line pitch: ~0 for whole frames, tens of levels for woven fields."""
@@ -111,11 +92,11 @@ def test_auto_deinterlaces_an_interlaced_source_and_says_so_once(
     tff_h264: Path, tmp_path: Path
 ) -> None:
     assert probe(tff_h264).video.interlaced == "tff"
-    job = upscale(tff_h264, tmp_path / "auto.mp4", tmp_path)
+    job = local_upscale(tff_h264, tmp_path / "auto.mp4", tmp_path)
     assert job.message.count("interlaced source (top field first)") == 1, job.message
     assert "deinterlacing with bwdif" in job.message
     assert "verified: nothing but the picture changed" in job.message
-    kept = upscale(tff_h264, tmp_path / "off.mp4", tmp_path, deinterlace="off")
+    kept = local_upscale(tff_h264, tmp_path / "off.mp4", tmp_path, spec={"deinterlace": "off"})
     assert "interlaced" not in kept.message
     source_comb = comb(tff_h264)
     off_comb = comb(tmp_path / "off.mp4", scale=2)
@@ -132,7 +113,7 @@ def test_double_rate_gives_a_frame_per_field_in_sync(mpeg2_mkv: Path, tmp_path: 
     info = probe(mpeg2_mkv)
     assert info.video.interlaced == "bff"
     output = tmp_path / "fields.mp4"
-    job = upscale(mpeg2_mkv, output, tmp_path, double_rate=True)
+    job = local_upscale(mpeg2_mkv, output, tmp_path, spec={"double_rate": True})
     assert "bottom field first" in job.message and "at field rate" in job.message
     assert "verified" in job.message, job.message  # doubled count/rate are expected changes
     data = ffprobe(output)
@@ -159,7 +140,7 @@ def test_a_progressive_source_is_not_deinterlaced(made: Path, tmp_path: Path) ->
     video = probe(source).video
     assert video.interlaced is None
     assert plan_deinterlace("auto", True, video) is None
-    job = upscale(source, tmp_path / "out.mp4", tmp_path, double_rate=True)
+    job = local_upscale(source, tmp_path / "out.mp4", tmp_path, spec={"double_rate": True})
     assert "interlaced" not in job.message
     assert frame_count(tmp_path / "out.mp4") == 24
 

@@ -8,8 +8,6 @@ in sync; headers declare the source's frame rate; the pixel aspect ratio survive
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -20,17 +18,16 @@ import numpy as np
 import pytest
 
 from tests.conftest import ClipFactory
-from vsr_desktop.backends.local import LocalBackend
-from vsr_desktop.core.job_spec import EngineSettings, JobSpec
-from vsr_desktop.core.jobs import JobRecord, JobState, JobStore
+from tests.helpers.footage import (
+    FFMPEG,
+    ffmpeg,
+    ffprobe,
+    local_upscale,
+    needs_ffmpeg,
+    streams,
+)
 from vsr_desktop.core.media import EncodeSettings, probe
 
-FFMPEG = shutil.which("ffmpeg")
-FFPROBE = shutil.which("ffprobe")
-needs_ffmpeg = pytest.mark.skipif(
-    FFMPEG is None or FFPROBE is None,
-    reason="Debian's ffmpeg/ffprobe CLI is not installed (apt-get install ffmpeg)",
-)
 SRT = (
     "1\n00:00:00,100 --> 00:00:00,600\n<i>Hello</i> there\n\n"
     "2\n00:00:00,700 --> 00:00:00,900\nBye\n"
@@ -42,45 +39,12 @@ CHAPTERS = (
 )
 
 
-def ffmpeg(*args: object) -> None:
-    cmd = [FFMPEG or "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    cmd = [FFPROBE or "ffprobe", "-v", "error", "-show_streams", "-show_chapters"]
-    cmd += ["-show_format", "-of", "json", str(path)]
-    result = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60)
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
-
-
-def streams(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [s for s in data["streams"] if s["codec_type"] == kind]
-
-
 def flags(stream: dict[str, Any]) -> set[str]:
     return {name for name, on in stream.get("disposition", {}).items() if on}
 
 
 def tag(entry: dict[str, Any], key: str) -> str | None:
     return next((v for k, v in entry.get("tags", {}).items() if k.lower() == key), None)
-
-
-def upscale(source: Path, output: Path, tmp_path: Path, codec: str = "h264") -> JobRecord:
-    """The real local pipeline (real model, x2), in two or more chunks."""
-    backend = LocalBackend(JobStore(tmp_path / "jobs.sqlite3"), work_root=tmp_path / "work")
-    job = backend.submit(
-        JobSpec(
-            source=source,
-            output=output,
-            engine=EngineSettings(outscale=2, precision="fp32"),
-            encode=EncodeSettings(codec=codec, preset="ultrafast" if codec == "h264" else None),
-            chunk_seconds=0.4,
-        )
-    )
-    assert job.state is JobState.COMPLETED
-    return job
 
 
 VIDEO_1S = ("-f", "lavfi", "-i", "testsrc2=size=48x32:rate=24:duration=1")
@@ -141,7 +105,7 @@ def _check_tracks(data: dict[str, Any], title_key: str) -> None:
 @needs_ffmpeg
 def test_tracks_chapters_title_and_fonts_survive_into_mkv(rich_mkv: Path, tmp_path: Path) -> None:
     output = tmp_path / "out.mkv"
-    job = upscale(rich_mkv, output, tmp_path)
+    job = local_upscale(rich_mkv, output, tmp_path)
     data = ffprobe(output)
     _check_tracks(data, "title")
     (font,) = streams(data, "attachment")
@@ -159,7 +123,7 @@ def test_mkv_to_mp4_converts_text_subtitles_and_says_what_it_left(
     rich_mkv: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "out.mp4"
-    job = upscale(rich_mkv, output, tmp_path)
+    job = local_upscale(rich_mkv, output, tmp_path)
     data = ffprobe(output)
     # FFmpeg's MP4 muxer stores a track's title only as its handler name.
     _check_tracks(data, "handler_name")
@@ -194,7 +158,7 @@ def test_mp4_track_names_become_mkv_titles(rich_mkv: Path, tmp_path: Path) -> No
         source,
     )
     output = tmp_path / "out.mkv"
-    job = upscale(source, output, tmp_path)
+    job = local_upscale(source, output, tmp_path)
     data = ffprobe(output)
     _check_tracks(data, "title")
     assert streams(data, "subtitle")[0]["codec_name"] == "subrip"
@@ -213,7 +177,7 @@ def test_prores_mov_timecode_is_kept(made: Path, tmp_path: Path, suffix: str) ->
         )
     assert probe(source).timecode == "01:00:00:00"
     output = tmp_path / f"out{suffix}"
-    upscale(source, output, tmp_path)
+    local_upscale(source, output, tmp_path)
     data = ffprobe(output)
     (video,) = streams(data, "video")
     assert tag(video, "timecode") == "01:00:00:00"
@@ -236,7 +200,7 @@ def test_pixel_aspect_ratio_is_kept(made: Path, tmp_path: Path, suffix: str, cod
         )
     assert probe(source).video.sample_aspect_ratio == Fraction(16, 15)
     output = tmp_path / f"out{suffix}"
-    upscale(source, output, tmp_path, codec)
+    local_upscale(source, output, tmp_path, codec=codec)
     (video,) = streams(ffprobe(output), "video")
     assert (video["width"], video["height"]) == (176, 144)
     assert video["sample_aspect_ratio"] == "16:15"
@@ -249,7 +213,7 @@ def test_pixel_aspect_of_a_pyav_clip_reaches_webm(
     """VP9 has no SAR of its own: WebM must carry it in its header (whole display pixels)."""
     source = clip_factory(".mp4", width=88, height=72, frames=12, sample_aspect_ratio=(16, 15))
     output = tmp_path / "out.webm"
-    upscale(source, output, tmp_path, "vp9")
+    local_upscale(source, output, tmp_path, codec="vp9")
     with av.open(str(output)) as container:
         video = container.streams.video[0]
         sar, width, height = video.sample_aspect_ratio, video.width, video.height
@@ -275,7 +239,7 @@ def test_cfr_headers_declare_the_source_rate(
     if not source.exists():
         ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=48x32:rate={rate}:duration=0.9", *X264, source)
     output = tmp_path / f"out{output_suffix}"
-    upscale(source, output, tmp_path, "vp9" if output_suffix == ".webm" else "h264")
+    local_upscale(source, output, tmp_path, codec="vp9" if output_suffix == ".webm" else "h264")
     (src,) = streams(ffprobe(source), "video")
     data = ffprobe(output)
     (out,) = streams(data, "video")
@@ -329,7 +293,7 @@ def test_pcm_in_mov_becomes_lossless_alac_in_mp4(made: Path, tmp_path: Path) -> 
         source,
     )
     output = tmp_path / "out.mp4"
-    job = upscale(source, output, tmp_path)
+    job = local_upscale(source, output, tmp_path)
     (audio,) = streams(ffprobe(output), "audio")
     assert audio["codec_name"] == "alac" and tag(audio, "language") == "eng"
     assert "audio stream 1 (pcm_s16le) converted to alac" in job.message
@@ -350,7 +314,7 @@ def test_vorbis_in_mkv_becomes_aac_in_mp4_in_sync(made: Path, tmp_path: Path) ->
         source,
     )
     output = tmp_path / "out.mp4"
-    job = upscale(source, output, tmp_path)
+    job = local_upscale(source, output, tmp_path)
     (audio,) = streams(ffprobe(output), "audio")
     assert audio["codec_name"] == "aac" and audio["codec_tag_string"] == "mp4a"
     assert "audio stream 1 (vorbis) converted to aac" in job.message
@@ -373,7 +337,7 @@ def test_pyav_clip_with_tracks_timecode_and_chapters_into_mov(
         timecode="10:00:00:00",
     )
     output = tmp_path / "out.mov"
-    job = upscale(source, output, tmp_path)
+    job = local_upscale(source, output, tmp_path)
     data = ffprobe(output)
     audio = streams(data, "audio")
     assert [a["codec_name"] for a in audio] == ["pcm_s16le", "pcm_s16le"]  # MOV plays PCM
@@ -421,7 +385,7 @@ def test_audio_codec_choice_reaches_the_merge(clip_factory: ClipFactory, tmp_pat
 def test_a_bibliographic_language_code_survives_into_mov(rich_mkv: Path, tmp_path: Path) -> None:
     """Matroska writes "fre"; the MOV muxer knows only "fra" and dropped the language."""
     output = tmp_path / "out.mov"
-    job = upscale(rich_mkv, output, tmp_path)
+    job = local_upscale(rich_mkv, output, tmp_path)
     audio = streams(ffprobe(output), "audio")
     assert [tag(a, "language") for a in audio] == ["eng", "fra"]  # "fre" would be dropped
     assert "language" not in job.message  # the same language: no difference reported

@@ -10,40 +10,27 @@ in the output: it must agree within one audio frame, and the output must start a
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
+from tests.helpers.footage import (
+    AAC_FRAME,
+    FFPROBE,
+    beep_time,
+    ffmpeg,
+    flash_time,
+    needs_ffmpeg,
+    shown_frames,
+    vsr,
+)
 from vsr_desktop.core.errors import DamagedInputError
 from vsr_desktop.core.media.probe import probe
 
-FFMPEG = shutil.which("ffmpeg")
-FFPROBE = shutil.which("ffprobe")
-pytestmark = pytest.mark.skipif(
-    FFMPEG is None or FFPROBE is None,
-    reason="Debian's ffmpeg/ffprobe CLI is not installed (apt-get install ffmpeg)",
-)
+pytestmark = needs_ffmpeg
 FLASH = 1.5  # seconds into the long source: a white picture and the start of a beep
-AAC_FRAME = 1024 / 48000
-
-
-def ffmpeg(*args: object) -> None:
-    cmd = [FFMPEG or "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-
-def vsr(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vsr_desktop.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def upscale(source: Path, output: Path, *extra: object) -> subprocess.CompletedProcess[str]:
@@ -96,40 +83,6 @@ def _mid_gop_mkv(made: Path) -> Path:
     out = made / "midgop.mkv"
     ffmpeg("-i", _mid_gop_ts(made), "-c", "copy", "-copyinkf", out)
     return out
-
-
-def shown_frames(path: Path) -> list[tuple[float, float]]:
-    """(time, mean brightness) of every picture a player shows (it skips what it cannot
-    decode)."""
-    shown = []
-    with av.open(str(path)) as container:
-        for packet in container.demux(video=0):
-            try:
-                frames = packet.decode()
-            except av.InvalidDataError:
-                continue
-            shown += [
-                (float(f.pts * f.time_base), float(f.to_ndarray(format="gray").mean()))
-                for f in frames
-            ]
-    return shown
-
-
-def flash_time(path: Path) -> float:
-    return next(t for t, level in shown_frames(path) if level > 200)
-
-
-def beep_time(path: Path) -> float:
-    """When the decoded sound first gets loud (per sample, from each frame's timestamp)."""
-    with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            samples = frame.to_ndarray()
-            planar = frame.format.is_planar
-            mono = samples[0] if planar else samples.reshape(frame.samples, -1)[:, 0]
-            loud = np.flatnonzero(np.abs(mono) > 0.3)
-            if loud.size:
-                return float(frame.pts * frame.time_base) + loud[0] / frame.sample_rate
-    raise AssertionError(f"{path.name}: no beep")
 
 
 def start_time(path: Path) -> float:

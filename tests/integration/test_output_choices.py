@@ -16,7 +16,7 @@ from typing import Any
 import av
 import pytest
 
-from tests.integration.test_footage_metadata import FFPROBE, ffmpeg, ffprobe, needs_ffmpeg, streams
+from tests.helpers.footage import FFPROBE, ffmpeg, ffprobe, needs_ffmpeg, streams
 from vsr_desktop.backends.local import LocalBackend
 from vsr_desktop.cli import main
 from vsr_desktop.core.errors import EngineError

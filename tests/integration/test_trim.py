@@ -10,9 +10,6 @@ frame, chapters clipped and moved, the timecode moved to the first kept frame.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,15 @@ import av
 import numpy as np
 import pytest
 
+from tests.helpers.footage import (
+    AAC_FRAME,
+    beep_time,
+    ffmpeg,
+    ffprobe,
+    flash_time,
+    needs_ffmpeg,
+    vsr,
+)
 from vsr_desktop.core.media import EncodeSettings, probe
 from vsr_desktop.core.media.verify import SourceRange, verify_files
 from vsr_desktop.core.plan import plan_chunks
@@ -28,14 +34,8 @@ from vsr_desktop.core.trim import frame_range, kept_window
 from vsr_desktop.worker import segments
 from vsr_desktop.worker.upscale_chunk import upscale_chunk
 
-FFMPEG = shutil.which("ffmpeg")
-FFPROBE = shutil.which("ffprobe")
-pytestmark = pytest.mark.skipif(
-    FFMPEG is None or FFPROBE is None,
-    reason="Debian's ffmpeg/ffprobe CLI is not installed (apt-get install ffmpeg)",
-)
+pytestmark = needs_ffmpeg
 FLASH = 1.5  # seconds: a white picture and the start of a beep
-AAC_FRAME = 1024 / 48000
 CHAPTERS = """;FFMETADATA1
 [CHAPTER]
 TIMEBASE=1/1000
@@ -54,28 +54,6 @@ END=2000
 title=Ending
 """
 START, END = "01:00:01:03", "1.9s"  # frames 28 (mid-GOP) … 47 (shown at 1.88 s) = 20 frames
-
-
-def ffmpeg(*args: object) -> None:
-    cmd = [FFMPEG or "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-
-def ffprobe(path: Path) -> dict[str, object]:
-    cmd = [FFPROBE or "ffprobe", "-v", "error", "-count_frames", "-show_streams"]
-    cmd += ["-show_chapters", "-show_format", "-of", "json", str(path)]
-    result = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60)
-    data: dict[str, object] = json.loads(result.stdout)
-    return data
-
-
-def vsr(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vsr_desktop.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 JOB = ("--scale", 2, "--precision", "fp32", "--preset", "ultrafast", "--chunk-seconds", 0.4)
@@ -100,33 +78,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def shown_frames(path: Path) -> list[tuple[float, float]]:
-    """(time, mean brightness) of every picture a player shows."""
-    with av.open(str(path)) as container:
-        return [
-            (float(f.pts * f.time_base), float(f.to_ndarray(format="gray").mean()))
-            for f in container.decode(video=0)
-        ]
-
-
-def flash_time(path: Path) -> float:
-    return next(t for t, level in shown_frames(path) if level > 200)
-
-
-def beep_time(path: Path) -> float:
-    """When the decoded sound first gets loud (per sample, from each frame's timestamp)."""
-    with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            samples = frame.to_ndarray()
-            mono = samples[0] if frame.format.is_planar else samples[:, 0]
-            loud = np.flatnonzero(np.abs(mono) > 0.3)
-            if loud.size:
-                return float(frame.pts * frame.time_base) + loud[0] / frame.sample_rate
-    raise AssertionError(f"{path.name}: no beep")
-
-
 def _check_trimmed(source: Path, output: Path) -> None:
-    data = ffprobe(output)
+    data = ffprobe(output, count_frames=True)
     streams = data["streams"]
     assert isinstance(streams, list)
     video = next(s for s in streams if s["codec_type"] == "video")
