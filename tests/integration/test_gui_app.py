@@ -176,8 +176,13 @@ def test_excepthook_logs_and_shows_a_dialog(qtbot: Any, monkeypatch: pytest.Monk
         return [d for d in _dialogs() if d.objectName() == "excepthookDialog"]
 
     qtbot.waitUntil(lambda: bool(hook_dialogs()))
-    assert "boom in a slot" in hook_dialogs()[0].text()
-    assert str(user_log_path()) in hook_dialogs()[0].informativeText()
+    from vsr_desktop.gui.error_dialog import plain
+
+    box = hook_dialogs()[0]
+    assert "boom in a slot" in box.text()
+    assert str(user_log_path()) in plain(box.informativeText())
+    # Wrapped like every error dialog, the traceback copyable under Details.
+    assert "Traceback" in box.detailedText() and "boom in a slot" in box.detailedText()
     _close_dialogs()
     log_text = user_log_path().read_text()
     assert "RuntimeError: boom in a slot" in log_text and "Traceback" in log_text

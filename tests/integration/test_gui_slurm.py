@@ -95,7 +95,7 @@ def test_send_to_slurm_without_a_work_folder_says_what_to_do(qtbot: Any, tmp_pat
 
 
 def test_login_host_setting_makes_an_ssh_target(qtbot: Any, tmp_path: Path) -> None:
-    """Settings → Slurm → Login host: the window's backend submits over SSH with the
+    """Run on… → Slurm cluster → Login host: the window's backend submits over SSH with the
     cluster's own paths and vsr (the SSH path itself runs end to end in test_slurm_ssh)."""
     settings = SettingsFile(tmp_path / "settings.json")
     settings.save(

@@ -77,6 +77,11 @@ folder = Path(tempfile.mkdtemp())
 w = MainWindow(settings_file=SettingsFile(folder / "s.json"), store=JobStore(folder / "j.db"),
                opener=lambda p: None, probe_device=False)
 w.show()
+# The longest labels the toolbar shows: a long model name on both sides must not widen it.
+long = "realesr-general-wdn-x4v3 ×4 (cloud)"
+w.preview.left_chooser.show_choice("settings", long)
+w.preview.right_chooser.show_choice("settings", long)
+w.preview.toolbar.show_zoom("Fit · 3200 %")
 app.processEvents()
 hint = w.minimumSizeHint()
 print(json.dumps({"w": hint.width(), "h": hint.height(), "dpr": w.devicePixelRatioF(),
@@ -94,21 +99,50 @@ def _measure(scale: float) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+#: Logical pixels a desktop's title bar and panel may take from the screen's height.
+WINDOW_CHROME = 40
+
+
 def test_the_window_fits_1366x768_at_100_percent() -> None:
     size = _measure(1)
     assert size["dpr"] == 1
-    assert size["h"] <= 700 and size["w"] <= 1366 - 20, size
+    assert size["h"] <= 700 and size["h"] <= 768 - WINDOW_CHROME, size
+    assert size["w"] <= 1366 - 20, size
     assert size["size"][0] <= 1366 and size["size"][1] <= 768, size
 
 
 def test_the_window_fits_1920x1080_at_200_percent() -> None:
     size = _measure(2)
     assert size["dpr"] == 2
-    assert size["h"] <= 700, size  # logical pixels
-    # 1920×1080 at 200 % is 960×540 logical: the smallest window is not taller than that,
-    # and opens inside the screen (the preview's toolbar sets the width it needs).
-    assert size["h"] * 2 <= 1080 and size["w"] <= 1366 - 20, size
+    # 1920×1080 at 200 % is 960×540 logical pixels: the smallest window fits inside it,
+    # long model names on both sides included (the side choosers elide their text).
+    assert size["w"] <= 1920 // 2, size
+    assert size["h"] <= 1080 // 2 - WINDOW_CHROME, size
     assert size["size"][1] * 2 <= 1080, size
+
+
+def test_narrow_combos_and_side_choosers_elide_rather_than_cut(
+    make_window: MakeWindow, qtbot: Any
+) -> None:
+    """What lets the window shrink: a combo narrower than its entry shows it with "…"
+    (not cut mid-letter), a side chooser may shrink below its label, both whole when wide."""
+    from vsr_desktop.gui.elided_combo import ElidedComboBox
+
+    window = make_window()
+    window.show()
+    combo = window.settings_panel.encoder_combo
+    assert isinstance(combo, ElidedComboBox)
+    whole = combo.currentText()
+    combo.setFixedWidth(combo.fontMetrics().horizontalAdvance(whole) // 2)
+    qtbot.waitUntil(lambda: combo.shown_text().endswith("…"))
+    assert len(combo.shown_text()) < len(whole)
+    combo.setFixedWidth(combo.fontMetrics().horizontalAdvance(whole) + 80)
+    qtbot.waitUntil(lambda: combo.shown_text() == whole)
+    chooser = window.preview.right_chooser
+    chooser.show_choice("settings", "realesr-general-wdn-x4v3 ×4 (cloud)")
+    assert chooser.minimumSizeHint().width() < chooser.sizeHint().width() // 2
+    assert chooser.text() == "Right: realesr-general-wdn-x4v3 ×4 (cloud)"
+    assert chooser.text() in chooser.toolTip()
 
 
 # ---------------------------------------------------------------------------- Run on…
@@ -190,6 +224,29 @@ def test_theme_switch_recolours_the_transport_icons(
     assert window.theme_actions["system"].isChecked()
 
 
+def test_check_boxes_stay_visible_in_the_dark_theme(make_window: MakeWindow) -> None:
+    """Fusion outlines a check box a shade darker than the window; the dark theme adds a
+    light outline, so "One frame per field" can be seen (and found) there."""
+    from PySide6.QtWidgets import QCheckBox, QStyle, QStyleOptionButton
+
+    window = make_window()
+    window.show()
+    window.set_theme("dark")
+    QApplication.processEvents()
+    box = window.settings_panel.findChildren(QCheckBox)[0]
+    option = QStyleOptionButton()
+    box.initStyleOption(option)
+    mark = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+    picture = box.grab().toImage()
+    background = _luminance(window.palette().color(QPalette.ColorRole.Window))
+    brightest = max(
+        _luminance(picture.pixelColor(x, y))
+        for x in range(mark.left(), mark.right() + 1)
+        for y in range(mark.top(), mark.bottom() + 1)
+    )
+    assert brightest - background > 0.35, (brightest, background)
+
+
 # ---------------------------------------------------------------------------- keyboard
 def _activate(qtbot: Any, window: MainWindow) -> None:
     window.show()
@@ -257,6 +314,42 @@ def test_shortcuts_sheet_lists_every_action_with_a_shortcut(make_window: MakeWin
     whats = {row[1] for row in rows}
     assert {"Open", "Upscale all sources", "Run on", "Keyboard shortcuts"} <= whats
     dialog.close()
+
+
+def test_shortcuts_sheet_is_made_from_the_key_bindings(make_window: MakeWindow, qtbot: Any) -> None:
+    """The sheet lists the playback keys from the table the pane uses and the zoom keys
+    from the table the view uses; each listed zoom key does what the sheet says."""
+    from vsr_desktop.gui.help_dialogs import _clean
+    from vsr_desktop.gui.preview import keys, view_keys
+
+    window = make_window()
+    window.show()
+    rows = window.show_shortcuts().rows()
+    for binding in keys.BINDINGS:
+        assert ("Playback", _clean(binding.text), keys.shortcut_text(binding)) in rows, binding
+    shift_right = [row for row in rows if row[2] == "Shift+Right"]
+    assert shift_right and all("second" in row[1] for row in shift_right), shift_right
+    assert not any("10" in row[2] for row in rows), rows  # the old "Shift: ±10" is gone
+    for row in view_keys.sheet_rows():
+        assert row in rows
+
+    view = window.preview.view
+    state = view.view_state
+    state.set_image_size(4000, 3000)
+    view.setFocus()
+    expect = {
+        "fit": lambda before: state.fit_mode,
+        "zoom:1": lambda before: state.display_zoom == pytest.approx(1.0),
+        "zoom:2": lambda before: state.display_zoom == pytest.approx(2.0),
+        "zoom_in": lambda before: state.zoom > before,
+        "zoom_out": lambda before: state.zoom < before,
+    }
+    for entry in view_keys.ZOOM_KEYS:
+        for key in entry.keys:
+            state.set_display_zoom(0.5)
+            before = state.zoom
+            qtbot.keyClick(view, key)
+            assert expect[entry.call](before), (entry.text, key)
 
 
 def test_about_lists_versions_and_licences(make_window: MakeWindow) -> None:

@@ -44,8 +44,11 @@ def picture_box(image: QImage) -> tuple[int, int]:
     painted = np.abs(rgb - back).sum(axis=2) > 30
     # A row/column belongs to the picture when it is painted about as much as the fullest
     # one (a label's or a footer's text is thin).
-    per_col, per_row = painted.sum(axis=0), painted.sum(axis=1)
+    per_col = painted.sum(axis=0)
     cols = np.flatnonzero(per_col > 0.8 * per_col.max())
+    # Rows are counted within the picture's columns: the side captions beside a narrow
+    # (portrait) picture must not outweigh it.
+    per_row = painted[:, cols[0] : cols[-1] + 1].sum(axis=1)
     rows_on = np.flatnonzero(per_row > 0.8 * per_row.max())
     return int(cols[-1] - cols[0] + 1), int(rows_on[-1] - rows_on[0] + 1)
 

@@ -772,7 +772,7 @@ def test_a_tampered_work_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_hostile_settings_never_make_a_target(tmp_path: Path) -> None:
-    """Settings → Slurm cluster, field by field (an edited file or the form): refused with
+    """Run on… → Slurm cluster, field by field (an edited file or the form): refused with
     the field's name before anything is built."""
     base = AppSettings(slurm_workdir="/cluster/jobs", slurm_ssh_host="me@login")
     for name, value, label in (
@@ -783,7 +783,7 @@ def test_hostile_settings_never_make_a_target(tmp_path: Path) -> None:
         ("slurm_max_parallel", 0, "Tasks at once"),
     ):
         settings = AppSettings(**{**base.__dict__, name: value})
-        with pytest.raises(InputError, match=f"Settings → Slurm cluster → {label}"):
+        with pytest.raises(InputError, match=f"Jobs → Run on… → Slurm cluster → {label}"):
             SlurmTarget.from_settings(settings)
     assert not Path(MARKER).exists()
 

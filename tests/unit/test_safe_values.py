@@ -217,7 +217,7 @@ def test_a_hostile_slurm_setting_is_refused_by_name(name: str) -> None:
     settings = AppSettings(slurm_workdir="/shared/jobs", slurm_ssh_host="me@login")
     setattr(settings, name, HOSTILE_SETTINGS[name])
     assert list(slurm_settings_problems(settings)) == [name]
-    with pytest.raises(InputError, match="Settings → Slurm cluster → "):
+    with pytest.raises(InputError, match="Jobs → Run on… → Slurm cluster → "):
         check_slurm_settings(settings)
 
 

@@ -185,7 +185,7 @@ class SlurmTarget:
 
     @classmethod
     def from_settings(cls, settings: AppSettings) -> SlurmTarget:
-        """The cluster set in the app's settings (Settings → Slurm cluster); a field that
+        """The cluster set in the app's settings (Jobs → Run on… → Slurm cluster); a field that
         holds what a shell would read as a command is refused, by name."""
         from vsr_desktop.core.settings import SLURM_FIELD_LABELS, check_slurm_settings
 
@@ -193,8 +193,8 @@ class SlurmTarget:
         root = settings.slurm_workdir.strip()
         if not root:
             raise InputError(
-                "no Slurm cluster is set up in the settings",
-                "fill in Settings → Slurm cluster → Work folder, or pass the "
+                "no Slurm cluster is set up (Jobs → Run on… → Slurm cluster)",
+                "fill in Jobs → Run on… → Slurm cluster → Work folder, or pass the "
                 "target (`vsr slurm submit --workdir DIR [--ssh USER@HOST]`)",
             )
         target = cls(

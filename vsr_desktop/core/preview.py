@@ -67,12 +67,13 @@ def frame_pts(info: MediaInfo, frame_index: int) -> int:
     return info.video.frame_pts[frame_index]
 
 
-def shown_frame(info: MediaInfo, frame_index: int) -> np.ndarray:
-    """Frame `frame_index` as a player shows it: an interlaced one deinterlaced (bwdif,
-    with its real neighbours), so the preview judges the picture the job will upscale."""
+def shown_frame(info: MediaInfo, frame_index: int, deinterlace: str = "auto") -> np.ndarray:
+    """Frame `frame_index` as the job will see it: deinterlaced (with its real neighbours)
+    as the job's `deinterlace` mode says (auto: bwdif when interlaced; off: as decoded),
+    at single rate, so the preview judges the picture the job will upscale."""
     video = info.video
     pts = frame_pts(info, frame_index)
-    fields = plan_deinterlace("auto", False, video)
+    fields = plan_deinterlace(deinterlace, False, video)
     # The frame and (when deinterlacing) its neighbours must fit before they are decoded.
     check_decode_memory(video.width, video.height, video.bit_depth, 1 if fields is None else 3)
     if fields is None:
@@ -96,8 +97,10 @@ def render_before_after(
     frame_index: int,
     engine: FrameUpscaler,
     region: Region | None = None,
+    deinterlace: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Upscale only `region` of frame `frame_index`; return (before, after) as 8-bit RGB."""
+    """Upscale only `region` of frame `frame_index` (deinterlaced as `deinterlace` says);
+    return (before, after) as 8-bit RGB."""
     video = info.video
     area = (region or Region(0, 0, video.width, video.height)).clamp(video.width, video.height)
     # Refused before the frame is decoded when it, the region's upscale and the pictures
@@ -111,7 +114,7 @@ def render_before_after(
         frame_work(area.width, area.height, video.bit_depth) if frame_work else None,
         out_w * out_h,
     )
-    source = shown_frame(info, frame_index)
+    source = shown_frame(info, frame_index, deinterlace)
     crop = source[area.y : area.y + area.height, area.x : area.x + area.width]
     after = to_8bit(engine.upscale(crop[None])[0])
     before = bicubic_resize(crop, after.shape[1], after.shape[0])

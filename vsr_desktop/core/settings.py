@@ -87,14 +87,14 @@ class AppSettings:
         del self.recent_files[MAX_RECENT_FILES:]
 
 
-#: The Slurm fields as the settings dialog labels them (what an error names).
+#: The Slurm fields as the Run on… dialog labels them (what an error names).
 SLURM_FIELD_LABELS = {
-    "slurm_workdir": "Settings → Slurm cluster → Work folder",
-    "slurm_partition": "Settings → Slurm cluster → Partition",
-    "slurm_gpus_per_task": "Settings → Slurm cluster → GPUs per task",
-    "slurm_max_parallel": "Settings → Slurm cluster → Tasks at once",
-    "slurm_ssh_host": "Settings → Slurm cluster → Login host (SSH)",
-    "slurm_remote_vsr": "Settings → Slurm cluster → vsr on the cluster",
+    "slurm_workdir": "Jobs → Run on… → Slurm cluster → Work folder",
+    "slurm_partition": "Jobs → Run on… → Slurm cluster → Partition",
+    "slurm_gpus_per_task": "Jobs → Run on… → Slurm cluster → GPUs per task",
+    "slurm_max_parallel": "Jobs → Run on… → Slurm cluster → Tasks at once",
+    "slurm_ssh_host": "Jobs → Run on… → Slurm cluster → Login host (SSH)",
+    "slurm_remote_vsr": "Jobs → Run on… → Slurm cluster → vsr on the cluster",
 }
 
 

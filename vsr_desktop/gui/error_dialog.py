@@ -56,8 +56,12 @@ def error_box(
     title: str,
     error: BaseException | str,
     icon: QMessageBox.Icon = QMessageBox.Icon.Warning,
+    more: str = "",
 ) -> QMessageBox:
-    """A message box whose text wraps, with the whole message under Details."""
+    """A message box whose text wraps, with the whole message under Details (and `more`
+    after it: a traceback, the end of a job's log).
+
+    Every dialog that reports a failure is made here, so all wrap and all can be copied."""
     if isinstance(error, VsrError):
         text, hint = error.message, error.hint
     else:
@@ -66,7 +70,7 @@ def error_box(
     box.setTextFormat(Qt.TextFormat.PlainText)
     if hint:
         box.setInformativeText(wrappable(_short(hint[:1].upper() + hint[1:])))
-    box.setDetailedText(details_of(error))
+    box.setDetailedText(details_of(error) + (f"\n\n{more.strip()}" if more.strip() else ""))
     box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     for label in box.findChildren(QLabel):
         label.setWordWrap(True)

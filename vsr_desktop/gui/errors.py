@@ -41,14 +41,17 @@ def setup_logging() -> Path:
     return path
 
 
-def show_error(parent: QWidget | None, title: str, error: BaseException | str) -> QMessageBox:
-    """A window-modal message: the problem first, what to do next below it.
+def show_error(
+    parent: QWidget | None, title: str, error: BaseException | str, more: str = ""
+) -> QMessageBox:
+    """A window-modal message: the problem first, what to do next below it; the whole
+    text (and `more`: a log's end, a traceback) copyable under Details.
 
     Opened with open(), not exec(): no nested event loop, so work in progress keeps running.
     """
     from vsr_desktop.gui.error_dialog import error_box  # wraps; Details hold the whole text
 
-    box = error_box(parent, title, error)
+    box = error_box(parent, title, error, more=more)
     _open_kept(box)
     return box
 
@@ -60,6 +63,21 @@ def _open_kept(box: QMessageBox) -> None:
     _live_dialogs.append(box)
     box.finished.connect(lambda _result: _live_dialogs.remove(box))
     box.open()
+
+
+def unexpected_error_box(error: BaseException, trace: str, log_path: Path) -> QMessageBox:
+    """The excepthook's dialog: wrapped like every error dialog, the traceback under
+    Details (copyable into a bug report) and where the log is."""
+    from vsr_desktop.gui.error_dialog import error_box
+
+    message = error.user_message() if isinstance(error, VsrError) else str(error)
+    shown = VsrError(
+        f"Something went wrong: {message or type(error).__name__}",
+        f"the app keeps running; details were written to {log_path}",
+    )
+    box = error_box(None, "Unexpected error", shown, QMessageBox.Icon.Critical, more=trace)
+    box.setObjectName("excepthookDialog")
+    return box
 
 
 def install_excepthook() -> None:
@@ -74,15 +92,10 @@ def install_excepthook() -> None:
         if QApplication.instance() is None:
             sys.__excepthook__(kind, value, tb)
             return
-        if isinstance(value, VsrError):
-            message = value.user_message()
-        else:
-            message = f"{kind.__name__}: {value}"
-        box = QMessageBox(
-            QMessageBox.Icon.Critical, "Unexpected error", f"Something went wrong: {message}"
+        _open_kept(
+            unexpected_error_box(
+                value, "".join(traceback.format_exception(kind, value, tb)), log_path
+            )
         )
-        box.setInformativeText(f"The app keeps running. Details were written to {log_path}.")
-        box.setObjectName("excepthookDialog")
-        _open_kept(box)
 
     sys.excepthook = hook

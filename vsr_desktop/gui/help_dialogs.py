@@ -30,14 +30,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from vsr_desktop.gui.preview import view_keys
+
 PRODUCT_NAME = "VSR Desktop"
-#: Keys the preview and timeline handle themselves (not actions): listed on the sheet too.
+#: Keys the picture handles itself (not actions), from the table the view uses, and Tab.
+#: The playback keys (frame and second steps, J/K/L, I/O) are the Playback menu's actions.
 VIEWER_KEYS = (
-    ("Preview", "Zoom to fit / 100 % / 200 % (of the screen's real pixels)", "0 / 1 / 2"),
-    ("Preview", "Zoom in / out", "+ / − (or the mouse wheel)"),
-    ("Preview", "Show the source while held (toggle mode)", "Space"),
-    ("Timeline", "Previous / next frame", "Left / Right (Shift: ±10)"),
-    ("Timeline", "First / last frame", "Home / End"),
+    *view_keys.sheet_rows(),
     ("Window", "Next control / previous control", "Tab / Shift+Tab"),
 )
 

@@ -10,12 +10,15 @@ runs jobs on), "aws" (the signed-in session) and "aws-preview" (the endpoint's r
 Quitting while jobs run asks whether to keep them for later or cancel them; the next start
 offers to resume the ones kept.
 
-The parts live beside it: menus.py (every command an action), theme.py (light/dark following
-the system, icons recoloured), run_on_dialog.py (Local / Slurm / AWS), help_dialogs.py
-(shortcuts sheet, About), source_queue.py (unreadable sources marked once), notice_banner.py
+The parts live beside it: window_sources.py (open, select, remove; bad sources marked
+once), window_jobs.py (Upscale all where Run on… says; failures in the error dialog),
+window_closing.py (quit while jobs run; shutdown), menus.py (every command an action),
+theme.py (light/dark following the system, icons recoloured), run_on_dialog.py (Local /
+Slurm / AWS), help_dialogs.py (shortcuts sheet, About), source_queue.py, notice_banner.py
 (`show_notice`), error_dialog.py (wrapped errors with Details), jobs/existing_output.py
 (Overwrite / Rename / Skip) and job_specs.py (settings → JobSpec; the sample's output goes to
-the user's Videos folder). The settings column scrolls, so the window fits a 768-px screen.
+the user's Videos folder). The settings column scrolls and the preview's toolbar shrinks,
+so the window fits 1366×768 and 1920×1080 at 200 % scaling.
 """
 
 from __future__ import annotations
@@ -24,17 +27,14 @@ import base64
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
-    QFileDialog,
     QFrame,
     QLabel,
-    QListWidgetItem,
     QMainWindow,
     QMenu,
     QMessageBox,
@@ -46,19 +46,16 @@ from PySide6.QtWidgets import (
 )
 
 from vsr_desktop.backends.registry import default_registry
-from vsr_desktop.core.errors import VsrError
-from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.jobs import JobStore
 from vsr_desktop.core.settings import AppSettings, SettingsFile
-from vsr_desktop.core.trim import with_marks
 from vsr_desktop.core.upscaler import FrameUpscaler
+from vsr_desktop.gui import window_closing, window_jobs, window_sources
 from vsr_desktop.gui.cloud.context import CloudContext, with_cloud_fields
 from vsr_desktop.gui.cloud.job_actions import CloudJobs
 from vsr_desktop.gui.cloud.preview_endpoint_controller import (
     ENDPOINT_BACKEND,
     PreviewEndpointController,
 )
-from vsr_desktop.gui.errors import show_error
 from vsr_desktop.gui.focus_ring import FocusRing
 from vsr_desktop.gui.help_dialogs import PRODUCT_NAME, AboutDialog, ShortcutsDialog
 from vsr_desktop.gui.job_specs import (  # noqa: F401 - re-exported (tests, tools)
@@ -72,31 +69,12 @@ from vsr_desktop.gui.jobs.jobs_panel import JobsPanel
 from vsr_desktop.gui.menus import build_menus
 from vsr_desktop.gui.notice_banner import NoticeBanner
 from vsr_desktop.gui.preview.preview_pane import PreviewPane
-from vsr_desktop.gui.quit_question import quit_question
 from vsr_desktop.gui.run_on_dialog import TARGET_SHORT, RunOnDialog, with_run_on_fields
 from vsr_desktop.gui.settings_panel import SettingsPanel
-from vsr_desktop.gui.source_queue import PATH_ROLE, SourceQueue, damage_notice
+from vsr_desktop.gui.source_queue import SourceQueue
 from vsr_desktop.gui.tasks import DONE, Task, TaskContext, TaskResult, TaskRunner
 from vsr_desktop.gui.theme import ThemeController
 
-VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.webm *.avi *.m4v *.mpg *.mpeg *.ts *.wmv *.flv)"
-#: How long quitting waits (without blocking) for jobs to stop before it waits blocking.
-STOP_WAIT_MS = 30_000
-VIDEO_SUFFIXES = {
-    ".mp4",
-    ".mkv",
-    ".mov",
-    ".webm",
-    ".avi",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".ts",
-    ".wmv",
-    ".flv",
-    ".m2ts",
-    ".3gp",
-}
 #: The window's size on first start (clamped to the screen) and the settings column's width.
 DEFAULT_SIZE = (1280, 760)
 SETTINGS_WIDTH = 330
@@ -111,6 +89,36 @@ def _probe_device(_ctx: TaskContext) -> object:
 
 class MainWindow(QMainWindow):
     """Sources on the left, preview in the middle, settings on the right, jobs below."""
+
+    # Sources, jobs and quitting: functions of window_sources, window_jobs and
+    # window_closing, methods here.
+    open_dialog = window_sources.open_dialog
+    open_files = window_sources.open_files
+    source_paths = window_sources.source_paths
+    remove_current_source = window_sources.remove_current_source
+    _source_selected = window_sources._source_selected
+    _preview_failed = window_sources._preview_failed
+    _source_opened = window_sources._source_opened
+    dragEnterEvent = window_sources.dragEnterEvent
+    dropEvent = window_sources.dropEvent
+    start_jobs = window_jobs.start_jobs
+    _readable_sources = window_jobs._readable_sources
+    _then_submit = window_jobs._then_submit
+    start_local_jobs = window_jobs.start_local_jobs
+    _submit_local = window_jobs._submit_local
+    slurm_backend = window_jobs.slurm_backend
+    send_to_slurm = window_jobs.send_to_slurm
+    open_cloud_dialog = window_jobs.open_cloud_dialog
+    _cloud_settings_saved = window_jobs._cloud_settings_saved
+    send_to_aws = window_jobs.send_to_aws
+    open_run_on = window_jobs.open_run_on
+    _run_on_changed = window_jobs._run_on_changed
+    _job_failed = window_jobs._job_failed
+    _action_failed = window_jobs._action_failed
+    _ask_before_quitting = window_closing._ask_before_quitting
+    _quit_answered = window_closing._quit_answered
+    _stop_jobs_then_close = window_closing._stop_jobs_then_close
+    shutdown = window_closing.shutdown
 
     def __init__(
         self,
@@ -154,7 +162,7 @@ class MainWindow(QMainWindow):
         self.preview.modeChanged.connect(self._remember_mode)
         self.preview.renderStarted.connect(lambda: self.notice.clear("render"))
         self.preview.renderFailed.connect(
-            lambda message: self.show_notice(message, "error", kind="render")
+            lambda message: self.show_notice(message, "error", kind="render", details=message)
         )
         self.preview.renderer.sourceOpened.connect(self._source_opened)
         FocusRing.attach(self.preview.view)
@@ -221,11 +229,14 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.preview_cloud.label)
         self.submit_dialog: QDialog | None = None
         self.output_question: ExistingOutputs | None = None  # the open Overwrite/Rename/Skip
+        self.job_error: QMessageBox | None = None  # the last failed job's dialog
         #: The open "Quit while jobs run?" question, if any (tests answer it).
         self.quit_box: QMessageBox | None = None
         self._quitting = False  # answered: stopping the jobs, then closing
         self._shut_down = False
-        self.resizeDocks([self.jobs_panel], [170], Qt.Orientation.Vertical)
+        # The jobs dock leaves the preview most of a small screen (960×540 at 200 %).
+        dock_height = min(170, self.screen().availableGeometry().height() // 5)
+        self.resizeDocks([self.jobs_panel], [dock_height], Qt.Orientation.Vertical)
 
         build_menus(self)
         self._add_playback_menu()
@@ -307,98 +318,13 @@ class MainWindow(QMainWindow):
             action.setChecked(True)
         self._save_settings()
 
-    def show_notice(self, text: str, level: str = "warning", kind: str = "") -> None:
+    def show_notice(
+        self, text: str, level: str = "warning", kind: str = "", details: str = ""
+    ) -> None:
         """A non-modal, word-wrapped banner above the preview (damaged or unreadable
-        sources, failed renders); the next source or a successful render hides it."""
-        self.notice.show_notice(text, level, kind)
-
-    # ------------------------------------------------------------------ sources
-    @Slot()
-    def open_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open videos", "", VIDEO_FILTER)
-        self.open_files([Path(p) for p in paths])
-
-    def open_files(self, paths: list[Path]) -> None:
-        """Add files to the queue and preview the last one."""
-        added = None
-        for path in paths:
-            if not path.is_file():
-                show_error(
-                    self, "Cannot open", VsrError(f"{path} does not exist", "check the path")
-                )
-                continue
-            added = self.sources.add_path(path)
-            self.app_settings.remember(path)
-        if added is not None:
-            self.sources.setCurrentItem(added)
-            self.fill_recent_menu()
-            self._save_settings()
-
-    def source_paths(self) -> list[Path]:
-        return self.sources.paths()
-
-    @Slot()
-    def remove_current_source(self) -> None:
-        removed = self.sources.remove_current()
-        if removed is not None:
-            self.notice.clear("source")
-            self.statusBar().showMessage(f"Removed {removed.name} from the queue")
-
-    @Slot(object, object)
-    def _source_selected(self, current: QListWidgetItem | None, _previous: object) -> None:
-        self.notice.clear("source")
-        if current is None:
-            self.setWindowTitle(PRODUCT_NAME)
-            return
-        path = Path(current.data(PATH_ROLE))
-        self.setWindowTitle(f"{PRODUCT_NAME} — {path.name}")
-        problem = SourceQueue.problem_of(current)
-        if problem is not None:  # marked once already: say why, no dialog, no re-probe
-            self.show_notice(f"{path.name} cannot be read: {problem}", "error", kind="source")
-            self.statusBar().showMessage(f"{path} cannot be read")
-            return
-        self.preview.set_source(path)
-        self.statusBar().showMessage(str(path))
-
-    @Slot(str)
-    def _preview_failed(self, message: str) -> None:
-        """An unreadable source: marked in the queue (icon + reason) and said in the banner."""
-        item = self.sources.currentItem()
-        if item is not None:
-            path = Path(item.data(PATH_ROLE))
-            self.sources.mark_unreadable(path, message)
-            self.show_notice(f"{path.name} cannot be read: {message}", "error", kind="source")
-        self.statusBar().showMessage(message)
-
-    @Slot(object)
-    def _source_opened(self, opened: object) -> None:
-        """A damaged source (frames it promises cannot be read, or leading frames a player
-        drops) says so when it opens: the preview shows what is there."""
-        info = getattr(opened, "info", None)
-        source = getattr(opened, "source", None)
-        item = self.sources.currentItem()
-        if info is None or item is None or str(source) != item.data(PATH_ROLE):
-            return
-        notice = damage_notice(info, Path(str(source)))
-        if notice:
-            self.show_notice(notice, "warning", kind="source")
-
-    # ------------------------------------------------------------------ drag and drop
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
-        videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES]
-        if paths and not videos:
-            show_error(
-                self,
-                "Not a video",
-                VsrError("none of the dropped files is a video", "drop .mp4, .mkv, .mov… files"),
-            )
-        self.open_files(videos)
-        event.acceptProposedAction()
+        sources, failed renders, with Details… for a failure); the next source or a
+        successful render hides it."""
+        self.notice.show_notice(text, level, kind, details)
 
     # ------------------------------------------------------------------ settings
     @Slot(object)
@@ -436,6 +362,7 @@ class MainWindow(QMainWindow):
 
     def _apply_preview_settings(self) -> None:
         self.preview.set_mode(self.app_settings.preview_mode)
+        self.preview.set_deinterlace(self.app_settings.deinterlace)  # as the job will see it
         if self.preview_cloud.ready:  # the model runs on the endpoint: nothing to download
             self.preview.set_engine_factory(
                 self.preview_cloud.settings_key(self.settings_panel.preview_key()),
@@ -475,184 +402,6 @@ class MainWindow(QMainWindow):
         if self.app_settings.window_state:
             self.restoreState(QByteArray(base64.b64decode(self.app_settings.window_state)))
 
-    # ------------------------------------------------------------------ jobs
-    @Slot()
-    def start_jobs(self) -> None:
-        """Upscale all: every readable source as a job where Run on… says (this computer
-        unless a cluster or AWS is chosen)."""
-        if self.app_settings.run_on == "slurm":
-            self.send_to_slurm()
-        elif self.app_settings.run_on == "aws":
-            self.send_to_aws()
-        else:
-            self.start_local_jobs()
-
-    def _readable_sources(self, verb: str) -> list[Path] | None:
-        paths = self.sources.readable_paths()
-        if not paths:
-            show_error(
-                self,
-                f"Nothing to {verb}",
-                VsrError(
-                    "the source list has no readable video",
-                    "open a video first (Ctrl+O)",
-                ),
-            )
-            return None
-        return paths
-
-    def _then_submit(
-        self, specs: list[JobSpec], submit: Callable[[list[JobSpec]], None]
-    ) -> ExistingOutputs:
-        """Ask Overwrite / Rename / Skip for each output already there, then `submit`."""
-        # The previewed source's In/Out marks trim its job (core/trim.py), on any backend.
-        marks = getattr(self.preview, "marks", lambda: (None, None))()
-        shown = getattr(self.preview, "_source", None)
-        specs = [with_marks(s, marks) if s.source == shown else s for s in specs]
-        asking = ExistingOutputs(specs, self, submit)
-        self.output_question = asking
-        asking.start()
-        return asking
-
-    @Slot()
-    def start_local_jobs(self) -> None:
-        """Queue every source here; bad ones are reported, the rest still start."""
-        paths = self._readable_sources("upscale")
-        if paths is None:
-            return
-        if not self.settings_panel.model_is_ready():
-            show_error(
-                self,
-                "Model missing",
-                VsrError(
-                    f"{self.app_settings.model} is not downloaded",
-                    "press Download beside the model first",
-                ),
-            )
-            return
-        self._then_submit([spec_for(self.app_settings, p) for p in paths], self._submit_local)
-
-    def _submit_local(self, specs: list[JobSpec]) -> None:
-        started = 0
-        for spec in specs:
-            try:
-                self.jobs_panel.submit(spec)
-                started += 1
-            except VsrError as exc:
-                show_error(self, f"Cannot upscale {spec.source.name}", exc)
-        if started:
-            self.jobs_panel.show()
-            self.statusBar().showMessage(f"{started} job(s) queued")
-
-    def slurm_backend(self) -> Any:
-        """A Slurm backend for the cluster in the settings (InputError when none is set)."""
-        from vsr_desktop.backends.slurm import SlurmBackend, SlurmTarget
-
-        return SlurmBackend(self.store, SlurmTarget.from_settings(self.app_settings))
-
-    @Slot()
-    def send_to_slurm(self) -> None:
-        """Submit every source to the Slurm cluster set in the settings, in the background
-        (a submit may copy the source over SSH); a failed one is a FAILED row saying why."""
-        try:
-            backend = self.slurm_backend()
-        except VsrError as exc:
-            show_error(self, "Slurm is not set up", exc)
-            return
-        paths = self._readable_sources("send")
-        if paths is None:
-            return
-
-        def submit(specs: list[JobSpec]) -> None:
-            for spec in specs:
-                self.jobs_panel.submit(spec, backend)
-            if specs:
-                self.jobs_panel.show()
-                self.statusBar().showMessage(f"Sending {len(specs)} job(s) to Slurm…")
-
-        self._then_submit([spec_for(self.app_settings, p, backend.name) for p in paths], submit)
-
-    @Slot()
-    def open_cloud_dialog(self) -> None:
-        """Cloud → AWS account and stack…: credentials, identity check, deploy/tear down."""
-        from vsr_desktop.gui.cloud.account_dialog import CloudAccountDialog
-
-        if self.cloud_dialog is not None and self.cloud_dialog.isVisible():
-            self.cloud_dialog.raise_()
-            return
-        dialog = CloudAccountDialog(self.app_settings, self)
-        dialog.settingsSaved.connect(self._cloud_settings_saved)
-        self.cloud_dialog = dialog
-        dialog.open()
-
-    @Slot(object)
-    def _cloud_settings_saved(self, settings: AppSettings) -> None:
-        self.app_settings = with_cloud_fields(self.app_settings, settings)
-        self.cloud.forget()
-        self._save_settings()
-        if self.run_on is not None:
-            self.run_on.refresh_cloud(self.app_settings)
-        self.statusBar().showMessage("Cloud settings saved")
-
-    @Slot()
-    def send_to_aws(self) -> None:
-        """Estimate every source's cloud cost, then (on Submit) upload and start them."""
-        from vsr_desktop.gui.cloud.submit_dialog import SubmitDialog
-
-        paths = self._readable_sources("send")
-        if paths is None:
-            return
-        if self.submit_dialog is not None and self.submit_dialog.isVisible():
-            self.submit_dialog.raise_()
-            return
-
-        def submit(specs: list[JobSpec]) -> None:
-            if not specs:
-                return
-            dialog = SubmitDialog(specs, self.cloud_jobs, self)
-            dialog.accepted.connect(self.jobs_panel.show)
-            self.submit_dialog = dialog
-            dialog.open()
-
-        self._then_submit([spec_for(self.app_settings, p, "aws") for p in paths], submit)
-
-    @Slot()
-    def open_run_on(self) -> RunOnDialog:
-        """Run on…: where Upscale all sends jobs, and the Slurm / AWS targets' set-up."""
-        if self.run_on is None:
-            self.run_on = RunOnDialog(self.app_settings, self, self.open_cloud_dialog)
-            self.run_on.settingsChanged.connect(self._run_on_changed)
-        self.run_on.refresh_cloud(self.app_settings)
-        self.run_on.show()
-        self.run_on.raise_()
-        return self.run_on
-
-    @Slot(object)
-    def _run_on_changed(self, settings: AppSettings) -> None:
-        self.app_settings = with_run_on_fields(self.app_settings, settings)
-        self.settings_panel.set_run_on(TARGET_SHORT.get(self.app_settings.run_on, "Local"))
-        self._save_settings()
-
-    @Slot(str, str)
-    def _job_failed(self, job_id: str, message: str) -> None:
-        self.statusBar().showMessage(f"Job {job_id} failed: {message}")
-        show_error(self, "The job failed", message)
-
-    @Slot(str, object)
-    def _action_failed(self, title: str, error: object) -> None:
-        """A backend call made for the user failed (a submit, a cancel, a download)."""
-        if isinstance(error, VsrError):
-            show_error(self, title, error)
-        else:  # a bug or an unexpected library error: still a dialog, with a next step
-            show_error(
-                self,
-                title,
-                VsrError(
-                    f"{type(error).__name__}: {error}",
-                    "try again; if it keeps failing, report it with the log file",
-                ),
-            )
-
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:
         """Quitting with jobs running here asks first (keep them for later, or cancel
@@ -668,47 +417,3 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.shutdown()
         super().closeEvent(event)
-
-    def _ask_before_quitting(self) -> None:
-        if self.quit_box is not None:
-            self.quit_box.raise_()
-            return
-        self.quit_box = quit_question(
-            self,
-            self.jobs_panel.work_in_progress(),
-            self.jobs_panel.running_elsewhere(),
-            self._quit_answered,
-        )
-
-    def _quit_answered(self, cancel_jobs: bool | None) -> None:
-        self.quit_box = None
-        if cancel_jobs is not None:
-            self._stop_jobs_then_close(cancel_jobs=cancel_jobs)
-
-    def _stop_jobs_then_close(self, *, cancel_jobs: bool) -> None:
-        """Stop the jobs without blocking the window, then close once all stopped."""
-        self._quitting = True
-        self.statusBar().showMessage(
-            "Cancelling jobs…" if cancel_jobs else "Stopping jobs; they resume at the next start…"
-        )
-        self.jobs_panel.stop_jobs(cancel_jobs=cancel_jobs)
-        if not self.tasks.is_busy():
-            QTimer.singleShot(0, self, self.close)
-            return
-        self.tasks.idle.connect(self.close)
-        QTimer.singleShot(STOP_WAIT_MS, self, self.close)  # then shutdown() waits for the rest
-
-    def shutdown(self, *, cancel_jobs: bool = False) -> None:
-        """Stop every thread the window owns (idempotent). Jobs still running here are
-        kept resumable (INTERRUPTED) unless `cancel_jobs`; remote jobs run on."""
-        if self._shut_down:
-            return
-        self._shut_down = True
-        self.preview.shutdown()
-        for dialog in (self.cloud_dialog, self.submit_dialog, self.run_on):
-            if dialog is not None:
-                dialog.done(0)  # joins its worker threads
-        self.preview_cloud.shutdown()  # deletes the preview endpoint: it bills by the hour
-        self.jobs_panel.shutdown(cancel_jobs=cancel_jobs)
-        self.settings_panel.shutdown()
-        self.tasks.shutdown()  # waits for every task thread (runs stop at their next report)

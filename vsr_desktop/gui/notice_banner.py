@@ -8,7 +8,15 @@ button, in colours readable on the light and the dark theme.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QSizePolicy,
+    QToolButton,
+    QWidget,
+)
 
 #: level → (background, text) colours; both themes keep them (contrast above 4.5:1).
 LEVEL_COLOURS = {
@@ -16,6 +24,9 @@ LEVEL_COLOURS = {
     "warning": ("#8a5a00", "#ffffff"),
     "info": ("#1f5f99", "#ffffff"),
 }
+
+#: The Details dialog's title for each kind of notice.
+DETAIL_TITLES = {"render": "The preview failed", "source": "Cannot preview this source"}
 
 
 class NoticeBanner(QFrame):
@@ -33,6 +44,14 @@ class NoticeBanner(QFrame):
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.details_button = QToolButton()
+        self.details_button.setText("Details…")
+        self.details_button.setAutoRaise(True)
+        self.details_button.setToolTip("The whole message, ready to copy")
+        self.details_button.clicked.connect(self.show_details)
+        self.details_button.setVisible(False)
+        self._details = ""
+        self.details_box: QMessageBox | None = None
         close = QToolButton()
         close.setText("✕")
         close.setAutoRaise(True)
@@ -42,10 +61,15 @@ class NoticeBanner(QFrame):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 6, 6, 6)
         layout.addWidget(self.label, 1)
+        layout.addWidget(self.details_button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.setVisible(False)
 
-    def show_notice(self, text: str, level: str = "warning", kind: str = "") -> None:
+    def show_notice(
+        self, text: str, level: str = "warning", kind: str = "", details: str = ""
+    ) -> None:
+        """Show `text`; with `details` (a failure), a Details… button opens the standard
+        error dialog (wrapped, the whole text copyable), as every failure dialog does."""
         background, foreground = LEVEL_COLOURS.get(level, LEVEL_COLOURS["info"])
         self.setStyleSheet(
             f"QFrame#noticeBanner {{ background: {background}; border-radius: 4px; }}"
@@ -55,7 +79,18 @@ class NoticeBanner(QFrame):
         self.level, self.kind = level, kind
         self.label.setText(text)
         self.label.setToolTip(text)
+        self._details = details
+        self.details_button.setVisible(bool(details))
         self.setVisible(True)
+
+    def show_details(self) -> QMessageBox | None:
+        if not self._details:
+            return None
+        from vsr_desktop.gui.errors import show_error
+
+        title = DETAIL_TITLES.get(self.kind, "Details")
+        self.details_box = show_error(self.window(), title, self._details)
+        return self.details_box
 
     def text(self) -> str:
         return self.label.text() if not self.isHidden() else ""

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSlider,
@@ -30,7 +31,9 @@ from PySide6.QtWidgets import (
 from vsr_desktop.core.errors import VsrError
 from vsr_desktop.core.models.registry import MODEL_REGISTRY, get_spec
 from vsr_desktop.core.settings import AppSettings
-from vsr_desktop.gui.tasks import DONE, Task, TaskContext, TaskResult, TaskRunner
+from vsr_desktop.gui.elided_combo import ElidedComboBox
+from vsr_desktop.gui.errors import show_error
+from vsr_desktop.gui.tasks import CANCELLED, DONE, Task, TaskContext, TaskResult, TaskRunner
 
 CODEC_LABELS = {
     "h264": "H.264 (most compatible)",
@@ -117,6 +120,7 @@ class SettingsPanel(QWidget):
         self.setObjectName("settingsPanel")
         self._settings = replace(settings)
         self._tasks = TaskRunner(self)
+        self.download_error: QMessageBox | None = None  # the last download failure's dialog
         self._loading = True
         self._build()
         self._load(settings)
@@ -127,7 +131,7 @@ class SettingsPanel(QWidget):
         layout = QVBoxLayout(self)
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
-        self.model_combo = QComboBox()
+        self.model_combo = ElidedComboBox()
         self.model_combo.setObjectName("modelCombo")
         for name, spec in MODEL_REGISTRY.items():
             if name == "realesr-general-wdn-x4v3":
@@ -147,7 +151,7 @@ class SettingsPanel(QWidget):
         status_row.addWidget(self.download_button)
         form.addRow(status_row)
         form.addRow(self.download_progress)
-        self.scale_combo = QComboBox()
+        self.scale_combo = ElidedComboBox()
         for label, value in SCALES:
             self.scale_combo.addItem(label, value)
         form.addRow("Scale", self.scale_combo)
@@ -156,7 +160,7 @@ class SettingsPanel(QWidget):
         self.denoise_slider.setRange(0, 100)
         self.denoise_slider.setToolTip("Blend with the denoising variant: 0 = strongest denoise")
         form.addRow("Denoise", self.denoise_slider)
-        self.deinterlace_combo = QComboBox()  # interlaced sources: core.media.deinterlace
+        self.deinterlace_combo = ElidedComboBox()  # interlaced sources: core.media.deinterlace
         for label, mode in DEINTERLACE_CHOICES:
             self.deinterlace_combo.addItem(label, mode)
         self.deinterlace_combo.setToolTip(
@@ -169,7 +173,7 @@ class SettingsPanel(QWidget):
 
         out_box = QGroupBox("Output")
         out = QFormLayout(out_box)
-        self.codec_combo = QComboBox()
+        self.codec_combo = ElidedComboBox()
         for codec, label in CODEC_LABELS.items():
             self.codec_combo.addItem(label, codec)
         out.addRow("Codec", self.codec_combo)
@@ -178,9 +182,9 @@ class SettingsPanel(QWidget):
         self.crf_spin.setSpecialValueText("Default")
         self.crf_spin.setToolTip("CRF: lower is better quality and bigger files")
         out.addRow("Quality (CRF)", self.crf_spin)
-        self.preset_combo = QComboBox()  # the codec's presets only (core.media.encode)
+        self.preset_combo = ElidedComboBox()  # the codec's presets only (core.media.encode)
         out.addRow("Preset", self.preset_combo)
-        self.encoder_combo = QComboBox()  # --encoder (core.hardware_codecs)
+        self.encoder_combo = ElidedComboBox()  # --encoder (core.hardware_codecs)
         for encoder_label, encoder in (
             ("Auto (hardware when present)", "auto"),
             ("Software", "software"),
@@ -191,7 +195,7 @@ class SettingsPanel(QWidget):
         ):
             self.encoder_combo.addItem(encoder_label, encoder)
         out.addRow("Encoder", self.encoder_combo)
-        self.container_combo = QComboBox()  # filled by _sync_codec_widgets: valid ones only
+        self.container_combo = ElidedComboBox()  # filled by _sync_codec_widgets: valid ones only
         out.addRow("Container", self.container_combo)
         self._build_size_row(out)
         self.folder_edit = QLineEdit()
@@ -207,7 +211,7 @@ class SettingsPanel(QWidget):
 
         dev_box = QGroupBox("Device")
         dev = QFormLayout(dev_box)
-        self.device_combo = QComboBox()
+        self.device_combo = ElidedComboBox()
         for label, device in (
             ("Automatic", "auto"),
             ("CPU", "cpu"),
@@ -216,7 +220,7 @@ class SettingsPanel(QWidget):
         ):
             self.device_combo.addItem(label, device)
         dev.addRow("Device", self.device_combo)
-        self.precision_combo = QComboBox()
+        self.precision_combo = ElidedComboBox()
         for label, precision in (
             ("Automatic", "auto"),
             ("fp32", "fp32"),
@@ -352,13 +356,13 @@ class SettingsPanel(QWidget):
     # ------------------------------------------------------------------ output choices
     def _build_size_row(self, out: QFormLayout) -> None:
         """Target size presets (--size) and how the picture meets them (--fit)."""
-        self.size_combo = QComboBox()
+        self.size_combo = ElidedComboBox()
         for label, size in SIZE_PRESETS:
             self.size_combo.addItem(label, size)
         self.size_edit = QLineEdit()
         self.size_edit.setPlaceholderText("WxH, e.g. 2048x1080")
         self.size_edit.setVisible(False)
-        self.fit_combo = QComboBox()
+        self.fit_combo = ElidedComboBox()
         for label, mode in FIT_CHOICES:
             self.fit_combo.addItem(label, mode)
         row = QHBoxLayout()
@@ -530,6 +534,9 @@ class SettingsPanel(QWidget):
         )
         self.model_status.setText(f"Download failed: {message}")
         self.model_status.setToolTip(message)  # the whole reason, also when the column is narrow
+        if result.outcome != CANCELLED:  # a cancel needs no dialog: the user did it
+            shown = error if isinstance(error, BaseException) else message
+            self.download_error = show_error(self, "The model download failed", shown)
 
     def shutdown(self) -> None:
         """Cancel a running download and wait for its thread."""

@@ -147,6 +147,33 @@ class ThemedStyle(QProxyStyle):
         self.handed_out[icon.cacheKey()] = standard
         return icon
 
+    def drawPrimitive(
+        self,
+        element: QStyle.PrimitiveElement,
+        option: QStyleOption,
+        painter: QPainter,
+        widget: QWidget | None = None,
+    ) -> None:
+        """Fusion outlines check boxes and radio buttons a shade darker than the window:
+        on a dark window they vanish, so there they get a light outline."""
+        super().drawPrimitive(element, option, painter, widget)
+        marks = (
+            QStyle.PrimitiveElement.PE_IndicatorCheckBox,
+            QStyle.PrimitiveElement.PE_IndicatorRadioButton,
+        )
+        if element not in marks or not is_dark(option.palette):  # type: ignore[attr-defined]
+            return
+        rect = option.rect.adjusted(0, 0, -1, -1)  # type: ignore[attr-defined]
+        painter.save()
+        painter.setPen(QColor(150, 150, 155))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        if element == QStyle.PrimitiveElement.PE_IndicatorRadioButton:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            painter.drawEllipse(rect)
+        else:
+            painter.drawRect(rect)
+        painter.restore()
+
 
 class ThemeController(QObject):
     """Owns the app's style and palette; `apply(choice)` switches, "system" follows the OS."""

@@ -41,6 +41,18 @@ def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def job_log_tail(job: object, lines: int = 40) -> str:
+    """The last lines of a job's log, for a failure's Details ("" when it has no log)."""
+    path = getattr(job, "log_path", "") or ""
+    if not path or not Path(path).is_file():
+        return ""
+    try:
+        tail = read_tail(Path(path), 16 * 1024).splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"The end of the job's log ({path}):\n" + "\n".join(tail)
+
+
 class LogDialog(QDialog):
     """Shows the tail of one job's log and keeps it current; "Open in editor" hands it on."""
 

@@ -4,45 +4,34 @@
 the model's output, so both sit on the same pixel grid. Under both lies the whole source
 frame scaled by Qt: it fills the picture while the upscaled region is still being rendered.
 At 100 % and above, results are drawn without smoothing so the user sees real pixels.
+Input lives in view_input.py, painting in view_painting.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QRect, Qt, QTimer, Signal
 from PySide6.QtGui import (
-    QColor,
-    QFocusEvent,
     QImage,
-    QKeyEvent,
-    QMouseEvent,
-    QPainter,
-    QPaintEvent,
     QResizeEvent,
     QShowEvent,
-    QWheelEvent,
 )
 from PySide6.QtWidgets import QWidget
 
 from vsr_desktop.core.preview import Region
-from vsr_desktop.gui.preview import overlays
+from vsr_desktop.gui.preview import view_input, view_painting
 from vsr_desktop.gui.preview.display import DisplayTransform, region_behind
-from vsr_desktop.gui.preview.layers import draw_layer
 from vsr_desktop.gui.preview.renderer import PreviewResult
-from vsr_desktop.gui.preview.sides import BICUBIC, SOURCE, Side
+from vsr_desktop.gui.preview.sides import BICUBIC, MODEL, Side
+from vsr_desktop.gui.preview.view_painting import BACKGROUND  # noqa: F401 - re-exported
 from vsr_desktop.gui.preview.view_state import ViewState
 
 MODES = ("split", "side-by-side", "toggle")
 PANE_GAP = 4
-DIVIDER_GRAB = 7
 REGION_PAD = 8
 REGION_GRID = 16
-BACKGROUND = QColor(24, 24, 28)
-MODEL = "model"
-NOT_YET = -2  # _draw_side: a model side with nothing upscaled on screen
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -59,6 +48,23 @@ class ComparisonView(QWidget):
     visibleRegionChanged = Signal(object)  # Region of the source frame
     modeChanged = Signal(str)
     framePainted = Signal(object)  # frame index now on screen (after the paint, not before)
+
+    # Input and painting: functions of view_input and view_painting.
+    wheelEvent = view_input.wheelEvent
+    _on_divider = view_input._on_divider
+    mousePressEvent = view_input.mousePressEvent
+    mouseMoveEvent = view_input.mouseMoveEvent
+    mouseReleaseEvent = view_input.mouseReleaseEvent
+    mouseDoubleClickEvent = view_input.mouseDoubleClickEvent
+    keyPressEvent = view_input.keyPressEvent
+    keyReleaseEvent = view_input.keyReleaseEvent
+    event = view_input.event
+    focusOutEvent = view_input.focusOutEvent
+    paintEvent = view_painting.paintEvent
+    _caption = staticmethod(view_painting._caption)
+    _draw_side = view_painting._draw_side
+    _fresh_before = view_painting._fresh_before
+    _layer = view_painting._layer
 
     def __init__(self, parent: QWidget | None = None, view_state: ViewState | None = None) -> None:
         super().__init__(parent)
@@ -129,6 +135,11 @@ class ComparisonView(QWidget):
     def placeholder_region(self) -> Region | None:
         """The region whose bicubic stand-in is shown while its upscale is on its way."""
         return self._placeholder[0] if self._placeholder is not None else None
+
+    @property
+    def source_image(self) -> QImage | None:
+        """The decoded source frame on screen (as stored: before pixel aspect and turn)."""
+        return self._source
 
     @property
     def frame_index(self) -> int:
@@ -212,10 +223,13 @@ class ComparisonView(QWidget):
     def display(self) -> DisplayTransform:
         return self._display
 
-    def set_frame(self, frame_index: int, rgb: np.ndarray, keep_stale: bool = False) -> None:
+    def set_frame(
+        self, frame_index: int, rgb: np.ndarray, keep_stale: bool = False, force: bool = False
+    ) -> None:
         """Show a newly decoded source frame. Upscales of other frames are dropped, or with
-        `keep_stale` (playing faster than the engine) kept and marked stale."""
-        if frame_index == self._frame_index and self._source is not None:
+        `keep_stale` (playing faster than the engine) kept and marked stale; `force` shows
+        the same frame decoded anew (another deinterlace setting)."""
+        if frame_index == self._frame_index and self._source is not None and not force:
             return  # the same frame again (a new region of it is being rendered)
         self._placeholder = None
         if not keep_stale:
@@ -364,219 +378,11 @@ class ComparisonView(QWidget):
         panes = self.pane_rects()
         return panes[1] if len(panes) > 1 and pos.x() >= panes[1].left() else panes[0]
 
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        steps = event.angleDelta().y() / 120
-        if not steps or self._source is None:
-            event.ignore()
-            return
-        pos = event.position()
-        anchor = pos - QPointF(self._pane_at(pos).topLeft())
-        self._state.zoom_in(anchor, steps)
-        event.accept()
-
-    def _on_divider(self, pos: QPointF) -> bool:
-        return self._mode == "split" and abs(pos.x() - self.divider_x()) <= DIVIDER_GRAB
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:
-        if event.button() != Qt.MouseButton.LeftButton:
-            super().mousePressEvent(event)
-            return
-        pos = event.position()
-        self._drag = "divider" if self._on_divider(pos) else "pan"
-        self._last_pos = pos
-        if self._drag == "pan":
-            self.setCursor(Qt.CursorShape.ClosedHandCursor)
-        event.accept()
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        pos = event.position()
-        if self._drag == "divider":
-            self.set_divider_fraction(pos.x() / max(self.width(), 1))
-        elif self._drag == "pan":
-            delta = pos - self._last_pos
-            self._state.pan_by(delta.x(), delta.y())
+    def run_zoom(self, call: str) -> None:
+        """A zoom entry's call: a ViewState method, or "zoom:<factor>" (display zoom)."""
+        if call.startswith("zoom:"):
+            self._state.set_display_zoom(float(call.removeprefix("zoom:")))
         else:
-            shape = (
-                Qt.CursorShape.SplitHCursor
-                if self._on_divider(pos)
-                else Qt.CursorShape.OpenHandCursor
-            )
-            self.setCursor(shape)
-        self._last_pos = pos
-        event.accept()
-
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        if event.button() == Qt.MouseButton.LeftButton and self._drag is not None:
-            self._drag = None
-            self.unsetCursor()
-            event.accept()
-            return
-        super().mouseReleaseEvent(event)
-
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
-        """Double-click flips between fit and 100 % at the clicked point."""
-        if self._state.fit_mode:
-            pos = event.position()
-            self._state.set_display_zoom(1.0, pos - QPointF(self._pane_at(pos).topLeft()))
-        else:
-            self._state.fit()
-        event.accept()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        state, key = self._state, event.key()
-        actions: dict[int, Callable[[], None]] = {
-            Qt.Key.Key_Plus: state.zoom_in, Qt.Key.Key_Equal: state.zoom_in,
-            Qt.Key.Key_Minus: state.zoom_out, Qt.Key.Key_Underscore: state.zoom_out,
-            Qt.Key.Key_0: state.fit,
-            Qt.Key.Key_1: lambda: state.set_display_zoom(1.0),
-            Qt.Key.Key_2: lambda: state.set_display_zoom(2.0),
-        }  # fmt: skip
-        if key == Qt.Key.Key_Space and self._mode == "toggle":
-            if not event.isAutoRepeat():
-                self.hold_before(True)
-        elif key in actions:
-            actions[key]()
-        else:
-            event.ignore()  # arrows etc. go on to the pane (timeline)
-            return
-        event.accept()
-
-    def keyReleaseEvent(self, event: QKeyEvent) -> None:
-        if event.key() == Qt.Key.Key_Space and self._mode == "toggle":
-            if not event.isAutoRepeat():
-                self.hold_before(False)
-            event.accept()
-            return
-        super().keyReleaseEvent(event)
-
-    def event(self, event: QEvent) -> bool:
-        """In toggle mode Space is held to compare: it is a key here, not play/pause."""
-        if (
-            event.type() == QEvent.Type.ShortcutOverride
-            and isinstance(event, QKeyEvent)
-            and event.key() == Qt.Key.Key_Space
-            and self._mode == "toggle"
-        ):
-            event.accept()
-            return True
-        return super().event(event)
-
-    def focusOutEvent(self, event: QFocusEvent) -> None:
-        self.hold_before(False)  # a Space release we never see must not stick
-        super().focusOutEvent(event)
+            getattr(self._state, call)()
 
     # -- painting ------------------------------------------------------------------------------
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), BACKGROUND)
-        self.painted = []
-        if self._source is None or self._message:
-            overlays.draw_message(painter, self.rect(), self._message or "")
-            painter.end()
-            return
-        panes = self.pane_rects()
-        left, right = self._sides
-        if self._mode == "split":
-            pane, split = panes[0], self.divider_x()
-            stale_left = self._draw_side(painter, pane, QRect(0, 0, split, pane.height()), left)
-            after_area = QRect(split, 0, pane.width() - split, pane.height())
-            stale_right = self._draw_side(painter, pane, after_area, right)
-            overlays.draw_divider(painter, split, self.height())
-            overlays.label(
-                painter, self._caption(left, stale_left), pane, stale=stale_left is not None
-            )
-            overlays.label(
-                painter,
-                self._caption(right, stale_right),
-                pane,
-                left=False,
-                stale=stale_right is not None,
-            )
-        elif self._mode == "side-by-side":
-            for side, area in zip(self._sides, panes, strict=True):
-                stale = self._draw_side(painter, area, area, side)
-                overlays.label(painter, self._caption(side, stale), area, stale=stale is not None)
-            after_area = panes[1]
-        else:
-            side = left if self._showing_before else right
-            stale = self._draw_side(painter, panes[0], panes[0], side)
-            overlays.label(painter, self._caption(side, stale), panes[0], stale=stale is not None)
-            overlays.footer(painter, panes[0], f"Hold Space to see {left.label}")
-            after_area = panes[0]
-        if self.overview_enabled and self._source is not None and self._output_size:
-            overlays.draw_overview(
-                painter, panes[0], self._source, self._output_size, self._state.visible_image_rect()
-            )
-        if self._busy:
-            overlays.draw_busy(painter, after_area, self._phase)
-        if self._error:
-            overlays.footer(painter, self.rect(), self._error, error=True)
-        painter.end()
-        if self._frame_index != self._painted_frame:
-            self._painted_frame = self._frame_index
-            self.framePainted.emit(self._frame_index)  # the counter follows what is seen
-
-    @staticmethod
-    def _caption(side: Side, stale: int | None) -> str:
-        if stale is None:
-            return side.label
-        if stale == NOT_YET:
-            return f"{side.label} · not upscaled yet"
-        return f"{side.label} · stale (frame {stale + 1})"
-
-    def _draw_side(self, painter: QPainter, pane: QRect, clip: QRect, side: Side) -> int | None:
-        """Draw one side; returns the frame index of an upscale from an earlier frame (shown
-        marked stale while playback outruns the engine), NOT_YET for a model side with no
-        upscale at all (the source or the bicubic stand-in shows), else None."""
-        if clip.isEmpty() or self._source is None or self._output_size is None:
-            return None
-        painter.save()
-        painter.setClipRect(clip)
-        out_w, out_h = self._output_size
-        real_pixels = side.kind == SOURCE and self._state.display_zoom >= 1.0
-        self._layer(painter, pane, self._source, QRectF(0, 0, out_w, out_h), not real_pixels)
-        shown, stale = (SOURCE, self._frame_index), None
-        layers = []
-        if side.kind != SOURCE and self._placeholder is not None:
-            layers.append(self._placeholder)
-        entry = self._images.get(side.key) if side.kind == MODEL else self._fresh_before()
-        if side.kind != SOURCE and entry is not None:
-            result, before, after = entry
-            if result.frame_index != self._frame_index:
-                stale = result.frame_index
-            if side.kind == MODEL or stale is None:
-                layers.append((result.region, after if side.kind == MODEL else before))
-                shown = (side.key if side.kind == MODEL else BICUBIC, result.frame_index)
-            else:
-                stale = None  # a bicubic picture of another frame is not worth showing
-        if self._source_size is not None:
-            sx, sy = out_w / self._source_size[0], out_h / self._source_size[1]
-            for region, picture in layers:
-                where = QRectF(region.x * sx, region.y * sy, picture.width(), picture.height())
-                self._layer(painter, pane, picture, where, self._state.display_zoom < 1.0)
-        painter.restore()
-        self.painted.append((side.label, shown[0], shown[1]))
-        if side.kind == MODEL and side.key and shown[0] != side.key:
-            return NOT_YET
-        return stale
-
-    def _fresh_before(self) -> tuple[PreviewResult, QImage, QImage] | None:
-        """The bicubic picture of the frame on screen, from whichever model rendered it."""
-        entries = list(self._images.values())
-        fresh = [e for e in entries if e[0].frame_index == self._frame_index]
-        return fresh[0] if fresh else (entries[0] if entries else None)
-
-    def _layer(
-        self, painter: QPainter, pane: QRect, image: QImage, where: QRectF, smooth: bool
-    ) -> None:
-        assert self._output_size is not None
-        draw_layer(
-            painter,
-            self._state,
-            self._display,
-            self._output_size,
-            pane,
-            image,
-            where,
-            smooth=smooth,
-        )

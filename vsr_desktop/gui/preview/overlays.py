@@ -7,7 +7,9 @@ handling so each part stays small.
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt
-from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QImage, QPainter, QPen, QTransform
+
+from vsr_desktop.gui.preview.display import DisplayTransform
 
 
 def draw_divider(painter: QPainter, x: int, height: int) -> None:
@@ -89,21 +91,35 @@ def draw_overview(
     source: QImage,
     output_size: tuple[int, int],
     visible: QRectF,
+    display: DisplayTransform | None = None,
 ) -> None:
-    """When zoomed past the pane, a thumbnail of `source` shows where `visible` (output
-    pixels) lies."""
-    out_w, out_h = output_size
+    """When zoomed past the pane, a thumbnail of `source` shows where `visible` (display
+    coordinates of the output) lies; the thumbnail is turned and stretched like the main
+    picture (`display`: rotation and pixel aspect)."""
+    display = display or DisplayTransform()
+    out_w, out_h = display.display_size(output_size)
     if visible.width() >= out_w - 1 and visible.height() >= out_h - 1:
         return
-    scale = min(160 / out_w, 100 / out_h)
+    # At most 160×100, and a quarter of a small pane (200 % scaling on a laptop).
+    scale = min(min(160, pane.width() / 4) / out_w, min(100, pane.height() / 4) / out_h)
     thumb = QRectF(
         pane.left() + 10, pane.bottom() - 10 - out_h * scale, out_w * scale, out_h * scale
     )
+    stored = (source.width(), source.height())
+    shown_w, _ = display.display_size(stored)
+    fit = thumb.width() / max(shown_w, 1e-9)
     painter.save()
     painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
     painter.setOpacity(0.85)
-    painter.drawImage(thumb, source)
-    painter.setOpacity(1.0)
+    painter.setTransform(
+        display.to_display(stored)
+        * QTransform.fromScale(fit, fit)
+        * QTransform.fromTranslate(thumb.left(), thumb.top()),
+        True,
+    )
+    painter.drawImage(QRectF(0, 0, stored[0], stored[1]), source)
+    painter.restore()
+    painter.save()
     painter.setPen(QPen(QColor(255, 255, 255), 1))
     painter.setBrush(Qt.BrushStyle.NoBrush)
     painter.drawRect(thumb)

@@ -76,14 +76,17 @@ def _put(frames: queue.Queue[object], item: object, cancel: threading.Event) -> 
     return False
 
 
-def _decode_run(info: Any, first: int, last: int, cancel: threading.Event) -> Iterator[np.ndarray]:
-    """Frames first..last (inclusive) as shown (deinterlaced like the still preview), 8-bit."""
+def _decode_run(
+    info: Any, first: int, last: int, cancel: threading.Event, deinterlace: str = "auto"
+) -> Iterator[np.ndarray]:
+    """Frames first..last (inclusive) as the job sees them (deinterlaced as `deinterlace`
+    says, like the still preview), 8-bit."""
     from vsr_desktop.core.media.decode import iter_frames
     from vsr_desktop.core.media.deinterlace import plan_deinterlace
     from vsr_desktop.core.preview import to_8bit
 
     video = info.video
-    fields = plan_deinterlace("auto", False, video)
+    fields = plan_deinterlace(deinterlace, False, video)
     following = last + 1
     for frame in iter_frames(
         info.path,
@@ -99,7 +102,12 @@ def _decode_run(info: Any, first: int, last: int, cancel: threading.Event) -> It
 
 
 def decode_for_playback(
-    info: Any, start: int, backward: bool, frames: queue.Queue[object], cancel: threading.Event
+    info: Any,
+    start: int,
+    backward: bool,
+    frames: queue.Queue[object],
+    cancel: threading.Event,
+    deinterlace: str = "auto",
 ) -> None:
     """The decoder task: frames from `start` on (or back), then PlaybackEnd; errors as
     PlaybackError. Runs in a task thread; only the queue links it to the GUI."""
@@ -108,7 +116,7 @@ def decode_for_playback(
     video = info.video
     try:
         if not backward:
-            ahead = _decode_run(info, start, video.frame_count - 1, cancel)
+            ahead = _decode_run(info, start, video.frame_count - 1, cancel, deinterlace)
             for index, rgb in enumerate(ahead, start):
                 if not _put(frames, PlaybackFrame(index, rgb), cancel):
                     return
@@ -119,7 +127,9 @@ def decode_for_playback(
             while last >= 0 and not cancel.is_set():
                 key = keys[max(bisect.bisect_right(keys, last) - 1, 0)] if keys else 0
                 first = max(min(key, last), last - run + 1, 0)
-                pictures: list[np.ndarray] = list(_decode_run(info, first, last, cancel))
+                pictures: list[np.ndarray] = list(
+                    _decode_run(info, first, last, cancel, deinterlace)
+                )
                 for offset in range(len(pictures) - 1, -1, -1):
                     if not _put(frames, PlaybackFrame(first + offset, pictures[offset]), cancel):
                         return
@@ -145,6 +155,7 @@ class PlaybackController(QObject):
         self._runner = runner or TaskRunner(self)
         self._owns_runner = runner is None
         self._info: Any = None
+        self._deinterlace = "auto"  # the job's mode: frames play as the job will see them
         self._speed = 0  # signed: 0 paused, ±1, ±2, ±4
         self._position = 0  # the last frame handed out (or the frame to start from)
         self._generation = 0
@@ -181,6 +192,14 @@ class PlaybackController(QObject):
         self.pause()
         self._info = info
         self._position = 0
+
+    def set_deinterlace(self, mode: str) -> None:
+        """Decode as the job will (core.media.deinterlace modes); a change while playing
+        restarts the decoder at the frame on screen."""
+        if mode != self._deinterlace:
+            self._deinterlace = mode
+            if self.playing:
+                self._restart(self._speed)
 
     def set_position(self, index: int) -> None:
         """Where play starts (the frame on screen); while playing, a seek."""
@@ -245,7 +264,7 @@ class PlaybackController(QObject):
         self._next = None
         self._anchor = None
         self._starved = False
-        frames, info, backward = self._queue, self._info, speed < 0
+        frames, info, backward, mode = self._queue, self._info, speed < 0, self._deinterlace
         start = self._position + (1 if speed > 0 else -1)
         start = min(max(start, 0), info.video.frame_count - 1)
         key = f"playback-{id(self)}-{self._generation}"
@@ -254,7 +273,7 @@ class PlaybackController(QObject):
             Task(
                 key,
                 LANE,
-                lambda ctx: decode_for_playback(info, start, backward, frames, ctx.cancel),
+                lambda ctx: decode_for_playback(info, start, backward, frames, ctx.cancel, mode),
                 label="decode for playback",
             )
         )

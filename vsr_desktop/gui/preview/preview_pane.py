@@ -9,32 +9,25 @@ upscale is not ready shows the source with the last upscale marked stale.
 
 Model A/B: each side shows the source, bicubic, the settings' model or any other model; a
 second model renders in a second renderer (its own thread and engine), same frame, same
-region.
+region. The parts live beside it: toolbar.py (the row above the picture), pane_models.py
+(Model A/B), pane_transport.py (playback, stepping, In/Out marks and their keys).
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent
-from PySide6.QtWidgets import (
-    QButtonGroup,
-    QHBoxLayout,
-    QLabel,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from vsr_desktop.core.preview import Region
 from vsr_desktop.core.upscaler import FrameUpscaler
-from vsr_desktop.gui.preview import keys, sides
-from vsr_desktop.gui.preview.comparison_view import MODEL, ComparisonView
-from vsr_desktop.gui.preview.playback import PlaybackController, PlaybackFrame
+from vsr_desktop.gui.preview import keys, pane_models, pane_transport, sides
+from vsr_desktop.gui.preview.comparison_view import ComparisonView
+from vsr_desktop.gui.preview.playback import PlaybackController
 from vsr_desktop.gui.preview.renderer import (
     DecodedFrame,
     PreviewRenderer,
@@ -43,18 +36,16 @@ from vsr_desktop.gui.preview.renderer import (
     SourceFailed,
     SourceOpened,
 )
-from vsr_desktop.gui.preview.sides import Side, SideChooser
+from vsr_desktop.gui.preview.sides import (
+    MODEL,  # noqa: F401 - re-exported
+    SideChooser,
+)
 from vsr_desktop.gui.preview.timeline import TimelineScrubber
+from vsr_desktop.gui.preview.toolbar import PreviewToolbar
 
 #: name → (settings key, engine factory) for a model shown on one side (A/B comparison).
 ModelProvider = Callable[[str], tuple[str, Callable[[], FrameUpscaler]]]
 RENDER_DEBOUNCE_MS = 80
-FIRST_GUESS_RENDER_S = 0.3
-MODE_BUTTONS = (
-    ("split", "Split", "Wipe between before and after; drag the divider"),
-    ("side-by-side", "Side by side", "Before and after next to each other"),
-    ("toggle", "Toggle", "After; hold Space to see before"),
-)
 
 
 class PreviewPane(QWidget):
@@ -70,6 +61,42 @@ class PreviewPane(QWidget):
     marksChanged = Signal(object, object)  # In and Out frame indices (None: not set)
     playingChanged = Signal(bool)
 
+    # Model A/B and the transport: functions of pane_models and pane_transport.
+    set_side = pane_models.set_side
+    _model_keys = pane_models._model_keys
+    _lanes = pane_models._lanes
+    _second_renderer = pane_models._second_renderer
+    _update_sides = pane_models._update_sides
+    _side_for = pane_models._side_for
+    _on_second_rendered = pane_models._on_second_rendered
+    _note_speed = pane_models._note_speed
+
+    _on_playback_frame = pane_transport._on_playback_frame
+    _render_ahead = pane_transport._render_ahead
+    _on_ahead_rendered = pane_transport._on_ahead_rendered
+    _on_playback_state = pane_transport._on_playback_state
+    _run_binding = pane_transport._run_binding
+    toggle_play = pane_transport.toggle_play
+    shuttle_forward = pane_transport.shuttle_forward
+    shuttle_back = pane_transport.shuttle_back
+    pause = pane_transport.pause
+    _step_to = pane_transport._step_to
+    step_back = pane_transport.step_back
+    step_forward = pane_transport.step_forward
+    second_back = pane_transport.second_back
+    second_forward = pane_transport.second_forward
+    go_first = pane_transport.go_first
+    go_last = pane_transport.go_last
+    _current_index = pane_transport._current_index
+    mark_in = pane_transport.mark_in
+    mark_out = pane_transport.mark_out
+    clear_in = pane_transport.clear_in
+    clear_out = pane_transport.clear_out
+    _set_marks = pane_transport._set_marks
+    keyPressEvent = pane_transport.keyPressEvent
+    keyReleaseEvent = pane_transport.keyReleaseEvent
+    _is_toggle_space = pane_transport._is_toggle_space
+
     def __init__(
         self, parent: QWidget | None = None, renderer: PreviewRenderer | None = None
     ) -> None:
@@ -83,6 +110,8 @@ class PreviewPane(QWidget):
         self._scale_guess = 1.0
         self._requested: RenderRequest | None = None
         self._marks: tuple[int | None, int | None] = (None, None)
+        self._deinterlace = "auto"  # as the job will: core.media.deinterlace modes
+        self._shown_mode = ""  # the mode of the frame on screen
         self._choices = [sides.BICUBIC, sides.SETTINGS]  # left, right
         self._provider: ModelProvider | None = None
         self._factories: dict[str, Callable[[], FrameUpscaler]] = {}
@@ -98,14 +127,7 @@ class PreviewPane(QWidget):
 
         self.view = ComparisonView(self)
         self.timeline = TimelineScrubber(self)
-        self._mode_group = QButtonGroup(self)
-        self._mode_group.setExclusive(True)
-        self._mode_buttons: dict[str, QToolButton] = {}
-        self._zoom_label = QLabel(self)
-        self._zoom_label.setMinimumWidth(
-            self._zoom_label.fontMetrics().horizontalAdvance("Fit · 3200 %") + 8
-        )
-        self._zoom_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._zoom_text = ""
         self._build_layout()
 
         self._debounce = QTimer(self)
@@ -131,45 +153,15 @@ class PreviewPane(QWidget):
         self._update_sides()
 
     def _build_layout(self) -> None:
-        bar = QHBoxLayout()
-        bar.setContentsMargins(4, 4, 4, 0)
-        for mode, text, tip in MODE_BUTTONS:
-            button = QToolButton(self)
-            button.setText(text)
-            button.setToolTip(tip)
-            button.setCheckable(True)
-            button.setChecked(mode == self.view.mode)
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            button.clicked.connect(lambda _checked=False, m=mode: self.set_mode(m))
-            self._mode_group.addButton(button)
-            self._mode_buttons[mode] = button
-            bar.addWidget(button)
-        bar.addSpacing(8)
-        bar.addWidget(self.left_chooser)
-        bar.addWidget(self.right_chooser)
-        bar.addStretch(1)
-        state = self.view.view_state
-        zooms = (
-            ("Fit", "Fit the picture (0)", state.fit),
-            ("100 %", "One output pixel per screen pixel (1)", lambda: state.set_display_zoom(1.0)),
-            (
-                "200 %",
-                "Two screen pixels per output pixel (2)",
-                lambda: state.set_display_zoom(2.0),
-            ),
-        )
-        for text, tip, slot in zooms:
-            button = QToolButton(self)
-            button.setText(text)
-            button.setToolTip(tip)
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            button.clicked.connect(slot)
-            bar.addWidget(button)
-        bar.addWidget(self._zoom_label)
+        self.toolbar = PreviewToolbar(
+            self.left_chooser, self.right_chooser, self.set_mode, self.view.run_zoom,
+            self.view.mode, self,
+        )  # fmt: skip
+        self._mode_buttons = self.toolbar.mode_buttons
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        layout.addLayout(bar)
+        layout.addWidget(self.toolbar)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.timeline)
 
@@ -204,20 +196,28 @@ class PreviewPane(QWidget):
             self._update_sides()
             self._render_now()
 
+    def set_deinterlace(self, mode: str) -> None:
+        """Show frames as the job will upscale them: "auto" (deinterlaced when the source
+        is interlaced), "off" (as decoded), "bwdif" or "yadif" (always)."""
+        if mode == self._deinterlace:
+            return
+        self._deinterlace = mode
+        self.playback.set_deinterlace(mode)
+        if self._source is None or self._info is None:
+            return
+        self._requested = None
+        self._renderer.cancel()
+        if self._second is not None:
+            self._second.cancel()
+        self.view.clear_result()  # an upscale of the other picture never stays on screen
+        self._render_now()
+
+    def deinterlace(self) -> str:
+        return self._deinterlace
+
     def set_model_provider(self, provider: ModelProvider | None) -> None:
         """How a side gets any model by name (the window builds it from its settings)."""
         self._provider = provider
-
-    def set_side(self, index: int, choice: str) -> None:
-        """Side 0 (left/before) or 1 (right/after): "source", "bicubic", "settings" (the
-        settings' model) or "model:<name>"."""
-        if choice.startswith(sides.MODEL_PREFIX) and self._provider is not None:
-            key, factory = self._provider(choice.removeprefix(sides.MODEL_PREFIX))
-            self._factories[key] = factory
-        self._choices[index] = choice
-        self._update_sides()
-        self._requested = None
-        self._render_now()
 
     def side_labels(self) -> tuple[str, str]:
         return self.view.side_labels()
@@ -254,51 +254,10 @@ class PreviewPane(QWidget):
         super().closeEvent(event)
 
     # -- rendering -----------------------------------------------------------------------------
-    def _model_keys(self) -> list[str]:
-        """Settings keys to render: the right side's model first (the main renderer), then
-        the left's (the second renderer); the settings' model when no side shows one (its
-        result carries the bicubic picture and the output size)."""
-        found = [s.key for s in reversed(self.view.sides) if s.kind == MODEL and s.key]
-        found = list(dict.fromkeys(found))
-        return found or [self._settings_key]
 
-    def _lanes(self) -> list[tuple[PreviewRenderer, str, bool]]:
-        """(renderer, key, primary) for each model being compared."""
-        keys = self._model_keys()
-        lanes = [(self._renderer, keys[0], True)]
-        if len(keys) > 1:
-            lanes.append((self._second_renderer(), keys[1], False))
-        for renderer, key, _primary in lanes:
-            if key in self._factories:
-                renderer.set_engine_factory(key, self._factories[key])
-        return lanes
-
-    def _second_renderer(self) -> PreviewRenderer:
-        if self._second is None:
-            self._second = PreviewRenderer(self)
-            self._second.rendered.connect(self._on_second_rendered)
-            self._second.failed.connect(self._on_render_failed)
-        return self._second
-
-    def _update_sides(self) -> None:
-        made = [self._side_for(choice) for choice in self._choices]
-        self.view.set_sides(made[0], made[1])
-        for chooser, choice, side in zip(
-            (self.left_chooser, self.right_chooser), self._choices, made, strict=True
-        ):
-            chooser.show_choice(choice, side.label)
-
-    def _side_for(self, choice: str) -> Side:
-        if choice == sides.SOURCE:
-            return Side(sides.SOURCE, label="Source")
-        if choice == sides.BICUBIC:
-            return Side(sides.BICUBIC, label="Bicubic")
-        if choice.startswith(sides.MODEL_PREFIX) and self._provider is not None:
-            key, _factory = self._provider(choice.removeprefix(sides.MODEL_PREFIX))
-            return Side(MODEL, key, sides.label_for_key(key))
-        if not self._has_factory:
-            return Side(MODEL, "", "No model")
-        return Side(MODEL, self._settings_key, sides.label_for_key(self._settings_key))
+    def _request_for(self, frame: int, region: Region, key: str) -> RenderRequest:
+        assert self._source is not None
+        return RenderRequest(self._source, frame, region, key, self._deinterlace)
 
     def _schedule_render(self, *_args: object) -> None:
         if self._info is not None and not self.playback.playing:
@@ -313,8 +272,8 @@ class PreviewPane(QWidget):
         lanes = self._lanes()
         frame, region = self.timeline.frame(), self.view.visible_source_region()
         for renderer, key, _primary in lanes[1:]:
-            renderer.request(RenderRequest(self._source, frame, region, key))
-        request = RenderRequest(self._source, frame, region, lanes[0][1])
+            renderer.request(self._request_for(frame, region, key))
+        request = self._request_for(frame, region, lanes[0][1])
         if request == self._requested:
             # Already on its way, or shown; anything else may still come from the cache.
             self.view.set_busy(self._renderer.busy and self._has_factory)
@@ -345,23 +304,6 @@ class PreviewPane(QWidget):
         self.view.set_busy(False)
         self.renderFinished.emit()
 
-    def _on_second_rendered(self, result: PreviewResult) -> None:
-        self._note_speed(result)
-        if self.playback.playing:
-            self._on_ahead_rendered(result, primary=False)
-        elif result.frame_index == self.timeline.frame() and result.settings_key in {
-            s.key for s in self.view.sides
-        }:
-            self.view.set_result(result, primary=False)
-
-    def _note_speed(self, result: PreviewResult) -> None:
-        """The first render of each model records its speed on this machine."""
-        model = sides.model_of_key(result.settings_key)
-        pixels = result.region.width * result.region.height
-        if model and result.upscale_ms > 0 and pixels and model not in self._speed_noted:
-            self._speed_noted.add(model)
-            sides.record_speed(model, result.upscale_ms / (pixels / 1e6))
-
     def _on_render_failed(self, message: str) -> None:
         self._requested = None
         self.view.set_busy(False)
@@ -374,11 +316,16 @@ class PreviewPane(QWidget):
     def _on_decoded(self, frame: DecodedFrame) -> None:
         if frame.source != self._source or self.playback.playing:
             return  # while playing, the decoder shows frames; renders only fill the cache
+        if frame.deinterlace != self._deinterlace:
+            return  # decoded before the setting changed
         if frame.output_size is not None:
             height, width = frame.rgb.shape[:2]
             self._scale_guess = frame.output_size[0] / max(width, 1)
             self.view.set_sizes((width, height), frame.output_size)
-        self.view.set_frame(frame.frame_index, frame.rgb)
+        self.view.set_frame(
+            frame.frame_index, frame.rgb, force=frame.deinterlace != self._shown_mode
+        )
+        self._shown_mode = frame.deinterlace
         if frame.region is not None and frame.before_rgb is not None:
             self.view.set_placeholder(frame.frame_index, frame.region, frame.before_rgb)
         if not self._has_factory:
@@ -415,123 +362,8 @@ class PreviewPane(QWidget):
         self._schedule_render()
 
     # -- playback ------------------------------------------------------------------------------
-    def _on_playback_frame(self, frame: PlaybackFrame) -> None:
-        """Paint a decoded frame; show its upscale if rendered ahead, else the last one
-        marked stale; and keep the engine working ahead of the playhead."""
-        if self._source is None:
-            return
-        self.view.set_frame(frame.index, frame.rgb, keep_stale=True)
-        self.timeline.follow(frame.index)
-        region = self.view.visible_source_region()
-        for renderer, key, primary in self._lanes():
-            hit = renderer.cached(RenderRequest(self._source, frame.index, region, key))
-            if hit is not None:
-                self.view.set_result(hit, primary=primary)
-            elif not renderer.busy and key in self._factories:
-                self._render_ahead(renderer, key, frame.index, region)
-
-    def _render_ahead(
-        self, renderer: PreviewRenderer, key: str, index: int, region: object
-    ) -> None:
-        assert self._source is not None and self._info is not None
-        speed = self.playback.speed
-        seconds = self._render_s.get(key, FIRST_GUESS_RENDER_S)
-        lead = math.ceil(seconds * self.playback.fps() * abs(speed)) + 1
-        last = self._info.video.frame_count - 1
-        target = min(max(index + (lead if speed > 0 else -lead), 0), last)
-        request = RenderRequest(self._source, target, region, key)  # type: ignore[arg-type]
-        if renderer.cached(request) is None:
-            self._ahead_since[key] = time.perf_counter()
-            renderer.request(request)
-
-    def _on_ahead_rendered(self, result: PreviewResult, primary: bool) -> None:
-        since = self._ahead_since.pop(result.settings_key, None)
-        if since is not None:
-            self._render_s[result.settings_key] = time.perf_counter() - since
-        if result.frame_index == self.view.frame_index:
-            self.view.set_result(result, primary=primary)
-
-    def _on_playback_state(self) -> None:
-        playing = self.playback.playing
-        self.view.set_busy(False)
-        if not playing:
-            # Paused: the frame on screen gets its upscale (cached, or rendered now).
-            self._requested = None
-            self.timeline.follow(self.playback.position)
-            self.frameChanged.emit(self.playback.position)
-            self._render_now()
-        self.playingChanged.emit(playing)
-
-    def _run_binding(self, method: str) -> None:
-        getattr(self, method)()
-
-    def toggle_play(self) -> None:
-        self.playback.set_position(self._current_index())
-        self.playback.toggle()
-
-    def shuttle_forward(self) -> None:
-        if not self.playback.playing:
-            self.playback.set_position(self._current_index())
-        self.playback.shuttle(True)
-
-    def shuttle_back(self) -> None:
-        if not self.playback.playing:
-            self.playback.set_position(self._current_index())
-        self.playback.shuttle(False)
-
-    def pause(self) -> None:
-        self.playback.pause()
-
-    def _step_to(self, index: int) -> None:
-        """Stepping pauses; past either end it stops there. Steps count from the frame
-        asked for, so quick presses add up even while the picture catches up."""
-        self.playback.pause()
-        self.timeline.set_frame(index)
-
-    def step_back(self) -> None:
-        self._step_to(self.timeline.frame() - 1)
-
-    def step_forward(self) -> None:
-        self._step_to(self.timeline.frame() + 1)
-
-    def second_back(self) -> None:
-        self._step_to(self.timeline.frame() - self.timeline.frames_per_second())
-
-    def second_forward(self) -> None:
-        self._step_to(self.timeline.frame() + self.timeline.frames_per_second())
-
-    def go_first(self) -> None:
-        self._step_to(0)
-
-    def go_last(self) -> None:
-        self._step_to(self.timeline.frame_count() - 1)
-
-    def _current_index(self) -> int:
-        """The frame the user sees (painted), else the one asked for."""
-        painted = self.timeline.painted_frame()
-        return painted if painted >= 0 and self.view.isVisible() else self.timeline.frame()
 
     # -- In/Out marks --------------------------------------------------------------------------
-    def mark_in(self) -> None:
-        index, out = self._current_index(), self._marks[1]
-        self._set_marks(index, out if out is not None and out >= index else None)
-
-    def mark_out(self) -> None:
-        index, first = self._current_index(), self._marks[0]
-        self._set_marks(first if first is not None and first <= index else None, index)
-
-    def clear_in(self) -> None:
-        self._set_marks(None, self._marks[1])
-
-    def clear_out(self) -> None:
-        self._set_marks(self._marks[0], None)
-
-    def _set_marks(self, mark_in: int | None, mark_out: int | None) -> None:
-        if (mark_in, mark_out) == self._marks:
-            return
-        self._marks = (mark_in, mark_out)
-        self.timeline.set_marks(mark_in, mark_out)
-        self.marksChanged.emit(mark_in, mark_out)
 
     # -- controls ------------------------------------------------------------------------------
     def _on_mode_changed(self, mode: str) -> None:
@@ -541,44 +373,20 @@ class PreviewPane(QWidget):
     def _update_zoom_label(self) -> None:
         state = self.view.view_state
         percent = f"{state.display_zoom * 100:.0f} %"
-        self._zoom_label.setText(f"Fit · {percent}" if state.fit_mode else percent)
+        self._zoom_text = percent
+        self.toolbar.show_zoom(f"Fit · {percent}" if state.fit_mode else percent)
 
     def zoom_text(self) -> str:
-        return self._zoom_label.text()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        """Playback and frame keys work wherever focus is inside the pane (Space holds the
-        left side in toggle mode, and plays/pauses otherwise)."""
-        if self._is_toggle_space(event):
-            self.view.hold_before(True)
-            return
-        binding = keys.binding_for(event)
-        if binding is not None:
-            self._run_binding(binding.method)
-            event.accept()
-        elif not (event.isAutoRepeat() and event.key() == Qt.Key.Key_Space):
-            super().keyPressEvent(event)
-
-    def keyReleaseEvent(self, event: QKeyEvent) -> None:
-        if self._is_toggle_space(event):
-            self.view.hold_before(False)
-        else:
-            super().keyReleaseEvent(event)
-
-    def _is_toggle_space(self, event: QKeyEvent) -> bool:
-        return (
-            event.key() == Qt.Key.Key_Space
-            and self.view.mode == "toggle"
-            and not event.isAutoRepeat()
-        )
+        """The zoom as the user reads it ("100 %": one output pixel per screen pixel)."""
+        return self._zoom_text
 
 
 def _covers(result: PreviewResult, request: RenderRequest) -> bool:
     """Same frame and settings, and the result's region contains the requested one."""
     have, want = result.region, request.region
     return (
-        (result.source, result.frame_index, result.settings_key)
-        == (request.source, request.frame_index, request.settings_key)
+        (result.source, result.frame_index, result.settings_key, result.deinterlace)
+        == (request.source, request.frame_index, request.settings_key, request.deinterlace)
         and have.x <= want.x
         and have.y <= want.y
         and have.x + have.width >= want.x + want.width
@@ -587,8 +395,9 @@ def _covers(result: PreviewResult, request: RenderRequest) -> bool:
 
 
 def _result_matches(result: PreviewResult, request: RenderRequest) -> bool:
-    return (result.source, result.frame_index, result.settings_key) == (
+    return (result.source, result.frame_index, result.settings_key, result.deinterlace) == (
         request.source,
         request.frame_index,
         request.settings_key,
+        request.deinterlace,
     ) and result.region == request.region.clamp(*result.source_rgb.shape[1::-1])

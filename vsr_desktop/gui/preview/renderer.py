@@ -35,16 +35,24 @@ CACHE_BYTES = 768 * 1024 * 1024
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """One preview render: a region of one frame of one source, with one engine setting."""
+    """One preview render: a region of one frame of one source, with one engine setting,
+    the frame deinterlaced as the job's `deinterlace` mode says (core.preview.shown_frame)."""
 
     source: Path
     frame_index: int
     region: Region
     settings_key: str
+    deinterlace: str = "auto"
 
     @property
-    def key(self) -> tuple[str, int, Region, str]:
-        return (str(self.source), self.frame_index, self.region, self.settings_key)
+    def key(self) -> tuple[str, int, Region, str, str]:
+        return (
+            str(self.source),
+            self.frame_index,
+            self.region,
+            self.settings_key,
+            self.deinterlace,
+        )
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class PreviewResult:
     output_size: tuple[int, int] = (0, 0)
     #: How long the model took for this region (the model list's speed is measured from it).
     upscale_ms: float = 0.0
+    deinterlace: str = "auto"  # the mode its frame was decoded with
 
     @property
     def nbytes(self) -> int:
@@ -81,6 +90,7 @@ class DecodedFrame:
     region: Region | None = None
     before_rgb: np.ndarray | None = field(default=None, repr=False)
     output_size: tuple[int, int] | None = None
+    deinterlace: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,7 @@ class _Worker(QObject):
     def __init__(self) -> None:
         super().__init__()
         self._infos: dict[str, Any] = {}
-        self._frames: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, int, str], np.ndarray] = OrderedDict()
         self._engine: FrameUpscaler | None = None
         self._engine_key: str | None = None
 
@@ -158,15 +168,15 @@ class _Worker(QObject):
             self._infos[key] = probe(source)
         return self._infos[key]
 
-    def _frame(self, source: Path, index: int) -> np.ndarray:
+    def _frame(self, source: Path, index: int, deinterlace: str) -> np.ndarray:
         """Decode (or reuse) one frame; a few are kept so panning does not re-decode."""
         from vsr_desktop.core.preview import shown_frame
 
-        key = (str(source), index)
+        key = (str(source), index, deinterlace)
         if key in self._frames:
             self._frames.move_to_end(key)
             return self._frames[key]
-        rgb = shown_frame(self._info(source), index)  # deinterlaced when interlaced
+        rgb = shown_frame(self._info(source), index, deinterlace)  # as the job will see it
         self._frames[key] = rgb
         while len(self._frames) > 4:
             self._frames.popitem(last=False)
@@ -189,9 +199,12 @@ class _Worker(QObject):
     def render(self, job: _Job) -> None:
         request, built = job.request, False
         try:
-            rgb = self._frame(request.source, request.frame_index)
+            rgb = self._frame(request.source, request.frame_index, request.deinterlace)
             display = to_8bit(rgb)
-            self.decoded.emit(DecodedFrame(request.source, request.frame_index, display))
+            mode = request.deinterlace
+            self.decoded.emit(
+                DecodedFrame(request.source, request.frame_index, display, deinterlace=mode)
+            )
             if job.cancel.is_set():
                 raise CancelledError("superseded before upscaling")
             if job.factory is None:
@@ -210,7 +223,9 @@ class _Worker(QObject):
             full_size = self._engine.output_size(width, height)
             before = bicubic_resize(crop, *self._engine.output_size(area.width, area.height))
             self.decoded.emit(
-                DecodedFrame(request.source, request.frame_index, display, area, before, full_size)
+                DecodedFrame(
+                    request.source, request.frame_index, display, area, before, full_size, mode
+                )
             )
             started = time.perf_counter()
             after = to_8bit(self._engine.upscale(crop[None], job.cancel)[0])
@@ -229,6 +244,7 @@ class _Worker(QObject):
                 source_rgb=display,
                 output_size=full_size,
                 upscale_ms=upscale_ms,
+                deinterlace=mode,
             )
             self.finished.emit(_Outcome(request, "done", result, engine_built=built))
         except CancelledError:
@@ -271,7 +287,7 @@ class PreviewRenderer(QObject):
     ) -> None:
         super().__init__(parent)
         self.stats = RendererStats()
-        self._cache: OrderedDict[tuple[str, int, Region, str], PreviewResult] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, Region, str, str], PreviewResult] = OrderedDict()
         self._cache_entries = cache_entries
         self._cache_bytes = cache_bytes
         self._factories: dict[str, EngineFactory] = {}
@@ -390,9 +406,10 @@ class PreviewRenderer(QObject):
         if self._thread is None:
             return
         latest = self._latest
-        if latest is not None and (latest.source, latest.frame_index) == (
+        if latest is not None and (latest.source, latest.frame_index, latest.deinterlace) == (
             frame.source,
             frame.frame_index,
+            frame.deinterlace,
         ):
             self.frameDecoded.emit(frame)
 

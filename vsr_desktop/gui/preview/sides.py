@@ -18,11 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup
-from PySide6.QtWidgets import QMenu, QToolButton, QWidget
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QPaintEvent
+from PySide6.QtWidgets import (
+    QMenu,
+    QSizePolicy,
+    QStyle,
+    QStyleOptionToolButton,
+    QStylePainter,
+    QToolButton,
+    QWidget,
+)
 
 SOURCE, BICUBIC, SETTINGS = "source", "bicubic", "settings"
+MODEL = "model"  # a Side's kind when it shows a model's upscale
 MODEL_PREFIX = "model:"
 
 
@@ -123,7 +132,11 @@ def model_catalog() -> list[ModelEntry]:
 
 
 class SideChooser(QToolButton):
-    """ "Left: Bicubic ▾": a menu of Source, Bicubic, the settings' model and every model."""
+    """ "Left: Bicubic ▾": a menu of Source, Bicubic, the settings' model and every model.
+
+    A long model name does not widen the window: the button may shrink to a few letters,
+    eliding its text when painted (text() and the tooltip keep the whole label).
+    """
 
     chosen = Signal(str)  # "source", "bicubic", "settings" or "model:<name>"
 
@@ -139,7 +152,9 @@ class SideChooser(QToolButton):
         self._choice = ""
         self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.setToolTip(f"What the {title.lower()} side shows: source, bicubic or a model")
+        self._tip = f"What the {title.lower()} side shows: source, bicubic or a model"
+        self.setToolTip(self._tip)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self._menu = QMenu(self)
         self._menu.aboutToShow.connect(self._fill)
         self.setMenu(self._menu)
@@ -152,6 +167,28 @@ class SideChooser(QToolButton):
     def show_choice(self, choice: str, label: str) -> None:
         self._choice = choice
         self.setText(f"{self._title}: {label}")
+        self.setToolTip(f"{self.text()}\n{self._tip}")
+
+    def _chrome(self) -> int:
+        """Width of everything but the text (margins, the menu arrow)."""
+        return super().sizeHint().width() - self.fontMetrics().horizontalAdvance(self.text())
+
+    def minimumSizeHint(self) -> QSize:
+        shortest = self.fontMetrics().horizontalAdvance(f"{self._title}: Bicu…")
+        hint = super().sizeHint()
+        return QSize(min(hint.width(), self._chrome() + shortest), hint.height())
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        """The button as the style draws it, with the text elided to the width it has."""
+        option = QStyleOptionToolButton()
+        self.initStyleOption(option)
+        if self.width() < super().sizeHint().width():  # whole text when it has its room
+            room = self.width() - self._chrome()
+            option.text = self.fontMetrics().elidedText(
+                self.text(), Qt.TextElideMode.ElideRight, max(room, 0)
+            )
+        painter = QStylePainter(self)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ToolButton, option)
 
     def entries(self) -> list[QAction]:
         """The menu's actions (for tests and the keyboard path)."""
