@@ -69,3 +69,67 @@ def test_nvenc_opens_where_the_gpu_has_it(tmp_path: Path) -> None:
         encoder.write(i, np.full((1080, 1920, 3), 30 * i, np.uint8))
     encoder.close()
     assert encoder._encoder_name == "h264_nvenc"
+
+
+# ----------------------------------------------------------------- the streaming pipeline
+
+
+def _stream(engine: Engine, frames: list[np.ndarray], **kw: object) -> list[np.ndarray]:
+    from vsr_desktop.core.gpu_pipeline import StreamPipeline
+
+    pipeline = StreamPipeline(engine, **kw)  # type: ignore[arg-type]
+    out = list(pipeline.run(range(len(frames)), lambda i: frames[i]))
+    assert [i for i, _ in out] == list(range(len(frames)))
+    return [o for _, o in out]
+
+
+def test_streams_on_and_off_give_the_frames_of_upscale() -> None:
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (90, 160, 3), dtype=np.uint8) for _ in range(7)]
+    engine = Engine(compact_x4(), 4, device="cuda")
+    assert engine.use_stream_pipeline
+    expected = engine.upscale(np.stack(frames))
+    for streams in (True, False):
+        got = np.stack(_stream(engine, frames, batch_size=3, streams=streams))
+        assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1, streams
+
+
+def test_the_batch_comes_from_free_memory_and_buffers_are_pinned() -> None:
+    from vsr_desktop.core.gpu_pipeline import StreamPipeline
+
+    engine = Engine(compact_x4(), 4, device="cuda")
+    pipeline = StreamPipeline(engine)
+    frames = [np.zeros((90, 160, 3), np.uint8)] * 9
+    list(pipeline.run(range(9), lambda i: frames[i]))
+    assert pipeline.batch_sizes[0] > 1  # a small frame on a GPU: several per batch
+    assert pipeline._pack(frames[:2], ("rgb", 90, 160)).is_pinned()
+
+
+def test_yuv_planes_convert_on_the_gpu_as_on_the_cpu() -> None:
+    import av
+    import torch as t
+
+    from vsr_desktop.core.colour_convert import packed_size, packed_to_rgb, planes_of
+
+    rgb = np.random.default_rng(4).integers(0, 256, (72, 128, 3), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    planes = planes_of(frame, 1)
+    assert planes is not None
+    packed = np.empty(packed_size(72, 128), np.uint8)
+    planes.write_into(packed)
+    args = (72, 128, "i420", 1, False)
+    cpu = packed_to_rgb(t.from_numpy(packed)[None], *args)
+    gpu = packed_to_rgb(t.from_numpy(packed)[None].cuda(), *args).cpu()
+    assert (cpu - gpu).abs().max() <= 1 / 255 + 1e-6
+    engine = Engine(compact_x4(), 4, device="cuda")
+    a = _stream(engine, [planes] * 3)  # type: ignore[list-item]
+    b = _stream(engine, [(cpu[0].permute(1, 2, 0) * 255).round().byte().numpy()] * 3)
+    assert np.abs(np.stack(a).astype(int) - np.stack(b).astype(int)).max() <= 2
+
+
+def test_cuda_graphs_compile_and_give_the_same_frames() -> None:
+    frames = [np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)] * 4
+    plain = _stream(Engine(compact_x4(), 4, device="cuda"), frames, batch_size=2)
+    graphs = Engine(compact_x4(), 4, device="cuda", compile="reduce-overhead")
+    got = _stream(graphs, frames, batch_size=2)
+    assert np.abs(np.stack(got).astype(int) - np.stack(plain).astype(int)).max() <= 2

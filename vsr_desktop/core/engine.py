@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsr_desktop.core import gpu_checks, memory_guard
+from vsr_desktop.core import colour_convert, gpu_checks, gpu_compile, memory_guard
 from vsr_desktop.core.cancel import check_cancel
 from vsr_desktop.core.cpu_strategy import (
     CpuConvolutionStrategy,
@@ -48,6 +48,7 @@ from vsr_desktop.core.cpu_strategy import (
 )
 from vsr_desktop.core.device import choose_dtype, describe_device, select_device
 from vsr_desktop.core.errors import EngineError
+from vsr_desktop.core.gpu_pipeline import StreamPipeline, pipeline_enabled
 from vsr_desktop.core.malloc_tuning import tune_malloc
 from vsr_desktop.core.tiling import (
     MIN_TILE,
@@ -94,7 +95,12 @@ class Engine:
         cpu_convolution: ``auto``, ``onednn`` or ``winograd`` (fp32 on CPU only): how CPU
             convolutions run; ``auto`` times both on the first frames of each size (cached).
             ``winograd`` settles an ``auto`` precision as fp32 (bf16 with it is an error).
+        compile: ``torch.compile`` mode for the network (core.gpu_compile); None: the
+            VSR_COMPILE environment variable, ``off`` when unset (never measured faster).
     """
+
+    #: Raised inside the engine when a batch does not fit (StreamPipeline halves it).
+    BatchTooLarge = _BatchTooLarge
 
     def __init__(
         self,
@@ -112,6 +118,7 @@ class Engine:
         cpu_convolution: str = "auto",
         supports_half: bool = True,
         supports_bfloat16: bool = True,
+        compile: str | None = None,
     ) -> None:
         if int(scale) != scale or scale < 1:
             raise EngineError(f"Invalid model scale {scale!r}", "The scale must be 1, 2, 3 or 4.")
@@ -122,6 +129,7 @@ class Engine:
         if outscale is not None and not outscale > 0:
             raise EngineError(f"Invalid output scale {outscale!r}", "Use a positive number.")
         convolution = parse_cpu_convolution(cpu_convolution)
+        self.compile_mode = gpu_compile.compile_mode(compile)
         self.device = select_device(device)
         self.model_scale = int(scale)
         self.outscale = float(outscale) if outscale is not None else float(scale)
@@ -148,6 +156,8 @@ class Engine:
         self._weights_dtype = torch.float32 if self._autocast else self.dtype
         module = module.eval().to(device=self.device, dtype=self._weights_dtype)
         self.module = module.to(memory_format=torch.channels_last)
+        #: What runs the network: the module, or its compiled form (--compile).
+        self._network = gpu_compile.compile_network(self.module, self.device, self.compile_mode)
         # cuDNN autotunes only once a frame size repeats (video), not per preview region.
         self._tuning = gpu_checks.ShapeTuning()
         # fp16/bf16 on a GPU may overflow: each batch is checked and rerun in fp32 if so.
@@ -158,6 +168,19 @@ class Engine:
         self.cpu_strategy = CpuConvolutionStrategy.create(
             convolution, self.module, self.dtype, self.device, self.model_scale, cache_path
         )
+        self.use_stream_pipeline = pipeline_enabled(self.device)
+
+    @property
+    def use_stream_pipeline(self) -> bool:
+        """Whether :meth:`upscale_stream` runs the overlapped StreamPipeline (CUDA unless
+        VSR_GPU_PIPELINE=0; tests switch it on for the CPU). While on, decoders in this
+        process hand over YUV planes, converted on the device (core.colour_convert)."""
+        return self._stream_pipeline
+
+    @use_stream_pipeline.setter
+    def use_stream_pipeline(self, value: bool) -> None:
+        self._stream_pipeline = bool(value)
+        colour_convert.want_planes(self, self._stream_pipeline)
 
     @property
     def frame_workers(self) -> int:
@@ -249,7 +272,17 @@ class Engine:
         and elsewhere, it goes in groups
         of :attr:`frames_per_call` through :meth:`upscale`.
         """
-        if self.cpu_strategy is None:
+        if self.use_stream_pipeline:
+            pipeline = StreamPipeline(
+                self, batch_size=self.batch_size if self.batch_size > 1 else 0
+            )
+
+            def source(item: T) -> np.ndarray | colour_convert.YuvPlanes:
+                planes = getattr(item, "yuv", None)  # a decoder's planes, before any RGB
+                return planes if planes is not None else rgb(item)
+
+            yield from pipeline.run(items, source, cancel)
+        elif self.cpu_strategy is None:
             yield from upscale_in_groups(self, items, rgb, self.frames_per_call, cancel)
         else:
             yield from self.cpu_strategy.stream(self, items, rgb, cancel)
@@ -407,6 +440,11 @@ class Engine:
         if not self._check_finite or gpu_checks.all_finite(y):
             return y
         del y
+        return self._infer_fp32(x, cancel)
+
+    def _infer_fp32(self, x: torch.Tensor, cancel: threading.Event | None) -> torch.Tensor:
+        """:meth:`_infer` with an fp32 copy of the network, for a batch whose fp16/bf16
+        output held NaN/inf; said once per engine."""
         self._nonfinite_batches += 1
         if self._nonfinite_batches == 1:
             log.warning(
@@ -480,8 +518,10 @@ class Engine:
             else contextlib.nullcontext()
         )
         gpu_checks.apply_cudnn_tuning(self.device, self._tuning, tuple(x.shape))
+        if module is None:
+            gpu_compile.mark_step(self.compile_mode)
         with ctx:
-            y = (module if module is not None else self.module)(x)
+            y = (module if module is not None else self._network)(x)
         s = self.model_scale
         if tuple(y.shape[-2:]) != (x.shape[-2] * s, x.shape[-1] * s):
             raise EngineError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -18,25 +18,54 @@ from typing import Any
 
 import numpy as np
 
+from vsr_desktop.core.colour_convert import YuvPlanes, planes_of, planes_wanted
 from vsr_desktop.core.errors import CancelledError, MediaError
 from vsr_desktop.core.hardware_codecs import hardware_decode_frames
 from vsr_desktop.core.media.alpha import decode_frames, rgba_format_for, split_rgba
 
 
-@dataclass(frozen=True)
 class DecodedFrame:
-    """One source frame: its presentation timestamp and its RGB pixels (uint8 or uint16)."""
+    """One source frame: its presentation timestamp and its RGB pixels (uint8 or uint16).
 
-    pts: int
-    rgb: np.ndarray
-    #: The alpha plane when the source's alpha is kept (core.media.alpha), else None.
-    alpha: np.ndarray | None = None
+    A GPU pipeline converts YUV on the device (core.colour_convert): then the decoder hands
+    over the frame's planes (``yuv``) and converts to RGB here only if someone asks for
+    ``rgb`` (a CPU engine, a 10-bit frame): the conversion runs once, on first access.
+    """
 
-    def __post_init__(self) -> None:
-        if self.rgb.ndim == 3 and self.rgb.shape[2] == 4:  # decoded as RGBA: the model
-            rgb, alpha = split_rgba(self.rgb)  # takes RGB, the alpha travels beside it
-            object.__setattr__(self, "rgb", rgb)
-            object.__setattr__(self, "alpha", alpha)
+    __slots__ = ("_convert", "_rgb", "alpha", "pts", "yuv")
+
+    def __init__(
+        self,
+        pts: int,
+        rgb: np.ndarray | None = None,
+        alpha: np.ndarray | None = None,
+        *,
+        yuv: YuvPlanes | None = None,
+        convert: Callable[[], np.ndarray] | None = None,
+    ) -> None:
+        if rgb is None and convert is None:
+            raise ValueError("a DecodedFrame needs its pixels or a way to convert them")
+        if rgb is not None and rgb.ndim == 3 and rgb.shape[2] == 4:  # decoded as RGBA: the
+            rgb, alpha = split_rgba(rgb)  # model takes RGB, the alpha travels beside it
+        self.pts = pts
+        self._rgb = rgb
+        #: The alpha plane when the source's alpha is kept (core.media.alpha), else None.
+        self.alpha = alpha
+        self.yuv = yuv
+        self._convert = convert
+
+    @property
+    def rgb(self) -> np.ndarray:
+        if self._rgb is None:
+            assert self._convert is not None
+            self._rgb, self._convert = self._convert(), None
+        return self._rgb
+
+    def repeated(self, pts: int) -> DecodedFrame:
+        """The same picture at another timestamp (a damaged frame's stand-in)."""
+        if self._rgb is not None:
+            return DecodedFrame(pts, self._rgb, self.alpha)
+        return DecodedFrame(pts, alpha=self.alpha, yuv=self.yuv, convert=lambda: self.rgb)
 
 
 def rgb_format_for(bit_depth: int) -> str:
@@ -80,6 +109,7 @@ def iter_frames(
     tally: DecodeTally | None = None,
     deinterlacer: Any = None,
     alpha: bool = False,
+    planes: bool | None = None,
 ) -> Iterator[DecodedFrame]:
     """Yield one frame per timestamp of `expected_pts` (sorted, presentation order).
 
@@ -91,6 +121,8 @@ def iter_frames(
     With a `deinterlacer`, frames pass through it before conversion to RGB, and every
     timestamp here is on its output's time base (one frame per field at double rate).
     With `alpha`, each frame also carries its alpha plane (VP8/VP9 via libvpx).
+    With `planes` (default: when a GPU pipeline asked, core.colour_convert), 8-bit 4:2:0
+    frames carry their YUV planes and convert to RGB only if asked.
     """
     import av
 
@@ -100,15 +132,18 @@ def iter_frames(
     start_pts = expected_pts[0]
     produced = 0
     waiting = 0  # index into expected_pts of the next frame to give
-    previous: np.ndarray | None = None
+    previous: DecodedFrame | None = None
     count = len(expected_pts)
+    if planes is None:
+        planes = planes_wanted()
+    planes = planes and deinterlacer is None and not alpha and bit_depth <= 8
 
-    def fill_until(pts: int | None, picture: np.ndarray) -> Iterator[DecodedFrame]:
+    def fill_until(pts: int | None, picture: DecodedFrame) -> Iterator[DecodedFrame]:
         nonlocal waiting
         while waiting < count and (pts is None or expected_pts[waiting] < pts):
             if tally is not None:
                 tally.missing.append(expected_pts[waiting])
-            yield DecodedFrame(pts=expected_pts[waiting], rgb=picture)
+            yield picture.repeated(expected_pts[waiting])
             waiting += 1
 
     try:
@@ -134,13 +169,13 @@ def iter_frames(
                     break
                 if waiting >= count or pts < expected_pts[waiting]:
                     continue  # a frame the probe did not list (a duplicate timestamp)
-                rgb = frame_to_rgb(frame, rgb_format)
-                yield from fill_until(pts, rgb if previous is None else previous)
+                decoded = _decoded(frame, rgb_format, planes)
+                yield from fill_until(pts, decoded if previous is None else previous)
                 if waiting < count and expected_pts[waiting] == pts:
-                    yield DecodedFrame(pts=pts, rgb=rgb)
+                    yield decoded
                     waiting += 1
                     produced += 1
-                previous = rgb
+                previous = decoded
                 if waiting >= count:
                     return
     except av.FFmpegError as exc:
@@ -154,6 +189,20 @@ def iter_frames(
             "the file is damaged here; re-export or re-download it",
         )
     yield from fill_until(None, previous)
+
+
+def _decoded(frame: Any, rgb_format: str, planes: bool) -> DecodedFrame:
+    """A decoded frame as RGB now, or with planes a GPU converts (RGB then only on demand)."""
+    if planes:
+        from vsr_desktop.core.media.color_tags import SPC_UNSPECIFIED, yuv_matrix_for
+
+        space = int(frame.colorspace)
+        if space == SPC_UNSPECIFIED:
+            space = yuv_matrix_for(frame.width, frame.height)
+        yuv = planes_of(frame, space)
+        if yuv is not None:
+            return DecodedFrame(frame.pts, yuv=yuv, convert=lambda: frame_to_rgb(frame, rgb_format))
+    return DecodedFrame(frame.pts, frame_to_rgb(frame, rgb_format))
 
 
 #: How far before a wanted frame the first re-seek aims (doubled on each retry).
