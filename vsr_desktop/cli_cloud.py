@@ -23,6 +23,7 @@ STACK_OPTIONS = {  # CLI option → template parameter
     "on_demand_fallback": "OnDemandGpuFallback",
     "notify_email": "NotificationEmail",
     "monthly_budget": "MonthlyBudgetUsd",
+    "volume_size": "VolumeSizeGiB",
 }
 
 
@@ -87,6 +88,14 @@ def add_cloud_parser(sub: Any, add_job_options: Any) -> None:
         metavar="USD",
         help="an AWS Budgets email alarm for the account (needs --notify-email; 0 = none)",
     )
+    setup.add_argument(
+        "--volume-size",
+        type=int,
+        default=None,
+        metavar="GIB",
+        help="root EBS volume per instance, the scratch space where there is no instance "
+        "store (30-2000, default 100; docs/cloud.md 'Disk sizing')",
+    )
     teardown = command(
         "teardown",
         "stop running work, delete the preview endpoint, the bucket and the stack",
@@ -104,6 +113,14 @@ def add_cloud_parser(sub: Any, add_job_options: Any) -> None:
     add_job_options(submit)
     submit.add_argument("--yes", action="store_true", help="do not ask before spending (scripts)")
     submit.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="stop the job once it has cost this much (chunk time limits enforce it in AWS "
+        "even with nothing watching; see docs/cloud.md)",
+    )
+    submit.add_argument(
         "--wait", action="store_true", help="follow the job, then download the result"
     )
     for name, text in (
@@ -114,6 +131,14 @@ def add_cloud_parser(sub: Any, add_job_options: Any) -> None:
     ):
         cmd = command(name, text)
         cmd.add_argument("job_id")
+        if name == "retry":
+            cmd.add_argument(
+                "--max-cost",
+                type=float,
+                default=None,
+                metavar="USD",
+                help="a new cost cap for the job (0 = none); else the one it was sent with",
+            )
 
 
 def cmd_cloud(args: argparse.Namespace, spec_from_args: Any) -> int:
@@ -366,19 +391,33 @@ def _estimate(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     spec = args.spec_from_args(args)
     backend = _backend(args)
+    from vsr_desktop.backends.aws.cost_cap import checked_cap
+
+    cap = checked_cap(getattr(args, "max_cost", None))
     backend.stack()  # no stack: say so before asking about money
+    backend.preflight()  # nor a quota or a worker image that can never run it
     estimate = _estimate_for(args, spec, backend.session)
     print(estimate.describe(), file=sys.stderr)
-    if not getattr(args, "yes", False) and not _confirm(
-        f"Spend about ${estimate.total_usd:.2f} in your AWS account on this job?"
-    ):
+    question = f"Spend about ${estimate.total_usd:.2f} in your AWS account on this job?"
+    if cap is not None:
+        print(f"cost cap: ${cap:.2f} (the job is stopped when it reaches it)", file=sys.stderr)
+        if estimate.total_usd > cap:
+            question = (
+                f"The estimate ${estimate.total_usd:.2f} is above the cap ${cap:.2f}: the job "
+                "will likely be stopped before it ends. Send it anyway?"
+            )
+    if not getattr(args, "yes", False) and not _confirm(question):
         print("nothing sent (pass --yes to skip this question)", file=sys.stderr)
         return 1
     bar = BytesBar("upload")
     cancel = _cancel_on_sigint()
     try:
         job = backend.submit(
-            spec, on_upload=bar, cancel=cancel, price_per_gpu_hour=estimate.usd_per_gpu_hour
+            spec,
+            on_upload=bar,
+            cancel=cancel,
+            price_per_gpu_hour=estimate.usd_per_gpu_hour,
+            max_cost_usd=cap,
         )
     except CancelledError:
         bar.close()
@@ -464,6 +503,8 @@ def _retry(args: argparse.Namespace) -> int:
             f"job {job.id} is {job.state.value}",
             "only failed, cancelled or interrupted jobs can be retried",
         )
+    if getattr(args, "max_cost", None) is not None:
+        job = backend.set_cost_cap(job, args.max_cost)
     bar = BytesBar("upload")
     try:
         job = backend.resume(job, cancel=_cancel_on_sigint(), on_upload=bar)

@@ -30,6 +30,36 @@ REGION = "eu-west-1"
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "batch": {"use_docker": False}}
 
 
+#: Service quotas the server answers GetServiceQuota with: moto's Service Quotas knows only
+#: VPC quotas and has no API to set one, so the server (in this process) is taught these.
+#: The default is an account that has asked for GPU Spot capacity (64 vCPUs);
+#: cloud_infra.seed_spot_quota changes it for one test. The app's request still goes over
+#: HTTP through botocore and moto's Service Quotas handler, as to AWS.
+SEEDED_QUOTAS: dict[tuple[str, str], float] = {("ec2", "L-3819A6DF"): 64.0}
+
+
+def _teach_service_quotas() -> None:
+    from moto.servicequotas.models import ServiceQuotasBackend
+
+    original = ServiceQuotasBackend.get_service_quota
+
+    def get_service_quota(self: object, service_code: str, quota_code: str) -> dict[str, object]:
+        value = SEEDED_QUOTAS.get((service_code, quota_code))
+        if value is None:
+            return original(self, service_code, quota_code)  # type: ignore[arg-type]
+        return {
+            "ServiceCode": service_code,
+            "QuotaCode": quota_code,
+            "QuotaName": quota_code,
+            "Value": value,
+            "Unit": "None",
+            "Adjustable": True,
+            "GlobalQuota": False,
+        }
+
+    ServiceQuotasBackend.get_service_quota = get_service_quota  # type: ignore[method-assign]
+
+
 @dataclass(frozen=True)
 class MotoServer:
     """Where the server listens."""
@@ -69,6 +99,7 @@ def moto_server() -> Iterator[MotoServer]:
         sfn_patch = None  # type: ignore[assignment]
     if sfn_patch is not None:
         sfn_patch.apply()
+    _teach_service_quotas()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     moto = MotoServer(f"http://127.0.0.1:{port}")

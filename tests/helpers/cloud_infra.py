@@ -8,6 +8,7 @@ the backend a StackInfo with the outputs the real stack has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -121,3 +122,39 @@ def _stand_in_stack(outputs: dict[str, str], max_parallel: int) -> None:
         TemplateBody=json.dumps(template),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
     )
+
+
+ACCOUNT = "123456789012"  # moto's default account
+WORKER_REPO = "vsr-worker"
+
+
+def push_worker_image(tag: str = "test") -> str:
+    """An ECR repository holding a worker image manifest under `tag` (what `docker push`
+    leaves in ECR; moto stores the manifest, no layers): returns the image URI."""
+    ecr = boto3.client("ecr")
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=WORKER_REPO)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 7023,
+            "digest": "sha256:" + "a" * 64,
+        },
+        "layers": [],
+    }
+    ecr.put_image(repositoryName=WORKER_REPO, imageManifest=json.dumps(manifest), imageTag=tag)
+    return worker_image_uri(tag)
+
+
+def worker_image_uri(tag: str = "test") -> str:
+    return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{WORKER_REPO}:{tag}"
+
+
+def seed_spot_quota(monkeypatch: Any, vcpus: float) -> None:
+    """Give the moto server an EC2 GPU Spot quota (L-3819A6DF) of `vcpus` for this test
+    (aws_fixture.SEEDED_QUOTAS: moto's Service Quotas knows no EC2 quota; see there)."""
+    from tests.helpers.aws_fixture import SEEDED_QUOTAS
+
+    monkeypatch.setitem(SEEDED_QUOTAS, ("ec2", "L-3819A6DF"), float(vcpus))

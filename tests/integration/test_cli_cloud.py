@@ -159,3 +159,39 @@ def test_vsr_jobs_cancel_and_remove_reach_an_aws_job_through_the_registry(
     assert cli.main(["jobs", "remove", job.id]) == 0
     assert f"removed job {job.id}" in capsys.readouterr().err
     assert keys() == [] and not store.exists(job.id)
+
+
+def test_submit_with_a_cost_cap_records_it_and_bounds_the_chunks(
+    aws: MotoServer, clip_factory: ClipFactory, tmp_path: Path
+) -> None:
+    """--max-cost: said before spending, asked again when the estimate is above it, and
+    recorded with the job; the execution carries the chunks' share of it as their limit."""
+    create_cloud_stack()
+    source = clip_factory(frames=24, gop=8, width=48, height=32)
+    args = ("cloud", "submit", source, "-o", tmp_path / "up.mp4", "--stack", STACK_NAME)
+    bad = vsr(*args, "--max-cost", "-2", "--yes")
+    assert bad.returncode == 2 and "positive number of US dollars" in bad.stderr
+    # moto's Spot price is $0.00001/h: a cap of $0.0000001 leaves each chunk 18 s, so 60 s.
+    asked = vsr(*args, "--max-cost", "0.0000001", stdin="n\n")
+    assert asked.returncode == 1 and "above the cap $0.00" in asked.stdout, asked.stderr
+    sent = vsr(*args, "--chunk-seconds", "0.5", "--max-cost", "0.0000001", "--yes")
+    assert sent.returncode == 0, sent.stderr
+    assert "cost cap: $0.00 (the job is stopped when it reaches it)" in sent.stderr
+    job_id = sent.stdout.strip().splitlines()[-1]
+    state = AwsBackend.aws_state(JobStore().get(job_id))
+    assert state["max_cost_usd"] == 1e-7 and state["price_per_gpu_hour"] == 0.00001
+    arn = state["execution_arn"]
+    execution = boto3.client("stepfunctions").describe_execution(executionArn=arn)
+    assert '"chunk_timeout_seconds": 60' in execution["input"]
+
+    # A stopped job goes on with a new cap: recorded, and the new execution's limit follows.
+    assert vsr("cloud", "cancel", job_id, "--stack", STACK_NAME).returncode == 0
+    retried = vsr("cloud", "retry", job_id, "--stack", STACK_NAME, "--max-cost", "0.000001")
+    assert retried.returncode == 0, retried.stderr
+    state = AwsBackend.aws_state(JobStore().get(job_id))
+    assert state["max_cost_usd"] == 1e-6 and state["execution_arn"].endswith("-retry1")
+    execution = boto3.client("stepfunctions").describe_execution(
+        executionArn=state["execution_arn"]
+    )
+    # $0.000001 at $0.00001 per GPU-hour: 360 GPU-seconds over 2 chunks.
+    assert '"chunk_timeout_seconds": 180' in execution["input"]

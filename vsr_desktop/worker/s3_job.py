@@ -22,6 +22,10 @@ under `segments/` with segments.json saying how; each upscale task downloads onl
 segment, and merge only the chunks and the side file. A job split before segments existed,
 or a source no container could cut exactly, has no segments.json: its tasks read the source
 as before. Scratch space is on the instance store when the machine has one (scratch_root).
+
+An image-sequence output (numbered PNG/TIFF frames) travels as folders: each chunk's frames
+and the merged output's files are objects under `<name>/`, followed by the object `<name>`
+as their marker (S3Job.upload_folder), so "is this chunk done?" reads the same for both.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from typing import Any
 from vsr_desktop.core.atomic_file import write_text_atomic
 from vsr_desktop.core.errors import CancelledError, InputError, JobError, MediaError, VsrError
 from vsr_desktop.core.job_spec import EngineSettings, JobSpec
+from vsr_desktop.core.media.encode import container_for
+from vsr_desktop.core.media.image_sequence import image_target
 from vsr_desktop.core.media.probe import MediaInfo, media_info_from_json, media_info_to_json
 from vsr_desktop.core.models.loading import is_model_file_reference, model_file_set
 from vsr_desktop.core.plan import Plan
@@ -411,7 +417,11 @@ def upscale_from_s3(
 
     def publish(path: Path) -> None:
         _check(cancel)
-        job.upload(path, key, metadata={"frames": str(chunk.frame_count)})
+        frames = {"frames": str(chunk.frame_count)}
+        if path.is_dir():  # an image sequence's chunk: a folder of numbered frames
+            job.upload_folder(path, key, metadata=frames)
+        else:
+            job.upload(path, key, metadata=frames)
 
     manifest = _load_segments(job)
     with _work_dir() as tmp, progress.reporting():
@@ -464,14 +474,22 @@ def merge_from_s3(job_uri: str, cancel: threading.Event | None = None) -> list[s
         what = "the side file" if side is not None else "the source"
         progress.report("running", f"downloading {len(plan.chunks)} chunk(s) and {what}")
         folder = _local_folder(job, spec, media, plan, Path(tmp), cancel, local_media=side)
+        images = container_for(Path(_output_file_name(spec))) == "image2"
         for chunk in plan.chunks:
-            job.download(
-                chunk_name(chunk.index, suffix), folder.chunk_file(chunk.index, suffix), cancel
-            )
+            name, path = chunk_name(chunk.index, suffix), folder.chunk_file(chunk.index, suffix)
+            if images:  # a folder of frames per chunk (upscale's upload_folder)
+                job.download_folder(name, path, cancel)
+            else:
+                job.download(name, path, cancel)
 
         def publish(path: Path) -> None:
             _check(cancel)
-            job.upload(path, output_name(_output_file_name(spec)))
+            key = output_name(_output_file_name(spec))
+            if images:  # the frames and the audio WAVs, each an object under output/<name>/
+                target = image_target(path, spec.encode.codec)
+                job.upload_folder(target.folder, key, {"frames": str(plan.frame_count)})
+            else:
+                job.upload(path, key)
 
         return stages.merge_stage(
             folder.root,

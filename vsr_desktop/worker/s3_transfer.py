@@ -152,6 +152,37 @@ class S3Job:
                 str(path), self.location.bucket, self.location.key(name), ExtraArgs=extra
             )
 
+    def upload_folder(self, folder: Path, name: str, metadata: dict[str, str] | None = None) -> int:
+        """An image sequence (a folder of frames and side files) as `name/<file>` objects,
+        then the object `name` itself, empty, carrying `metadata` and the file count: the
+        marker readers check (frames_of), written last so it means "all files are there"."""
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        for path in files:
+            self.upload(path, f"{name}/{path.name}")
+        with s3_errors("upload", self.location, name):
+            self.client.put_object(
+                Bucket=self.location.bucket,
+                Key=self.location.key(name),
+                Body=b"",
+                Metadata={**(metadata or {}), "files": str(len(files))},
+            )
+        return len(files)
+
+    def download_folder(
+        self, name: str, folder: Path, cancel: threading.Event | None = None
+    ) -> int:
+        """The files upload_folder put under `name/`, into `folder`; returns how many."""
+        prefix = self.location.key(name) + "/"
+        with s3_errors("list", self.location, name):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.location.bucket, Prefix=prefix
+            )
+            keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        folder.mkdir(parents=True, exist_ok=True)
+        for key in keys:
+            self.download(key[len(self.location.key("")) :], folder / key[len(prefix) :], cancel)
+        return len(keys)
+
 
 def _code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}

@@ -23,10 +23,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vsr_desktop.backends.aws import cost_cap
+from vsr_desktop.backends.aws.cost_cap import CAP_KEY
 from vsr_desktop.backends.aws.errors import CloudError, cloud_error
+from vsr_desktop.backends.aws.image_download import check_output_free, download_result
 from vsr_desktop.backends.aws.session import CloudCredentials
 from vsr_desktop.backends.aws.stack import DEFAULT_STACK_NAME, StackInfo, describe_stack
-from vsr_desktop.backends.aws.transfer import BytesProgress, download_file, upload_file
+from vsr_desktop.backends.aws.transfer import BytesProgress, upload_file
 from vsr_desktop.backends.protocol import Progress, ProgressCallback
 from vsr_desktop.core.errors import CancelledError, InputError, JobError, VsrError
 from vsr_desktop.core.job_spec import JobSpec
@@ -84,6 +87,7 @@ class AwsBackend:
         self.credentials = credentials
         self._stack = stack
         self._clients: dict[str, Any] = {}
+        self._preflight_done = False
 
     @classmethod
     def for_job(cls, store: JobStore, job: JobRecord | None) -> AwsBackend:
@@ -160,11 +164,17 @@ class AwsBackend:
         self.store.update(job_id, state=JobState.FAILED, phase="", pid=None, message=text)
 
     # ------------------------------------------------------------------ submit
-    def create_job(self, spec: JobSpec, price_per_gpu_hour: float | None = None) -> JobRecord:
+    def create_job(
+        self,
+        spec: JobSpec,
+        price_per_gpu_hour: float | None = None,
+        max_cost_usd: float | None = None,
+    ) -> JobRecord:
         """Check the spec here and record the job; nothing is sent yet.
 
         A spec that cannot run is refused with no record; once recorded, a failure (no
         stack, say) leaves the record FAILED with its reason, resumable and removable.
+        `max_cost_usd` (else the spec's target's) is the job's cost cap (cost_cap.py).
         """
         media = validate_spec(spec)
         user_model_files(spec.engine.model)  # a .param without its .bin fails here, not on Batch
@@ -172,6 +182,15 @@ class AwsBackend:
         if price_per_gpu_hour is None:  # the app's dialog hands it over with the spec
             price = spec.target.get("price_per_gpu_hour")
             price_per_gpu_hour = float(price) if isinstance(price, (int, float)) else None
+        cap = cost_cap.checked_cap(
+            max_cost_usd if max_cost_usd is not None else spec.target.get(CAP_KEY)
+        )
+        if cap is not None and not price_per_gpu_hour:
+            raise InputError(
+                "a cost cap needs the Spot price the estimate uses",
+                "submit through the estimate (the app's dialog, or `vsr cloud submit`)",
+            )
+        self.preflight()
         spec = replace(
             spec,
             backend=self.name,
@@ -194,6 +213,7 @@ class AwsBackend:
                         "region": self.session.region_name,
                         "stack": self.stack_name,
                         "price_per_gpu_hour": price_per_gpu_hour,
+                        CAP_KEY: cap,
                         "downloaded": False,
                     }
                 },
@@ -247,6 +267,7 @@ class AwsBackend:
         job: JobRecord | None = None,
         on_upload: BytesProgress | None = None,
         price_per_gpu_hour: float | None = None,
+        max_cost_usd: float | None = None,
     ) -> JobRecord:
         """Record the job (or take `job`, made by create_job), upload what it needs (resuming
         an interrupted upload) and start the execution; returns the job, RUNNING.
@@ -254,7 +275,7 @@ class AwsBackend:
         A cancel pauses the upload (CANCELLED, resumable); any other failure leaves the
         job FAILED with the reason in its message, and is raised."""
         if job is None:
-            job = self.create_job(spec, price_per_gpu_hour)
+            job = self.create_job(spec, price_per_gpu_hour, max_cost_usd)
         return self._send(self.store.get(job.id), progress, cancel, on_upload)
 
     def _send(
@@ -381,8 +402,9 @@ class AwsBackend:
         sfn = self.client("stepfunctions")
         machine = str(state.get("state_machine") or self.stack().output("StateMachineArn"))
         execution_input: dict[str, Any] = {"job_id": job.id, "job_uri": where.uri, "chunks": chunks}
-        if state.get("chunk_timeout_seconds"):  # else the state machine's default applies
-            execution_input["chunk_timeout_seconds"] = int(state["chunk_timeout_seconds"])
+        limit = self.chunk_time_limit(job)
+        if limit:  # else the state machine's default applies
+            execution_input["chunk_timeout_seconds"] = limit
         payload = json.dumps(execution_input)
         try:
             arn = sfn.start_execution(stateMachineArn=machine, name=name, input=payload)[
@@ -399,6 +421,45 @@ class AwsBackend:
             job.id, state=JobState.RUNNING, phase="waiting for capacity", message="", pid=None
         )
         return self.store.get(job.id)
+
+    def chunk_time_limit(self, job: JobRecord) -> int | None:
+        """The chunk jobs' Batch time limit: the throughput table's, lowered to the job's
+        share of its cost cap (the bound that holds with the app closed; cost_cap.py)."""
+        state = self.aws_state(job)
+        table = state.get(cost_cap.TABLE_TIMEOUT_KEY)
+        price = state.get("price_per_gpu_hour")
+        return cost_cap.chunk_time_limit(
+            int(table) if table else None,
+            state.get(CAP_KEY),
+            float(price) if price else None,
+            job.chunks_total,
+        )
+
+    def set_cost_cap(self, job: JobRecord, max_cost_usd: float | None) -> JobRecord:
+        """A new cap (None: none) for the job's next execution (`vsr cloud retry --max-cost`)."""
+        cap = cost_cap.checked_cap(max_cost_usd)
+        if cap is not None and not self.aws_state(job).get("price_per_gpu_hour"):
+            raise InputError(
+                f"job {job.id} has no Spot price recorded, so no cap can be reckoned",
+                "submit it again through the estimate",
+            )
+        self._remember(job.id, **{CAP_KEY: cap})
+        return self.store.get(job.id)
+
+    def preflight(self) -> None:
+        """The account checks before anything is recorded or spent (preflight.py): the GPU
+        Spot quota and the worker image in ECR. Once per backend: they do not change
+        between the jobs of one submit."""
+        if self._preflight_done:
+            return
+        from vsr_desktop.backends.aws.preflight import check_account
+
+        try:
+            stack = self.stack()
+        except CloudError:
+            return  # no stack: the job is recorded FAILED with that reason (create_job)
+        check_account(self.session, stack)
+        self._preflight_done = True
 
     # ------------------------------------------------------------------ resume
     def resume(
@@ -500,7 +561,27 @@ class AwsBackend:
             changes.update(
                 state=JobState.RUNNING, phase=self._phase(progress, done, job.chunks_total)
             )
+        cap = self.aws_state(job).get(CAP_KEY)
+        cost = changes["cost_usd"]
+        if status not in _EXECUTION_FINISHED and cap is not None and cost_cap.over_cap(cost, cap):
+            return self._stop_over_cap(job, float(cost), float(cap))
+        if "message" in changes and status != "SUCCEEDED":
+            changes["message"] = cost_cap.explain_timeout(
+                changes["message"], cap, self.chunk_time_limit(job)
+            )
         self.store.update(job.id, unless_finished=True, **changes)
+        return self.store.get(job.id)
+
+    def _stop_over_cap(self, job: JobRecord, cost: float, cap: float) -> JobRecord:
+        """The monitor's half of the cost cap: stop the execution and terminate the job's
+        Batch jobs at once; FAILED, with the reason in the row."""
+        terminated = self.stop(job, reason=f"vsr_desktop cost cap ${cap:.2f} reached")
+        self.store.update(
+            job.id,
+            state=JobState.FAILED,
+            cost_usd=cost,
+            message=cost_cap.stopped_message(cost, cap, len(terminated)),
+        )
         return self.store.get(job.id)
 
     def read_progress(self, job: JobRecord) -> dict[int | str, ChunkProgress]:
@@ -617,22 +698,20 @@ class AwsBackend:
         self.stop(job)
         return self.store.get(job.id)
 
-    def stop(self, job: JobRecord) -> list[str]:
+    def stop(self, job: JobRecord, reason: str = "cancelled from vsr_desktop") -> list[str]:
         """cancel, returning the Batch jobs it terminated (the CLI and the app count them)."""
         arn = self.aws_state(job).get("execution_arn")
         terminated: list[str] = []
         if arn:
             sfn = self.client("stepfunctions")
             try:
-                sfn.stop_execution(
-                    executionArn=arn, error="Cancelled", cause="cancelled from vsr_desktop"
-                )
+                sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
                     raise cloud_error("cancelling the job", exc) from exc
             except BotoCoreError as exc:
                 raise cloud_error("cancelling the job", exc) from exc
-            terminated = self._terminate_batch_jobs(job, arn)
+            terminated = self._terminate_batch_jobs(job, arn, reason)
         stopped = f"; stopped {len(terminated)} Batch job(s)" if terminated else ""
         self.store.update(
             job.id,
@@ -692,7 +771,9 @@ class AwsBackend:
                 raise cloud_error("listing the job's Batch jobs", exc) from exc
         return ids
 
-    def _terminate_batch_jobs(self, job: JobRecord, execution_arn: str) -> list[str]:
+    def _terminate_batch_jobs(
+        self, job: JobRecord, execution_arn: str, reason: str = "cancelled from vsr_desktop"
+    ) -> list[str]:
         batch = self.client("batch")
         ids = list(
             dict.fromkeys(self.batch_job_ids(execution_arn) + self.queued_batch_job_ids(job))
@@ -707,7 +788,7 @@ class AwsBackend:
                 if item["status"] in _BATCH_FINISHED:
                     continue
                 try:
-                    batch.terminate_job(jobId=item["jobId"], reason="cancelled from vsr_desktop")
+                    batch.terminate_job(jobId=item["jobId"], reason=reason)
                 except (ClientError, BotoCoreError) as exc:
                     raise cloud_error("stopping a Batch job", exc) from exc
                 terminated.append(item["jobId"])
@@ -738,13 +819,8 @@ class AwsBackend:
                 f"job {job.id} has not finished ({job.state.value})", "wait until it completes"
             )
         output = Path(job.output) if target is None else target
-        if output.exists() and not spec_of(job).overwrite and target is None:
-            raise InputError(
-                f"{output} already exists",
-                "move it away, or download to "
-                f"another file (`vsr jobs resume {job.id} --overwrite` allows "
-                "replacing it)",
-            )
+        if target is None:
+            check_output_free(output, spec_of(job), job.id)
         where = self.location(job)
         self.store.update(job.id, phase="downloading")
 
@@ -754,11 +830,12 @@ class AwsBackend:
                 on_progress(done, total)
 
         try:
-            download_file(
+            download_result(
                 self.client("s3"),
                 where.bucket,
                 where.output_key(job.output),
                 output,
+                spec_of(job).encode.codec,
                 on_progress=progress,
                 cancel=cancel,
             )

@@ -53,12 +53,20 @@ class CloudJobs(QObject):
 
     # -- actions (GUI thread; each returns at once) --------------------------------------
 
-    def submit(self, spec: JobSpec, price_per_gpu_hour: float | None = None) -> str:
+    def submit(
+        self,
+        spec: JobSpec,
+        price_per_gpu_hour: float | None = None,
+        max_cost_usd: float | None = None,
+    ) -> str:
         """Upload the source and start the execution; returns the task key. The Spot price
-        the estimate used goes with the job (its cost column is reckoned from it)."""
+        the estimate used goes with the job (its cost column is reckoned from it), and so
+        does the cost cap, if any (backends/aws/cost_cap.py enforces it)."""
         target = dict(spec.target)
         if price_per_gpu_hour is not None:
             target["price_per_gpu_hour"] = price_per_gpu_hour
+        if max_cost_usd:
+            target["max_cost_usd"] = max_cost_usd
         spec = replace(spec, backend=AWS, target=target)
         return self.runner.submit(spec, self.runner.registry.for_name(AWS))
 

@@ -15,6 +15,8 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
@@ -86,6 +88,24 @@ class SubmitDialog(QDialog):
         self.assumptions = QLabel()
         self.assumptions.setWordWrap(True)
         self.assumptions.setStyleSheet("color: palette(mid)")
+        # The per-job cost cap (0 = none): Batch time limits hold it with the app closed,
+        # and each poll stops a job that reaches it (backends/aws/cost_cap.py).
+        self.max_cost = QDoubleSpinBox()
+        self.max_cost.setObjectName("maxCostSpin")
+        self.max_cost.setRange(0.0, 100000.0)
+        self.max_cost.setDecimals(2)
+        self.max_cost.setPrefix("$ ")
+        self.max_cost.setSpecialValueText("no cap")
+        self.max_cost.setToolTip(
+            "Stop each job once it has cost this much (0 = no cap). Each chunk's time limit "
+            "is its share of the cap, so AWS holds it even while the app is closed."
+        )
+        cap_row = QHBoxLayout()
+        cap_label = QLabel("Stop each &job when it has cost:")
+        cap_label.setBuddy(self.max_cost)
+        cap_row.addWidget(cap_label)
+        cap_row.addWidget(self.max_cost)
+        cap_row.addStretch(1)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)  # busy while estimating
         self.status = QLabel()
@@ -121,6 +141,8 @@ class SubmitDialog(QDialog):
             self.buttons,
         ):
             layout.addWidget(widget, 1 if widget is self.table else 0)
+            if widget is self.assumptions:
+                layout.addLayout(cap_row)
 
         jobs.transferProgress.connect(self._on_transfer)
         jobs.taskEnded.connect(self._on_task_ended)
@@ -192,9 +214,10 @@ class SubmitDialog(QDialog):
         """Hand every sendable source to CloudJobs (uploads run one after another)."""
         self.submit_button.setEnabled(False)
         self.pause_button.setVisible(True)
+        cap = self.max_cost.value() or None
         for item in self.estimates:
             if item.submittable:
-                key = self.jobs.submit(item.spec, item.price_per_gpu_hour)
+                key = self.jobs.submit(item.spec, item.price_per_gpu_hour, cap)
                 self._keys[key] = ""
         self.status.setText(f"Uploading {len(self._keys)} video(s)…")
 
