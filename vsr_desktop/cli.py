@@ -64,6 +64,13 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     parser.add_argument(
+        "--compile",
+        default=None,
+        choices=("off", "default", "reduce-overhead", "max-autotune"),
+        help="torch.compile the network (reduce-overhead: with CUDA graphs); opt-in, not yet "
+        "measured faster (same as VSR_COMPILE; default off)",
+    )
+    parser.add_argument(
         "--cpu-conv",
         default="auto",
         dest="cpu_convolution",
@@ -251,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("-o", "--output", type=Path, required=True)
     pv.add_argument("--region", default=None, help="X,Y,WIDTH,HEIGHT of the source to upscale")
     pv.add_argument("--mode", default="side-by-side", choices=("split", "side-by-side"))
+    pv.add_argument(
+        "--deinterlace",
+        default="auto",
+        choices=("auto", "off", "bwdif", "yadif"),
+        help="show the frame as a job with this setting would upscale it (auto: deinterlaced "
+        "when the source is interlaced)",
+    )
     _add_engine_options(pv)
 
     verify = sub.add_parser(
@@ -377,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     from vsr_desktop.cli_cloud import add_cloud_parser
 
     add_cloud_parser(sub, _add_job_options)
+    from vsr_desktop.cli_gpu_addon import add_gpu_addon_parser, cmd_gpu_addon
+
+    add_gpu_addon_parser(sub)
+    COMMANDS["gpu-addon"] = cmd_gpu_addon
 
     serve = sub.add_parser(
         "serve", help="preview inference server (SageMaker's /ping, /invocations)"
@@ -471,7 +489,12 @@ def _default_output(source: Path) -> Path:
 
 
 def _engine_settings_from_args(args: argparse.Namespace) -> Any:
+    import os
+
     from vsr_desktop.core.job_spec import EngineSettings
+
+    if getattr(args, "compile", None):  # read by every engine this process (and its
+        os.environ["VSR_COMPILE"] = args.compile  # workers) builds: core.gpu_compile
 
     return EngineSettings(
         model=args.model,
@@ -776,7 +799,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         raise InputError(f"the folder {args.output.parent} does not exist")
     info = probe(args.input)
     region = Region.parse(args.region) if args.region else None
-    before, after = render_before_after(info, args.frame, _engine_for(args), region)
+    before, after = render_before_after(
+        info, args.frame, _engine_for(args), region, deinterlace=args.deinterlace
+    )
     labels = ("Before (bicubic)", f"After ({Path(args.model).stem})")
     save_png(compose(before, after, args.mode, labels), args.output)
     print(f"wrote {args.output}", file=sys.stderr)

@@ -6,12 +6,16 @@ and so that tests can check these pieces without running PyInstaller.
 
 from __future__ import annotations
 
+import importlib.util
+import marshal
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from types import CodeType
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -82,6 +86,77 @@ _UNUSED = re.compile(
 def unused_at_run_time(bundle_path: str) -> bool:
     """True for files the frozen app never loads: left out of the bundle (issue 18: 175 MB)."""
     return bool(_UNUSED.search(bundle_path.replace("\\", "/")))
+
+
+#: PEP 552 flags: hash-based .pyc whose source is never checked (there is none to check for
+#: most modules; torch's sources sit beside its .pyc only for ``inspect.getsource``).
+_PYC_UNCHECKED_HASH = 0b01
+_KEEP_IN_PYZ_PREFIXES = ("_pyi", "pyimod", "pyi_")
+
+TocEntry = tuple[str, str | None, str]
+
+
+def stays_in_pyz(module: str) -> bool:
+    """The standard library and PyInstaller's own modules stay in each executable's archive.
+
+    They are small (~3 MB) and some are needed before the path finders are set up.
+    """
+    top = module.split(".")[0]
+    return top in sys.stdlib_module_names or top.startswith(_KEEP_IN_PYZ_PREFIXES)
+
+
+def _with_filename(code: CodeType, co_filename: str) -> CodeType:
+    """``code`` and every code object nested in it, renamed to ``co_filename``."""
+    consts = tuple(
+        _with_filename(c, co_filename) if isinstance(c, CodeType) else c for c in code.co_consts
+    )
+    return code.replace(co_consts=consts, co_filename=co_filename)
+
+
+def _code_of(source: Path) -> CodeType:
+    if source.suffix.lower() == ".pyc":  # a module shipped as bytecode only
+        code: CodeType = marshal.loads(source.read_bytes()[16:])
+        return code
+    return compile(source.read_bytes(), str(source), "exec", dont_inherit=True, optimize=0)
+
+
+def shared_bytecode(
+    pure: Sequence[TocEntry], workdir: Path, code_cache: dict[str, CodeType] | None = None
+) -> tuple[list[TocEntry], list[tuple[str, str, str]]]:
+    """Split the analysis' Python modules into (kept in the PYZ, loose .pyc data files).
+
+    Why: each executable embeds its own copy of the PYZ archive, so everything in it is
+    carried twice (~42 MB each). Loose ``.pyc`` files in ``_internal/`` are read by both
+    executables. The paths inside the code objects are relative (``torch/nn/module.py``) as
+    PyInstaller makes them, so tracebacks and ``inspect.getsource`` (torch needs it; its hook
+    collects the ``.py`` files too) resolve against the bundle. The runtime hook
+    ``pyi_rth_vsr_bytecode_first`` makes Python load such a ``.pyc`` before the ``.py``
+    beside it (else it would recompile torch's sources on every start). ``code_cache`` is
+    the analysis' own code objects (PyInstaller's ``CONF["code_cache"]``): the bundle then
+    holds exactly what was analysed, even if a source changed since.
+    """
+    keep: list[TocEntry] = []
+    loose: list[tuple[str, str, str]] = []
+    header = importlib.util.MAGIC_NUMBER + _PYC_UNCHECKED_HASH.to_bytes(4, "little") + bytes(8)
+    for name, src, typecode in pure:
+        if stays_in_pyz(name):
+            keep.append((name, src, typecode))
+            continue
+        if src in (None, "-"):  # a namespace package: its folder appears with its modules
+            continue
+        source = Path(str(src))
+        parts = name.split(".")
+        if source.stem == "__init__":
+            parts.append("__init__")
+        code = (code_cache or {}).get(name) or _code_of(source)
+        data = header + marshal.dumps(_with_filename(code, os.path.join(*parts) + ".py"))
+        dest = "/".join(parts) + ".pyc"
+        out = workdir / dest
+        if not out.is_file() or out.read_bytes() != data:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+        loose.append((dest, str(out), "DATA"))
+    return keep, loose
 
 
 def write_ffmpeg_configuration(build_dir: Path) -> Path:

@@ -42,6 +42,9 @@ if __name__ == "__main__":
         )
         sys.exit(3)
 
+    from vsr_desktop.core.gpu_addon import activate
+
+    activate()  # before torch is imported: an installed CUDA add-on goes ahead of the CPU torch
     from vsr_desktop.gui.app import main
 
     sys.exit(main())

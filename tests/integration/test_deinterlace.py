@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers.footage import ffmpeg, ffprobe, local_upscale, needs_ffmpeg, streams
+from tests.helpers.footage import ffmpeg, ffprobe, local_upscale, needs_ffmpeg, streams, vsr
 from vsr_desktop.core.errors import InputError
 from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.media import probe
@@ -73,14 +73,19 @@ def comb(path: Path, scale: int = 1) -> float:
     ratios = []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            luma = frame.to_ndarray(format="gray").astype(np.float64)
-            if scale > 1:  # back to source lines: each source line is `scale` output lines
-                h, w = luma.shape[0] // scale, luma.shape[1] // scale
-                luma = luma[: h * scale, : w * scale].reshape(h, scale, w, scale).mean((1, 3))
-            adjacent = np.abs(np.diff(luma, axis=0)).mean()
-            two_apart = np.abs(luma[2:] - luma[:-2]).mean()
-            ratios.append(adjacent - two_apart)
+            ratios.append(picture_comb(frame.to_ndarray(format="gray"), scale))
     return float(np.mean(ratios))
+
+
+def picture_comb(luma: np.ndarray, scale: int = 1) -> float:
+    """One picture's combing (see :func:`comb`)."""
+    luma = luma.astype(np.float64)
+    if scale > 1:  # back to source lines: each source line is `scale` output lines
+        h, w = luma.shape[0] // scale, luma.shape[1] // scale
+        luma = luma[: h * scale, : w * scale].reshape(h, scale, w, scale).mean((1, 3))
+    adjacent = np.abs(np.diff(luma, axis=0)).mean()
+    two_apart = np.abs(luma[2:] - luma[:-2]).mean()
+    return float(adjacent - two_apart)
 
 
 def frame_count(path: Path) -> int:
@@ -107,6 +112,26 @@ def test_auto_deinterlaces_an_interlaced_source_and_says_so_once(
     assert off_comb > 20, off_comb
     assert abs(auto_comb) < 2, auto_comb
     assert frame_count(tmp_path / "auto.mp4") == frame_count(tff_h264) == 24
+
+
+def test_cli_preview_shows_the_frame_as_the_deinterlace_setting_makes_it(
+    tff_h264: Path, tmp_path: Path
+) -> None:
+    """`vsr preview --deinterlace`: the picture the job with that setting would upscale."""
+    combs = {}
+    for mode in ("auto", "off"):
+        out = tmp_path / f"{mode}.png"
+        result = vsr(
+            "preview", tff_h264, "--frame", 5, "-o", out, "--mode", "side-by-side",
+            "--scale", 2, "--precision", "fp32", "--deinterlace", mode,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        with av.open(str(out)) as container:
+            luma = next(container.decode(video=0)).to_ndarray(format="gray")
+        before = luma[:, : luma.shape[1] // 2]  # the bicubic side, at x2
+        combs[mode] = picture_comb(before[before.shape[0] // 8 :], scale=2)  # below the label
+    assert combs["off"] > 20, combs
+    assert abs(combs["auto"]) < 3, combs
 
 
 def test_double_rate_gives_a_frame_per_field_in_sync(mpeg2_mkv: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu
 
+from vsr_desktop.gui.gpu_addon_dialog import add_gpu_addon_action
 from vsr_desktop.gui.theme import THEME_LABELS, THEMES
 
 if TYPE_CHECKING:
@@ -94,4 +95,5 @@ def build_menus(window: MainWindow) -> None:
 
     help_menu = bar.addMenu("&Help")
     add_action(window, help_menu, "&Keyboard shortcuts", "F1", window.show_shortcuts)
+    add_gpu_addon_action(window, help_menu)  # Windows builds with a CUDA add-on manifest
     add_action(window, help_menu, "&About", None, window.show_about)

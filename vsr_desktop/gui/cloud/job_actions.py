@@ -32,6 +32,7 @@ class CloudJobs(QObject):
 
     transferProgress = Signal(str, object)  # task key, Transfer
     taskEnded = Signal(str, str)  # task key, outcome: "done" | "failed" | "cancelled"
+    taskFailed = Signal(str, object)  # task key, the exception (just before its taskEnded)
 
     def __init__(
         self, context: CloudContext, runner: JobRunner, parent: QObject | None = None
@@ -39,6 +40,10 @@ class CloudJobs(QObject):
         super().__init__(parent)
         self.context = context
         self.runner = runner
+        # The runner says why a call failed (callFailed: no task key) just before the same
+        # call's taskEnded; the pair gives the send dialog the reason for its own row.
+        self._last_error: object = None
+        runner.callFailed.connect(self._on_call_failed)
         runner.transfer.connect(self._on_transfer)
         runner.taskEnded.connect(self._on_task_ended)
 
@@ -108,6 +113,13 @@ class CloudJobs(QObject):
         if isinstance(value, Transfer):
             self.transferProgress.emit(key, value)
 
+    @Slot(str, object)
+    def _on_call_failed(self, title: str, error: object) -> None:
+        self._last_error = error
+
     @Slot(str, str)
     def _on_task_ended(self, key: str, outcome: str) -> None:
+        error, self._last_error = self._last_error, None
+        if outcome == "failed" and error is not None:
+            self.taskFailed.emit(key, error)
         self.taskEnded.emit(key, outcome)
