@@ -489,12 +489,7 @@ def _default_output(source: Path) -> Path:
 
 
 def _engine_settings_from_args(args: argparse.Namespace) -> Any:
-    import os
-
     from vsr_desktop.core.job_spec import EngineSettings
-
-    if getattr(args, "compile", None):  # read by every engine this process (and its
-        os.environ["VSR_COMPILE"] = args.compile  # workers) builds: core.gpu_compile
 
     return EngineSettings(
         model=args.model,
@@ -508,6 +503,7 @@ def _engine_settings_from_args(args: argparse.Namespace) -> Any:
         batch_size=getattr(args, "batch_size", 1),
         devices=getattr(args, "devices", ""),
         hardware_decode=getattr(args, "hwdecode", False),
+        compile=getattr(args, "compile", None) or "",
     )
 
 

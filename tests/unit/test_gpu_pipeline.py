@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,16 +234,26 @@ def test_a_compiled_network_gives_the_same_frames() -> None:
     assert np.array_equal(compiled.upscale(frames), plain)
 
 
-def test_the_compile_option_reaches_the_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_compile_option_travels_in_the_job_spec_to_the_engine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--compile is an engine setting of the spec (it reaches Slurm and AWS workers too)."""
     from vsr_desktop.cli import _engine_settings_from_args, build_parser
+    from vsr_desktop.core.job_spec import JobSpec
+    from vsr_desktop.worker.job_setup import build_engine
 
-    monkeypatch.setenv(gpu_compile.COMPILE_ENV, "")  # restored (unset) after the test
+    monkeypatch.setenv(gpu_compile.COMPILE_ENV, "")
     parser = build_parser()
-    _engine_settings_from_args(parser.parse_args(["upscale", "in.mp4"]))
-    assert gpu_compile.compile_mode() == "off"  # never on unless asked
+    plain = _engine_settings_from_args(parser.parse_args(["upscale", "in.mp4"]))
+    assert plain.compile == "" and gpu_compile.compile_mode(plain.compile or None) == "off"
     args = parser.parse_args(["upscale", "in.mp4", "--compile", "reduce-overhead"])
-    _engine_settings_from_args(args)
-    assert gpu_compile.compile_mode() == "reduce-overhead"
+    settings = _engine_settings_from_args(args)
+    spec = JobSpec(source=tmp_path / "in.mp4", output=tmp_path / "out.mp4", engine=settings)
+    assert JobSpec.from_json(spec.to_json()).engine.compile == "reduce-overhead"
+    with pytest.raises(EngineError, match="CUDA graphs"):  # reached the engine: no GPU here
+        build_engine(replace(settings, device="cpu", precision="fp32"))
+    eager = build_engine(replace(settings, compile="eager", device="cpu", precision="fp32"))
+    assert eager._network is not eager.module  # type: ignore[attr-defined]
     with pytest.raises(SystemExit):
         parser.parse_args(["upscale", "in.mp4", "--compile", "fastest"])
 

@@ -41,6 +41,9 @@ class EngineSettings:
     devices: str = ""
     #: Decode on the GPU (NVDEC through FFmpeg's *_cuvid decoders), falling back with a note.
     hardware_decode: bool = False
+    #: ``torch.compile`` mode for the network (core.gpu_compile; opt-in, unmeasured); empty:
+    #: the VSR_COMPILE environment variable where the job runs, else off.
+    compile: str = ""
 
 
 @dataclass(frozen=True)

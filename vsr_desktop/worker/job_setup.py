@@ -246,4 +246,5 @@ def build_engine(settings: EngineSettings) -> FrameUpscaler:
         outscale=settings.outscale if settings.outscale is not None else loaded.output_scale,
         supports_half=loaded.supports_half,  # fp16 overflows in some architectures
         supports_bfloat16=loaded.supports_bfloat16,
+        compile=settings.compile or None,
     )

@@ -4,6 +4,10 @@ The estimate (probing each source, reading the stack and live Spot prices) runs 
 thread the moment the dialog opens. Submit hands the uploads to the app-wide CloudJobs, so
 the dialog may be closed while they run: the jobs panel rows show "uploading NN%" from the
 store, and Pause stops the upload between parts (Retry in the panel resumes it).
+
+A submit the account checks refuse (Spot quota, worker image, cost cap: backends/aws
+preflight.py, cost_cap.py) records no job, so there is nothing to retry in the panel: the
+dialog says the refusal itself, with what to do next, where the user is looking.
 """
 
 from __future__ import annotations
@@ -31,12 +35,26 @@ from vsr_desktop.core.errors import VsrError
 from vsr_desktop.gui.cloud import estimate_view as view
 from vsr_desktop.gui.cloud.estimate_view import SourceEstimate
 from vsr_desktop.gui.cloud.job_actions import CloudJobs
+from vsr_desktop.gui.error_dialog import wrappable
 from vsr_desktop.gui.errors import show_error
 from vsr_desktop.gui.jobs.job_runner import Transfer
 from vsr_desktop.gui.tasks import Task, TaskContext, TaskRunner
 
 if TYPE_CHECKING:
     from vsr_desktop.core.job_spec import JobSpec
+
+
+def _refusal(name: str, error: object) -> str:
+    """One refused send, wrapped: the reason, then what to do (the error's hint)."""
+    if isinstance(error, VsrError):
+        text = f"{name} was not sent: {error.message}"
+        if error.hint:
+            text += f"\nWhat to do: {error.hint}"
+    elif error is not None:
+        text = f"{name} was not sent: {type(error).__name__}: {error}"
+    else:
+        text = f"{name} was not sent (the reason is in the jobs panel's status line)"
+    return wrappable(text)
 
 
 def _size(count: int) -> str:
@@ -61,6 +79,9 @@ class SubmitDialog(QDialog):
         self.estimates: list[SourceEstimate] = []
         self._runner = TaskRunner(self)
         self._keys: dict[str, str] = {}  # task key → outcome ("" while running)
+        self._names: dict[str, str] = {}  # task key → the source's file name
+        self._recorded: set[str] = set()  # keys whose job was recorded (a row to retry)
+        self._errors: dict[str, object] = {}  # task key → why it failed
 
         context = jobs.context
         settings = context.settings
@@ -111,6 +132,8 @@ class SubmitDialog(QDialog):
         self.status = QLabel()
         self.status.setObjectName("submitStatus")
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.buttons = QDialogButtonBox()
         self.submit_button = QPushButton("&Submit")
@@ -145,6 +168,7 @@ class SubmitDialog(QDialog):
                 layout.addLayout(cap_row)
 
         jobs.transferProgress.connect(self._on_transfer)
+        jobs.taskFailed.connect(self._on_task_failed)
         jobs.taskEnded.connect(self._on_task_ended)
         self._runner.finished.connect(self._on_estimated)
         self._runner.failed.connect(self._on_estimate_failed)
@@ -219,6 +243,7 @@ class SubmitDialog(QDialog):
             if item.submittable:
                 key = self.jobs.submit(item.spec, item.price_per_gpu_hour, cap)
                 self._keys[key] = ""
+                self._names[key] = item.spec.source.name
         self.status.setText(f"Uploading {len(self._keys)} video(s)…")
 
     @Slot()
@@ -231,6 +256,7 @@ class SubmitDialog(QDialog):
     def _on_transfer(self, key: str, value: object) -> None:
         if key not in self._keys or not isinstance(value, Transfer):
             return
+        self._recorded.add(key)  # the backend reports once the job is recorded
         if not value.total:  # recorded; the upload has not started
             self.status.setText(f"Preparing {value.name}…")
             return
@@ -239,6 +265,11 @@ class SubmitDialog(QDialog):
             f"Uploading {value.name}: {_size(value.done)} of "
             f"{_size(value.total)} ({value.percent}%)"
         )
+
+    @Slot(str, object)
+    def _on_task_failed(self, key: str, error: object) -> None:
+        if key in self._keys:
+            self._errors[key] = error
 
     @Slot(str, str)
     def _on_task_ended(self, key: str, outcome: str) -> None:
@@ -253,11 +284,31 @@ class SubmitDialog(QDialog):
             self.status.setText(f"{len(outcomes)} job(s) running in the cloud.")
             self.accept()
             return
-        paused, failed = outcomes.count("cancelled"), outcomes.count("failed")
-        self.status.setText(
-            f"{outcomes.count('done')} started, {paused} paused, {failed} "
-            "failed. Retry them from the jobs panel."
-        )
+        self.status.setText(self._outcome_text())
+
+    def _outcome_text(self) -> str:
+        """What became of the sends: each refusal in its own words (no job row exists, so
+        no "retry"), then the counts; Retry is offered only for rows that exist."""
+        refused = [
+            key
+            for key, outcome in self._keys.items()
+            if outcome == "failed" and key not in self._recorded
+        ]
+        lines = [_refusal(self._names.get(key, "?"), self._errors.get(key)) for key in refused]
+        outcomes = [o for key, o in self._keys.items() if key not in refused]
+        started = outcomes.count("done")
+        stopped = len(outcomes) - started  # paused, failed after recording, interrupted
+        if refused:
+            lines.append(
+                f"{len(refused)} not sent (no job was recorded); {started} started"
+                + (f", {stopped} stopped." if stopped else ".")
+            )
+        else:
+            paused = outcomes.count("cancelled")
+            lines.append(f"{started} started, {paused} paused, {stopped - paused} failed.")
+        if stopped:
+            lines.append("Retry the stopped ones from the jobs panel.")
+        return "\n".join(lines)
 
     def done(self, result: int) -> None:
         """Closing stops the estimate; uploads carry on (the jobs panel shows them)."""
