@@ -59,3 +59,19 @@ def cloud_error(action: str, exc: Exception) -> CloudError:
         f"AWS error while {action}: {text}",
         "try again in a minute; if it persists, check the AWS console",
     )
+
+
+def result_read_error(action: str, exc: Exception, bucket: str, key: str) -> CloudError:
+    """A failed read of a job's result: a missing object says so (the job may not have
+    finished, or its files expired); anything else as :func:`cloud_error`."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in {
+        "404",
+        "NoSuchKey",
+    }:
+        return CloudError(
+            f"s3://{bucket}/{key} does not exist",
+            "the job may not have finished, or its files expired",
+        )
+    return cloud_error(action, exc)

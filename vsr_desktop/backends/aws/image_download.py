@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vsr_desktop.backends.aws.errors import CloudError, cloud_error
+from vsr_desktop.backends.aws.errors import CloudError, result_read_error
 from vsr_desktop.backends.aws.transfer import BytesProgress, download_file
 from vsr_desktop.core.errors import InputError
 from vsr_desktop.core.job_spec import JobSpec
@@ -120,15 +120,8 @@ def _listing(s3: Any, bucket: str, key: str) -> list[tuple[str, int]]:
         marker = s3.head_object(Bucket=bucket, Key=key)
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key + "/")
         objects = [(o["Key"], int(o["Size"])) for page in pages for o in page.get("Contents", [])]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
-            raise CloudError(
-                f"s3://{bucket}/{key} does not exist",
-                "the job may not have finished, or its files expired",
-            ) from exc
-        raise cloud_error("listing the result's frames", exc) from exc
-    except BotoCoreError as exc:
-        raise cloud_error("listing the result's frames", exc) from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise result_read_error("listing the result's frames", exc, bucket, key) from exc
     expected = str(marker.get("Metadata", {}).get("files", ""))
     if not expected.isdigit() or int(expected) != len(objects):
         raise CloudError(

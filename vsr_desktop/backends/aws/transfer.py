@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vsr_desktop.backends.aws.errors import CloudError, cloud_error
+from vsr_desktop.backends.aws.errors import CloudError, cloud_error, result_read_error
 from vsr_desktop.core.errors import CancelledError
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024  # S3 allows 10,000 parts: 160 GB at this size
@@ -157,15 +157,8 @@ def download_file(
     """Download to `target` through a `.partial` file renamed at the end; returns the size."""
     try:
         size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
-            raise CloudError(
-                f"s3://{bucket}/{key} does not exist",
-                "the job may not have finished, or its files expired",
-            ) from exc
-        raise cloud_error("starting the download", exc) from exc
-    except BotoCoreError as exc:
-        raise cloud_error("starting the download", exc) from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise result_read_error("starting the download", exc, bucket, key) from exc
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     done = partial.stat().st_size if partial.exists() else 0
