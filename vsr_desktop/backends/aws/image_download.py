@@ -13,7 +13,6 @@ for local jobs (core/media/image_sequence.py), nothing partial ever carries the 
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from vsr_desktop.backends.aws.transfer import BytesProgress, download_file
 from vsr_desktop.core.errors import InputError
 from vsr_desktop.core.job_spec import JobSpec
 from vsr_desktop.core.media.encode import container_for
-from vsr_desktop.core.media.image_sequence import check_image_output, image_target
+from vsr_desktop.core.media.image_sequence import check_image_output, image_target, swap_folder
 
 
 def check_output_free(output: Path, spec: JobSpec, job_id: str) -> None:
@@ -101,7 +100,7 @@ def download_image_sequence(
             on_progress(done, total)
     try:
         if target.owns_folder:
-            _swap_folder(staging, target.folder)
+            swap_folder(staging, target.folder)
         else:
             for path in sorted(staging.iterdir()):
                 os.replace(path, target.folder / path.name)
@@ -130,13 +129,3 @@ def _listing(s3: Any, bucket: str, key: str) -> list[tuple[str, int]]:
             "retry the job (its merge runs again), then download",
         )
     return objects
-
-
-def _swap_folder(built: Path, folder: Path) -> None:
-    """The finished folder under its name; an old one (overwrite allowed) goes only then."""
-    old = folder.with_name(f".{folder.name}.old")
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(built, folder)
-    shutil.rmtree(old, ignore_errors=True)

@@ -271,7 +271,7 @@ def merge_image_sequence(
                 index += 1
         notes = write_audio_sidecars(source, building, target.stem)
         if target.owns_folder:
-            _swap_folder(building, target.folder)
+            swap_folder(building, target.folder)
         else:
             for frame in sorted(building.iterdir()):
                 os.replace(frame, target.folder / frame.name)
@@ -293,8 +293,9 @@ def _move(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _swap_folder(built: Path, folder: Path) -> None:
-    """Put the finished folder under its name; an old one (--overwrite) goes only then."""
+def swap_folder(built: Path, folder: Path) -> None:
+    """Put the finished folder under its name; an old one (overwrite allowed) goes only then
+    (local merges and cloud downloads)."""
     old = folder.with_name(f".{folder.name}.old")
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
