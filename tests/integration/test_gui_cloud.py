@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox
 from tests.conftest import ClipFactory
 from tests.helpers.aws_fixture import REGION, MotoServer
 from tests.helpers.cloud_infra import BUCKET, STACK_NAME, create_cloud_stack
+from tests.helpers.gui_cloud import PART, cloud_settings_file, cloud_window
 from tests.helpers.memory_keyring import MemoryKeyring
 from vsr_desktop.backends.aws.backend import AwsBackend
 from vsr_desktop.backends.aws.cost import estimate_job
@@ -36,9 +37,8 @@ from vsr_desktop.gui.cloud.job_actions import Transfer
 from vsr_desktop.gui.cloud.submit_dialog import SubmitDialog
 from vsr_desktop.gui.jobs.jobs_model import Column, JobsTableModel, state_text
 from vsr_desktop.gui.jobs.jobs_panel import can_download
-from vsr_desktop.gui.main_window import MainWindow, spec_for
+from vsr_desktop.gui.main_window import spec_for
 
-PART = 64 * 1024
 TIMEOUT_MS = 60_000
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -48,30 +48,7 @@ BUCKET_STACK = """{"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}},
 
 @pytest.fixture()
 def settings_file(tmp_path: Path) -> SettingsFile:
-    (tmp_path / "out").mkdir()
-    file = SettingsFile(tmp_path / "settings.json")
-    file.save(
-        AppSettings(
-            outscale=2.0,
-            output_folder=str(tmp_path / "out"),
-            chunk_seconds=0.5,
-            cloud_stack_name=STACK_NAME,
-            cloud_auto_download=False,
-        )
-    )
-    return file
-
-
-def _window(qtbot: Any, settings_file: SettingsFile, tmp_path: Path) -> MainWindow:
-    window = MainWindow(
-        settings_file=settings_file,
-        store=JobStore(tmp_path / "jobs.sqlite3"),
-        opener=lambda path: None,
-        probe_device=False,
-    )
-    qtbot.addWidget(window)
-    window.cloud.part_size = PART
-    return window
+    return cloud_settings_file(tmp_path)
 
 
 @pytest.fixture()
@@ -117,7 +94,7 @@ def test_estimate_fills_in_and_submit_uploads_with_progress(
     stack: Any, qtbot: Any, settings_file: SettingsFile, tmp_path: Path, clip_factory: ClipFactory
 ) -> None:
     source = _source(tmp_path, clip_factory(width=320, height=240, frames=48, crf=4))
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         window.open_files([source])
         window.send_to_aws()
@@ -175,7 +152,7 @@ def test_pause_upload_then_retry_resumes_it(
     stack: Any, qtbot: Any, settings_file: SettingsFile, tmp_path: Path, clip_factory: ClipFactory
 ) -> None:
     source = _source(tmp_path, clip_factory(width=320, height=240, frames=48, crf=4))
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         window.open_files([source])
         window.send_to_aws()
@@ -219,7 +196,7 @@ def test_estimate_without_a_stack_says_to_deploy(
     clip_factory: ClipFactory,
 ) -> None:
     source = _source(tmp_path, clip_factory(frames=24, gop=8, width=48, height=32))
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         window.open_files([source])
         window.send_to_aws()
@@ -247,7 +224,7 @@ def test_download_action_fetches_the_output(
         Bucket=BUCKET, Key=f"jobs/{job.id}/output/{output.name}", Body=body
     )
     qtbot.waitUntil(lambda: _execution_status(job) == "SUCCEEDED", timeout=TIMEOUT_MS)
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         panel = window.jobs_panel
         qtbot.waitUntil(
@@ -293,7 +270,7 @@ def test_auto_download_when_the_poller_sees_the_job_complete(
     stack: Any, qtbot: Any, settings_file: SettingsFile, tmp_path: Path, clip_factory: ClipFactory
 ) -> None:
     job, output = _output_in_the_cloud(tmp_path, settings_file, clip_factory, b"auto")
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         qtbot.waitUntil(
             lambda: output.exists() and not window.cloud_jobs.busy(job.id), timeout=TIMEOUT_MS
@@ -310,7 +287,7 @@ def test_jobs_finished_while_the_app_was_closed_download_at_start(
     job, output = _output_in_the_cloud(tmp_path, settings_file, clip_factory, b"while away")
     # The app was closed when the job finished: the store already says so.
     JobStore(tmp_path / "jobs.sqlite3").update(job.id, state=JobState.COMPLETED, phase="")
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         qtbot.waitUntil(
             lambda: output.exists() and not window.cloud_jobs.busy(job.id), timeout=TIMEOUT_MS
@@ -342,7 +319,7 @@ def test_cancel_from_the_panel_runs_off_the_gui_thread_and_ends_cancelled(
         return original(self, record)
 
     monkeypatch.setattr(AwsBackend, "cancel", cancel)
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         panel = window.jobs_panel
         panel.select_job(job.id)
@@ -415,7 +392,7 @@ def test_remove_asks_before_deleting_an_undownloaded_cloud_output(
     """The question's words are the AWS backend's (work_lost_on_remove); Cancel keeps it."""
     from PySide6.QtWidgets import QMessageBox as Box
 
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         job = JobRecord(
             id=JobStore.new_id(),
@@ -542,7 +519,7 @@ def test_secret_key_goes_to_the_keychain_never_the_settings(
     monkeypatch: pytest.MonkeyPatch,
     isolated_user_dirs: Path,
 ) -> None:
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         window.open_cloud_dialog()
         dialog = window.cloud_dialog

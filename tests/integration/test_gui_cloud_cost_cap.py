@@ -16,43 +16,22 @@ from PySide6.QtCore import Qt
 from tests.conftest import ClipFactory
 from tests.helpers.aws_fixture import MotoServer
 from tests.helpers.cloud_infra import STACK_NAME, create_cloud_stack
+from tests.helpers.gui_cloud import cloud_settings_file, cloud_window
 from vsr_desktop.backends.aws.backend import AwsBackend
 from vsr_desktop.core.jobs import JobState, JobStore
-from vsr_desktop.core.settings import AppSettings, SettingsFile
+from vsr_desktop.core.settings import SettingsFile
 from vsr_desktop.gui.cloud.submit_dialog import SubmitDialog
 from vsr_desktop.gui.jobs.jobs_model import Column
-from vsr_desktop.gui.main_window import MainWindow, spec_for
+from vsr_desktop.gui.main_window import spec_for
 
 TIMEOUT_MS = 60_000
 
 
 @pytest.fixture()
 def settings_file(aws: MotoServer, tmp_path: Path) -> SettingsFile:
-    (tmp_path / "out").mkdir()
-    file = SettingsFile(tmp_path / "settings.json")
-    file.save(
-        AppSettings(
-            outscale=2.0,
-            output_folder=str(tmp_path / "out"),
-            chunk_seconds=0.5,
-            cloud_stack_name=STACK_NAME,
-            cloud_auto_download=False,
-        )
-    )
+    file = cloud_settings_file(tmp_path)
     create_cloud_stack()
     return file
-
-
-def _window(qtbot: Any, settings_file: SettingsFile, tmp_path: Path) -> MainWindow:
-    window = MainWindow(
-        settings_file=settings_file,
-        store=JobStore(tmp_path / "jobs.sqlite3"),
-        opener=lambda path: None,
-        probe_device=False,
-    )
-    qtbot.addWidget(window)
-    window.cloud.part_size = 64 * 1024
-    return window
 
 
 def _source(tmp_path: Path, clip_factory: ClipFactory) -> Path:
@@ -64,7 +43,7 @@ def _source(tmp_path: Path, clip_factory: ClipFactory) -> Path:
 def test_the_dialogs_cost_cap_goes_with_the_job(
     qtbot: Any, settings_file: SettingsFile, tmp_path: Path, clip_factory: ClipFactory
 ) -> None:
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         window.open_files([_source(tmp_path, clip_factory)])
         window.send_to_aws()
@@ -97,7 +76,7 @@ def test_the_apps_poller_stops_a_job_past_its_cap_and_the_row_says_why(
     spec = spec_for(settings_file.load(), _source(tmp_path, clip_factory), "aws")
     # The split job's CPU time passes $0.0001 after ~2 s: the app, not the job, stops it.
     job = backend.submit(spec, price_per_gpu_hour=0.5, max_cost_usd=0.0001)
-    window = _window(qtbot, settings_file, tmp_path)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     try:
         qtbot.waitUntil(
             lambda: window.store.get(job.id).state is JobState.FAILED, timeout=TIMEOUT_MS

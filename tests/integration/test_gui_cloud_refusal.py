@@ -16,29 +16,18 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tests.conftest import ClipFactory
 from tests.helpers.aws_fixture import MotoServer
-from tests.helpers.cloud_infra import STACK_NAME, create_cloud_stack, seed_spot_quota
-from vsr_desktop.core.jobs import JobStore
-from vsr_desktop.core.settings import AppSettings, SettingsFile
+from tests.helpers.cloud_infra import create_cloud_stack, seed_spot_quota
+from tests.helpers.gui_cloud import cloud_settings_file, cloud_window
+from vsr_desktop.core.settings import SettingsFile
 from vsr_desktop.gui.cloud.submit_dialog import SubmitDialog
 from vsr_desktop.gui.error_dialog import plain
-from vsr_desktop.gui.main_window import MainWindow
 
 TIMEOUT_MS = 60_000
 
 
 @pytest.fixture()
 def settings_file(aws: MotoServer, tmp_path: Path) -> SettingsFile:
-    (tmp_path / "out").mkdir()
-    file = SettingsFile(tmp_path / "settings.json")
-    file.save(
-        AppSettings(
-            outscale=2.0,
-            output_folder=str(tmp_path / "out"),
-            chunk_seconds=0.5,
-            cloud_stack_name=STACK_NAME,
-            cloud_auto_download=False,
-        )
-    )
+    file = cloud_settings_file(tmp_path)
     create_cloud_stack()
     return file
 
@@ -59,13 +48,7 @@ def test_a_send_refused_for_the_spot_quota_says_why_in_the_dialog(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seed_spot_quota(monkeypatch, 0)
-    window = MainWindow(
-        settings_file=settings_file,
-        store=JobStore(tmp_path / "jobs.sqlite3"),
-        opener=lambda path: None,
-        probe_device=False,
-    )
-    qtbot.addWidget(window)
+    window = cloud_window(qtbot, settings_file, tmp_path)
     source = tmp_path / "clip.mp4"
     source.write_bytes(clip_factory(frames=24, gop=8, width=48, height=32).read_bytes())
     try:
